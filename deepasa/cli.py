@@ -16,7 +16,8 @@ from deepasa.errors import DeepASAError
 
 # Packages that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "deepasa.scenes.commands",   # sounds, simulate
+    "deepasa.scenes.bank_commands",  # sounds fetch|list
+    "deepasa.scenes.commands",   # simulate
     "deepasa.model.commands",    # complexity
     "deepasa.metrics.commands",  # evaluate-seld
 )

@@ -1,0 +1,73 @@
+"""Audio file I/O with the checks DESIGN.md asks for (no torch).
+
+``load_audio`` returns float32 ``(M, N)`` arrays and refuses unreadable, empty or non-finite input with a
+:class:`~deepasa.errors.DeepASAError`; ``write_audio`` writes float32 WAV atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from deepasa.errors import DeepASAError
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample along the last axis with soxr (high quality).
+
+    Args:
+        x: (..., N) float array.
+    Returns:
+        (..., N') float32 with N' ≈ N · sr_out / sr_in.
+    """
+    if sr_in == sr_out:
+        return np.asarray(x, dtype=np.float32)
+    import soxr
+
+    x = np.asarray(x, dtype=np.float32)
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])  # (L, N)
+    y = soxr.resample(flat.T, sr_in, sr_out, quality="HQ").T  # (L, N')
+    return np.ascontiguousarray(y.reshape(*lead, y.shape[-1]), dtype=np.float32)  # (..., N')
+
+
+def load_audio(path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Read an audio file (wav/flac/ogg/...) as float32.
+
+    Args:
+        path: file path.
+        sample_rate: resample to this rate when given.
+    Returns:
+        (audio (M, N) float32, sample rate).
+    Raises:
+        DeepASAError: missing, unreadable, empty, or containing NaN/Inf samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeepASAError(f"no such audio file: {path}")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, M)
+    except Exception as exc:  # libsndfile says why in one line
+        raise DeepASAError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if data.size == 0:
+        raise DeepASAError(f"{path} contains no samples")
+    if not np.isfinite(data).all():
+        raise DeepASAError(f"{path} contains NaN or Inf samples")
+    audio = np.ascontiguousarray(data.T)  # (M, N)
+    if sample_rate is not None and sample_rate != sr:
+        audio, sr = resample(audio, sr, sample_rate), sample_rate
+    return audio, sr
+
+
+def write_audio(path, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:
+    """Write ``audio`` (M, N) or (N,) to ``path`` atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = np.asarray(audio, dtype=np.float32)
+    data = a.T if a.ndim == 2 else a  # (N, M) or (N,)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    sf.write(str(tmp), data, sample_rate, subtype=subtype, format=path.suffix.lstrip(".").upper() or "WAV")
+    os.replace(tmp, path)
