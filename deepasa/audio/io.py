@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +63,33 @@ def load_audio(path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     return audio, sr
 
 
+def _float_wav_bytes(data: np.ndarray, sample_rate: int) -> bytes:
+    """A 32-bit IEEE-float WAV file (fmt + fact + data chunks) for ``data`` (N, M).
+
+    libsndfile adds a PEAK chunk with a time stamp to float WAVs, so the same samples written twice give
+    different bytes; this writer is byte-reproducible and every reader (libsndfile included) accepts it.
+    """
+    n, m = data.shape
+    payload = np.ascontiguousarray(data, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHHH", 3, m, sample_rate, sample_rate * 4 * m, 4 * m, 32, 0)
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, n)
+    chunks += b"data" + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
 def write_audio(path, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:
-    """Write ``audio`` (M, N) or (N,) to ``path`` atomically (temp file, then rename)."""
+    """Write ``audio`` (M, N) or (N,) to ``path`` atomically (temp file, then rename).
+
+    Float WAV is written by :func:`_float_wav_bytes` (reproducible bytes); other formats by soundfile.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     a = np.asarray(audio, dtype=np.float32)
-    data = a.T if a.ndim == 2 else a  # (N, M) or (N,)
+    data = a.T if a.ndim == 2 else a[:, None]  # (N, M)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    sf.write(str(tmp), data, sample_rate, subtype=subtype, format=path.suffix.lstrip(".").upper() or "WAV")
+    fmt = path.suffix.lstrip(".").upper() or "WAV"
+    if fmt == "WAV" and subtype == "FLOAT":
+        tmp.write_bytes(_float_wav_bytes(data, sample_rate))
+    else:
+        sf.write(str(tmp), data, sample_rate, subtype=subtype, format=fmt)
     os.replace(tmp, path)

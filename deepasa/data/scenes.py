@@ -110,6 +110,10 @@ class SceneDataset(Dataset):
             all_src = sum(_read(f) + _read(self.dir / "reverb" / sid / f.name) for f in files) if files else 0.0
             noise = (mixture - all_src).astype(np.float32)
         cls = np.full(self.n_slots, -1, dtype=np.int64)
+        meta_file = self.dir / "meta" / f"{sid}.json"
+        if meta_file.is_file():  # ours: the class of a source is known even if it is never labelled active
+            for k, src in enumerate(json.loads(meta_file.read_text())["sources"][:k_src]):
+                cls[k] = int(src["class_index"])
         activity = np.zeros((self.n_slots, n_frames), dtype=np.float32)
         doa = np.zeros((self.n_slots, n_frames, 3), dtype=np.float32)
         with open(self.dir / "info" / f"{sid}.csv", newline="") as fh:

@@ -104,7 +104,12 @@ def image_sources(room_dim, alpha: float, points: np.ndarray, max_order: int, fs
     for p in points:
         room.add_source(np.asarray(p, dtype=np.float64))
     room.image_source_model()
-    return [(s.images, s.damping[0], s.orders) for s in room.sources]
+    out = []
+    for s in room.sources:
+        # pra's image order may vary between runs/processes: sort, so that sums are bit-reproducible
+        order = np.lexsort((s.images[2], s.images[1], s.images[0], s.orders))
+        out.append((s.images[:, order], s.damping[0][order], s.orders[order]))
+    return out
 
 
 def _fractional_delay_taps(t: np.ndarray):

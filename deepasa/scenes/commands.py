@@ -114,6 +114,7 @@ def run(args) -> int:
     if args.workers < 1:
         raise DeepASAError(f"--workers must be at least 1, got {args.workers}")
     shard_k, shard_n = _parse_shard(args.shard)
+    sharded = args.shard is not None
     overrides = list(args.set)
     cfg = SceneConfig.from_sources(args.config, overrides)
     if args.classes:
@@ -130,7 +131,7 @@ def run(args) -> int:
     fmts = list(FORMATS) if args.format == "both" else [args.format]
     roots = [args.out / f for f in fmts] if args.format == "both" else [args.out]
     finals = [r / args.split for r in roots]
-    if shard_n == 1:
+    if not sharded:
         existing = [str(f) for f in finals if f.exists()]
         if existing and not args.overwrite:
             raise DeepASAError(f"output folder exists: {existing[0]} (use --overwrite to replace it)")
@@ -155,13 +156,14 @@ def run(args) -> int:
             for key, val in timings.items():
                 totals[key] = totals.get(key, 0.0) + val
     except BaseException as exc:
-        if shard_n == 1:
+        if not sharded:
             for b in builds:
                 shutil.rmtree(b, ignore_errors=True)
         if isinstance(exc, (DeepASAError, KeyboardInterrupt)):
             raise
-        raise DeepASAError(f"simulation failed ({type(exc).__name__}: {exc}); nothing was kept") from exc
-    if shard_n == 1:
+        kept = "complete scenes were kept; re-run to resume" if sharded else "nothing was kept"
+        raise DeepASAError(f"simulation failed ({type(exc).__name__}: {exc}); {kept}") from exc
+    if not sharded:
         for build, final in zip(builds, finals):
             if final.exists():  # --overwrite: move the old one aside, then drop it
                 old = final.with_name(f".{final.name}.old-{os.getpid()}")
