@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "deepasa.scenes.commands",   # simulate
     "deepasa.model.commands",    # complexity
     "deepasa.metrics.commands",  # evaluate-seld
+    "deepasa.train.commands",    # train, evaluate
     "deepasa.inference.commands",  # demo
 )
 
