@@ -1,0 +1,279 @@
+"""Model configurations: one dataclass, five named sizes, YAML loading.
+
+Every size the network needs (STFT frames T, frequency bins F, label frames T', slot count J, class count C,
+channel count M, pooled widths of the heads, the TCM attention width, the CoI upsampling kernel) is derived
+here from a handful of primary fields, so no module hard-codes 201 frames, 321 bins or 40 label frames
+(SPEC §10 says the authors' decoders do).
+
+Named configurations (``get_config(name)``):
+
+* ``paper``      Net 1 of DeepASA as released (SPEC constants: M=4, J=5, C=13, D=64, 6 blocks, 16 kHz,
+                 n_fft 640 / hop 320, 4-s clips), no chain-of-inference, no pretrained-encoder branch.
+* ``paper-coi``  the same plus one chain-of-inference step (SPEC §3.7).
+* ``uss``        the MC-FUSS separation-only variant "DeepASA (SEP)" (SPEC §3.11): J=4 source objects + one
+                 noise object, reference-channel output, no SED/DoA heads.
+* ``small``      the CPU-trainable size shipped by this project (see docs/model.md for its cost).
+* ``tiny``       a minimal size for fast tests.
+
+The same names can be loaded from ``configs/model/<name>.yaml`` (a YAML mapping of field: value); a test
+checks that those files equal the Python definitions below. Unknown keys raise :class:`DeepASAError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from deepasa.errors import DeepASAError
+
+#: Folder of the model YAML files in a source checkout (``<repo>/configs/model``).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
+
+
+@dataclass(frozen=True)
+class DeepASAConfig:
+    """All hyper-parameters of :class:`~deepasa.model.DeepASA`; the defaults are the paper's Net 1 (SPEC §0).
+
+    Primary fields are stored in checkpoints; derived sizes are read-only properties.
+    """
+
+    # --- signal ---------------------------------------------------------------------------------------
+    sample_rate: int = 16000
+    n_fft: int = 640                 # analysis window = FFT size (40 ms at 16 kHz)
+    hop: int = 320                   # 20 ms
+    clip_seconds: float = 4.0        # training clip; fixes T' of the CoI time-course attention
+    label_hop_s: float = 0.1         # SED / DoA label frame (100 ms)
+    n_mics: int = 4                  # M, input channels
+    ref_mic: int = 0                 # reference channel of the normalisation (SPEC §2.3)
+    # --- objects and tasks ----------------------------------------------------------------------------
+    n_slots: int = 5                 # J object slots
+    n_classes: int = 13              # C
+    noise_object: bool = False       # USS variant: splitter emits J+1 objects, the last is the noise
+    output_mode: str = "multichannel"  # "multichannel" (M outputs) or "reference" (ref mic only, USS)
+    reverb_head: bool = True         # separate direct and reverb heads (False: one image head, USS)
+    seld_heads: bool = True          # SED/class and DoA decoders (False for USS)
+    # --- front end ------------------------------------------------------------------------------------
+    gabor_width: int = 64            # D_w, conv features predicting the Gaussian window per frame
+    trainable_window: bool = False   # the released config freezes the Gabor front end (SPEC §2.2)
+    # --- aggregator -----------------------------------------------------------------------------------
+    emb_dim: int = 64                # D
+    n_blocks: int = 6                # N_b
+    n_heads: int = 4                 # H
+    attn_head_dim: int = 0           # 0 = emb_dim (the paper's head dim equals D, not D/H)
+    ffn_hidden: int = 256
+    dropout: float = 0.1
+    attn_dropout: float = 0.1        # applied in training only (the released code also applies it at eval)
+    time_ffn: str = "mamba"          # "mamba" (DeFT-Mamba) or "ffn" (transformer aggregator)
+    mamba_d_state: int = 16
+    mamba_d_conv: int = 4
+    mamba_expand: int = 4
+    mamba_headdim: int = 16
+    mamba_chunk_size: int = 32       # SSD chunk; does not change the result, only cost (see mamba2.py)
+    # --- heads ----------------------------------------------------------------------------------------
+    head_channels: int = 0           # 0 = emb_dim; channels of the CNN blocks of ClassNet / DoANet
+    head_fuse_dim: int = 320
+    head_gru_hidden: int = 128
+    head_gru_layers: int = 2
+    head_fc_dim: int = 128
+    head_dropout: float = 0.0        # Dropout(0) in the released heads
+    asp_hidden: int = 64
+    sed_freq_pools: tuple[int, ...] = (2, 2, 2, 2, 2, 2, 1)
+    doa_freq_pools: tuple[int, ...] = (8, 8)
+    clsf_freq_pools: tuple[int, ...] = (4, 4)
+    clsf_time_pool: int = 4          # second time pool of the clip-level frequency branch (T' -> T'/4)
+    pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
+    pretrained_encoder_kwargs: dict = field(default_factory=dict)
+    # --- chain of inference ---------------------------------------------------------------------------
+    coi_steps: int = 0               # 0 = Net 1 only; k >= 1 = k CoI steps
+    coi_share_weights: bool = False  # True: one CoI module iterated k times; False: k separate modules
+    tcm_heads: int = 4
+    tcm_combine: str = "product"     # "product" (released code) or "residual_sum" (paper figure)
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        checks = [
+            (self.n_fft % 2 == 0, "n_fft must be even"),
+            (0 < self.hop <= self.n_fft, "hop must be in 1..n_fft"),
+            (self.n_mics >= 1 and 0 <= self.ref_mic < self.n_mics, "need n_mics >= 1 and 0 <= ref_mic < n_mics"),
+            (self.n_slots >= 1, "n_slots must be >= 1"),
+            (self.n_classes >= 1, "n_classes must be >= 1"),
+            (self.output_mode in ("multichannel", "reference"), "output_mode is 'multichannel' or 'reference'"),
+            (self.time_ffn in ("mamba", "ffn"), "time_ffn is 'mamba' or 'ffn'"),
+            (self.tcm_combine in ("product", "residual_sum"), "tcm_combine is 'product' or 'residual_sum'"),
+            (self.coi_steps >= 0, "coi_steps must be >= 0"),
+            (not (self.coi_steps and not self.seld_heads), "chain-of-inference needs the SED/DoA heads"),
+            (self.label_samples >= self.hop, "label_hop_s must be at least one STFT hop"),
+            (self.n_label_frames >= self.clsf_time_pool, "clip too short for the frequency branch time pool"),
+            ((self.mamba_expand * self.emb_dim) % self.mamba_headdim == 0, "expand*emb_dim % mamba_headdim != 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise DeepASAError(f"invalid model config: {msg}")
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def n_freqs(self) -> int:
+        """F = n_fft // 2 + 1 (321 for the paper)."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def clip_samples(self) -> int:
+        """N of a training clip (64 000 for the paper)."""
+        return int(round(self.clip_seconds * self.sample_rate))
+
+    @property
+    def label_samples(self) -> int:
+        """Samples per label frame (1 600 for the paper)."""
+        return int(round(self.label_hop_s * self.sample_rate))
+
+    def frames(self, n_samples: int) -> int:
+        """STFT frames T of an n-sample input (centred framing: N // hop + 1; 201 for the paper)."""
+        return n_samples // self.hop + 1
+
+    def label_frames(self, n_samples: int) -> int:
+        """Label frames T' of an n-sample input, ceil(N / label_samples) (40 for the paper)."""
+        return math.ceil(n_samples / self.label_samples)
+
+    @property
+    def n_frames(self) -> int:
+        """T of a training clip."""
+        return self.frames(self.clip_samples)
+
+    @property
+    def n_label_frames(self) -> int:
+        """T' of a training clip; also the feature width of the CoI time-course attention."""
+        return self.label_frames(self.clip_samples)
+
+    @property
+    def label_time_pool(self) -> int:
+        """STFT frames per label frame, rounded down (5 for the paper): the first time pool of the heads."""
+        return max(1, self.label_samples // self.hop)
+
+    @property
+    def head_dim_attn(self) -> int:
+        """Head dimension of the aggregator attention."""
+        return self.attn_head_dim or self.emb_dim
+
+    @property
+    def head_ch(self) -> int:
+        """Channels of the CNN blocks in the SED/class and DoA decoders."""
+        return self.head_channels or self.emb_dim
+
+    @property
+    def n_objects(self) -> int:
+        """Objects emitted by a splitter: J, or J + 1 with the noise object."""
+        return self.n_slots + int(self.noise_object)
+
+    @property
+    def out_mics(self) -> int:
+        """Output channels of each audio head: M, or 1 for reference-channel output."""
+        return self.n_mics if self.output_mode == "multichannel" else 1
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the primary fields (tuples become lists), for YAML and checkpoints."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, dict) else v)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DeepASAConfig":
+        """Build from a mapping; unknown keys raise :class:`DeepASAError`."""
+        if not isinstance(d, dict):
+            raise DeepASAError(f"model config must be a mapping, got {type(d).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise DeepASAError(f"unknown model config key(s): {', '.join(unknown)}")
+        kw = {}
+        for k, v in d.items():
+            default = known[k].default
+            if isinstance(default, tuple) and isinstance(v, list):
+                v = tuple(v)
+            kw[k] = v
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> "DeepASAConfig":
+        """A copy with some fields changed; unknown keys raise :class:`DeepASAError`."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise DeepASAError(f"unknown model config key(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def diff(self, other: "DeepASAConfig") -> dict[str, tuple[Any, Any]]:
+        """Fields whose values differ: ``{name: (self_value, other_value)}``."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+# Named sizes: overrides of the paper defaults. One place for these facts; the YAML files mirror them.
+_NAMED: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "paper-coi": {"coi_steps": 1},
+    "uss": {
+        "n_slots": 4, "noise_object": True, "output_mode": "reference", "reverb_head": False,
+        "seld_heads": False,
+    },
+    "small": {
+        "emb_dim": 16, "n_blocks": 2, "n_heads": 2, "attn_head_dim": 16, "ffn_hidden": 64,
+        "mamba_expand": 2, "mamba_headdim": 16, "mamba_chunk_size": 16, "gabor_width": 16,
+        "head_channels": 16, "head_fuse_dim": 64, "head_gru_hidden": 32, "head_fc_dim": 32,
+        "asp_hidden": 16,
+    },
+    "tiny": {
+        "sample_rate": 8000, "n_fft": 160, "hop": 80, "clip_seconds": 1.0,
+        "emb_dim": 8, "n_blocks": 1, "n_heads": 2, "attn_head_dim": 8, "ffn_hidden": 16,
+        "mamba_d_state": 4, "mamba_expand": 2, "mamba_headdim": 4, "mamba_chunk_size": 16,
+        "gabor_width": 8, "head_channels": 8, "head_fuse_dim": 16, "head_gru_hidden": 8,
+        "head_fc_dim": 8, "head_gru_layers": 1, "asp_hidden": 8, "tcm_heads": 2,
+    },
+}
+
+NAMED_CONFIGS = tuple(_NAMED)
+
+
+def get_config(name: str | DeepASAConfig = "paper", **overrides: Any) -> DeepASAConfig:
+    """Return a model config by name (built-in or ``configs/model/<name>.yaml``) or YAML path.
+
+    Args:
+        name: ``paper``, ``paper-coi``, ``uss``, ``small``, ``tiny``; another ``configs/model/<name>.yaml``;
+            a path to a YAML file; or a :class:`DeepASAConfig` (returned with ``overrides`` applied).
+        **overrides: field values replacing the named ones.
+
+    Raises:
+        DeepASAError: unknown name, unreadable YAML, unknown keys or invalid values.
+
+    >>> get_config("paper").n_frames, get_config("paper").n_freqs, get_config("paper").n_label_frames
+    (201, 321, 40)
+    """
+    if isinstance(name, DeepASAConfig):
+        return name.replace(**overrides) if overrides else name
+    if name in _NAMED:
+        return DeepASAConfig.from_dict({**_NAMED[name], **overrides})
+    path = Path(name)
+    if not path.suffix and (CONFIG_DIR / f"{name}.yaml").exists():
+        path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise DeepASAError(
+            f"unknown model config {name!r}: use one of {', '.join(NAMED_CONFIGS)} or a YAML file path"
+        )
+    return DeepASAConfig.from_dict({**load_yaml(path), **overrides})
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of config fields (an empty file is an empty mapping)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DeepASAError(f"cannot read model config {path}: {exc}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise DeepASAError(f"model config {path} must be a mapping of field: value")
+    return data

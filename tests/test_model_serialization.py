@@ -1,0 +1,131 @@
+"""Determinism, save/load, config files and errors, pluggable pretrained encoder, `deepasa complexity` CLI."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from deepasa import cli
+from deepasa.errors import DeepASAError
+from deepasa.model import NAMED_CONFIGS, DeepASA, DeepASAConfig, get_config
+from deepasa.model.configs import CONFIG_DIR, load_yaml
+from deepasa.model.heads import PretrainedEncoder
+
+torch.set_num_threads(1)
+
+
+def test_eval_is_deterministic_and_train_is_not():
+    torch.manual_seed(0)
+    model = DeepASA(get_config("tiny", coi_steps=1))
+    x = torch.randn(2, 4, 8000)
+    model.eval()
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    for name, value in a.tensors().items():
+        assert torch.equal(value, b.tensors()[name]), name
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(x).image, model(x).image)  # dropout is active in training only
+
+
+def test_save_load_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = DeepASA(get_config("tiny", coi_steps=1, trainable_window=True)).eval()
+    path = model.save(tmp_path / "m.pt")
+    loaded = DeepASA.from_pretrained(path).eval()
+    assert loaded.config == model.config
+    x = torch.randn(1, 4, 8000)
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    for name, value in a.tensors().items():
+        assert torch.equal(value, b.tensors()[name]), name
+    ckpt = torch.load(path, weights_only=True)
+    assert set(ckpt["versions"]) >= {"deepasa", "torch"}
+    assert DeepASA.from_pretrained(path, config=model.config).config == model.config
+
+
+def test_load_with_other_config_fails_clearly(tmp_path):
+    path = DeepASA("tiny").save(tmp_path / "tiny.pt")
+    with pytest.raises(DeepASAError, match=r"different model config .*emb_dim: checkpoint 8 vs requested 64"):
+        DeepASA.from_pretrained(path, config="paper")
+    with pytest.raises(DeepASAError, match="n_slots: checkpoint 5 vs requested 3"):
+        DeepASA.from_pretrained(path, config=get_config("tiny", n_slots=3))
+    with pytest.raises(DeepASAError, match="checkpoint not found"):
+        DeepASA.from_pretrained(tmp_path / "missing.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(DeepASAError, match="not a DeepASA model checkpoint"):
+        DeepASA.from_pretrained(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DeepASAError, match="cannot read checkpoint"):
+        DeepASA.from_pretrained(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("name", NAMED_CONFIGS)
+def test_yaml_files_mirror_named_configs(name):
+    assert DeepASAConfig.from_dict(load_yaml(CONFIG_DIR / f"{name}.yaml")) == get_config(name)
+    assert get_config(str(CONFIG_DIR / f"{name}.yaml")) == get_config(name)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(DeepASAError, match="unknown model config key.*emb_dimm"):
+        get_config("paper", emb_dimm=3)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("emb_dim: 32\nbogus_key: 1\n")
+    with pytest.raises(DeepASAError, match="bogus_key"):
+        get_config(str(bad))
+    with pytest.raises(DeepASAError, match="unknown model config 'nope'"):
+        get_config("nope")
+    with pytest.raises(DeepASAError, match="time_ffn"):
+        get_config("tiny", time_ffn="lstm")
+    with pytest.raises(DeepASAError, match="chain-of-inference needs"):
+        get_config("uss", coi_steps=1)
+
+
+class MeanFrameEncoder(nn.Module):
+    """A test encoder honouring the PretrainedEncoder protocol: mean over frequency, pooled to n_frames."""
+
+    def __init__(self, cfg, out_dim=6):
+        super().__init__()
+        self.out_dim = out_dim
+        self.proj = nn.Linear(cfg.emb_dim, out_dim)
+
+    def forward(self, obj, n_frames):  # (N, D, F, T) -> (N, n_frames, out_dim)
+        pooled = nn.functional.adaptive_avg_pool1d(obj.mean(2), n_frames)  # (N, D, n_frames)
+        return self.proj(pooled.transpose(1, 2))
+
+
+def test_pluggable_frozen_encoder(tmp_path):
+    cfg = get_config("tiny", coi_steps=1, pretrained_encoder=f"{__name__}:MeanFrameEncoder",
+                     pretrained_encoder_kwargs={"out_dim": 6})
+    model = DeepASA(cfg).train()
+    enc = model.seld.classnet.encoder.encoder
+    assert isinstance(enc, PretrainedEncoder) and not enc.training
+    assert model.coi[0].heads.classnet.encoder.encoder is not enc  # Net 2 has its own copy, as released
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert {n for n in frozen if ".encoder.encoder." in n} and all(
+        ".encoder.encoder." in n or n.startswith("stft.") for n in frozen)
+    out = model(torch.randn(1, 4, 8000))
+    sum(v.float().pow(2).mean() for v in out.tensors().values()).backward()
+    assert model.seld.classnet.enc_proj.weight.grad is not None and enc.proj.weight.grad is None
+    model.eval()
+    path = model.save(tmp_path / "enc.pt")
+    x = torch.randn(1, 4, 8000)
+    with torch.no_grad():
+        torch.testing.assert_close(DeepASA.from_pretrained(path).eval()(x).doa, model(x).doa)
+    with pytest.raises(DeepASAError, match="cannot import pretrained encoder"):
+        DeepASA(get_config("tiny", pretrained_encoder="no_such_module:factory"))
+
+
+def test_cli_complexity_json_and_errors(capsys):
+    assert cli.main(["complexity", "--config", "tiny", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["trainable_params"] == sum(p.numel() for p in DeepASA("tiny").parameters() if p.requires_grad)
+    assert data["frozen_params"] == 1306 and data["gmacs_per_second"] > 0
+    assert set(data["modules"]) >= {"frontend", "aggregator", "splitter", "audio", "classnet", "doanet"}
+    assert cli.main(["complexity", "--config", "tiny"]) == 0
+    assert "aggregator" in capsys.readouterr().out
+    assert cli.main(["complexity", "--config", "does-not-exist"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown model config" in err
+    assert cli.main(["complexity", "--config", "paper-coi", "--seconds", "2"]) == 2
