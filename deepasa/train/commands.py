@@ -1,0 +1,197 @@
+"""``deepasa train`` (LightningCLI) and ``deepasa evaluate``.
+
+``deepasa train --config configs/train/<recipe>.yaml [--section.key=value ...]`` is a
+:class:`~lightning.pytorch.cli.LightningCLI`: every argument of :class:`~deepasa.train.module.DeepASAModule`
+(``--model.*``), :class:`~deepasa.train.data.DeepASADataModule` (``--data.*``), the Lightning ``Trainer``
+(``--trainer.*``, e.g. ``devices``, ``num_nodes``, ``strategy=ddp``, ``precision=bf16-mixed``) and the best/last
+:class:`~lightning.pytorch.callbacks.ModelCheckpoint` (``--checkpoint.*``) can be set in the YAML or on the
+command line. ``--print_config`` shows the resolved configuration. Extra options:
+
+* ``--resume`` continues from ``<checkpoint.dirpath>/last.ckpt`` (default dirpath:
+  ``<trainer.default_root_dir>/checkpoints``); ``--ckpt_path FILE`` resumes from a given checkpoint;
+* ``--export FILE`` writes the best model (or the last one without validation) as a ``DeepASA.save`` file,
+  what ``DeepASA.from_pretrained`` and ``deepasa evaluate`` load.
+
+Logs: CSV (``<root>/logs/version_<n>/metrics.csv``) always, TensorBoard as well when ``tensorboard`` is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from deepasa.errors import DeepASAError
+
+TRAIN_EXAMPLE = """examples:
+  deepasa train --config configs/train/sim_small_net1.yaml
+  deepasa train --config configs/train/sim_small_net1.yaml --resume
+  deepasa train --config configs/train/asa2_paper.yaml --trainer.devices=8 --trainer.num_nodes=2
+  deepasa train --config configs/train/tiny_test.yaml --trainer.max_steps=5 --print_config
+"""
+
+EVAL_EXAMPLE = """examples:
+  deepasa evaluate --checkpoint checkpoints/default.pt --data data/scenes --split test --out report.json
+  deepasa evaluate --checkpoint runs/sim_small_coi/checkpoints/last.ckpt --data data/scenes --limit 20
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``evaluate`` to the top-level parser."""
+    # `train` hands every argument to LightningCLI (its own --help lists them all): '+' as the only prefix
+    # keeps argparse from reading the options itself.
+    p = subparsers.add_parser("train", help="train DeepASA (Lightning; YAML recipes in configs/train)",
+                              add_help=False, prefix_chars="+",
+                              description=__doc__, epilog=TRAIN_EXAMPLE,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cli_args", nargs=argparse.REMAINDER, help="LightningCLI arguments (see deepasa train --help)")
+    p.set_defaults(func=run_train)
+
+    e = subparsers.add_parser("evaluate", help="score a model on a dataset (separation, SELD, DCASE metrics)",
+                              description="Run a model (a DeepASA.save file or a `deepasa train` checkpoint) "
+                              "over a dataset and report separation (SI-SDRi, SDRi, direct-path SI-SDRi; "
+                              "reference channel and M2M), DeepASA frame SELD metrics and the official DCASE "
+                              "2023 segment metrics (and the same for Net 1 of a CoI model), as JSON + a table "
+                              "with the mean and 95 % interval per metric.",
+                              epilog=EVAL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--checkpoint", required=True, type=Path, help="model file (.pt) or Lightning checkpoint (.ckpt)")
+    e.add_argument("--data", required=True, type=Path, help="dataset root")
+    e.add_argument("--split", default="test", help="split folder (default: test)")
+    e.add_argument("--dataset", default="scenes", help="dataset format: scenes, starss23, mcfuss, dcase25t4")
+    e.add_argument("--out", type=Path, help="write the JSON report here")
+    e.add_argument("--batch-size", type=int, default=1)
+    e.add_argument("--limit", type=int, help="only the first N items")
+    e.add_argument("--seld-average", choices=("micro", "macro"), default="micro",
+                   help="frame SELD averaging: micro (ASA2 tables) or macro (STARSS23)")
+    e.add_argument("--no-sdr", action="store_true", help="skip the (slow) BSS-eval SDR")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=run_evaluate)
+
+
+# ---------------------------------------------------------------------------------------------- train
+def _make_cli_class():
+    """The LightningCLI subclass (built lazily: importing Lightning is slow)."""
+    from jsonargparse import ActionYesNo
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.loggers import CSVLogger
+
+    class DeepASACLI(LightningCLI):
+        """LightningCLI with the best/last checkpoint, resume/export options and CSV (+TensorBoard) logs."""
+
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({
+                "checkpoint.monitor": "val/seld_score", "checkpoint.mode": "min", "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1, "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.filename": "best-epoch{epoch:03d}-step{step:07d}",
+            })
+            parser.add_argument("--resume", action=ActionYesNo, default=False,
+                                help="continue from <checkpoint.dirpath>/last.ckpt")
+            parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume from this checkpoint")
+            parser.add_argument("--export", type=str | None, default=None,
+                                help="write the best model as a DeepASA.save file at the end")
+
+        def before_instantiate_classes(self) -> None:
+            cfg = self.config
+            root = Path(cfg.trainer.default_root_dir or ".")
+            if cfg.checkpoint.dirpath is None:
+                cfg.checkpoint.dirpath = str(root / "checkpoints")
+
+        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
+            if config.get("logger") in (True, None):
+                root = config.get("default_root_dir") or "."
+                loggers = [CSVLogger(root, name="logs")]
+                try:
+                    from lightning.pytorch.loggers import TensorBoardLogger
+
+                    import tensorboard  # noqa: F401
+                    loggers.append(TensorBoardLogger(root, name="tb"))
+                except ImportError:
+                    pass
+                config["logger"] = loggers
+            if config.get("logger") is not False:
+                callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
+            return super()._instantiate_trainer(config, callbacks)
+
+    return DeepASACLI
+
+
+def build_cli(argv: list[str]):
+    """Parse ``argv`` and instantiate model, data and trainer (``run=False``); returns the LightningCLI."""
+    from deepasa.train.data import DeepASADataModule
+    from deepasa.train.module import DeepASAModule
+
+    import warnings
+
+    cli_class = _make_cli_class()
+    with warnings.catch_warnings():
+        # `deepasa train ARGS` passes ARGS explicitly while sys.argv also holds them: intended here.
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+        return cli_class(
+            DeepASAModule, DeepASADataModule, args=argv, run=False,
+            save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+            trainer_defaults={"gradient_clip_val": 5.0, "gradient_clip_algorithm": "norm"},
+            seed_everything_default=0,
+            parser_kwargs={"prog": "deepasa train", "description": __doc__, "epilog": TRAIN_EXAMPLE,
+                           "formatter_class": argparse.RawDescriptionHelpFormatter},
+        )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Entry point of ``deepasa train``: fit, optionally resuming, then export the best model."""
+    argv = list(args.cli_args)
+    try:
+        cli = build_cli(argv)
+    except SystemExit as exc:            # --help / --print_config exit 0; parse errors exit 2 (message printed)
+        return int(exc.code or 0)
+    cfg = cli.config
+    ckpt_path = cfg.ckpt_path
+    if cfg.resume and ckpt_path is None:
+        last = Path(cfg.checkpoint.dirpath) / "last.ckpt"
+        if last.is_file():
+            ckpt_path = str(last)
+        else:
+            print(f"deepasa train: no {last} yet, starting from scratch", file=sys.stderr)
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise DeepASAError(f"checkpoint not found: {ckpt_path}")
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    if cfg.export and cli.trainer.is_global_zero:
+        export_best(cli.trainer, Path(cfg.export))
+    return 0
+
+
+def export_best(trainer, path: Path) -> Path:
+    """Write the best checkpoint's network (else the last one) as a ``DeepASA.save`` file at ``path``."""
+    from deepasa.train.module import load_model
+
+    cb = trainer.checkpoint_callback
+    source = (cb.best_model_path or cb.last_model_path) if cb is not None else ""
+    if source and Path(source).is_file():
+        model = load_model(source)
+    else:
+        model = trainer.lightning_module.model
+    model.save(path)
+    print(f"deepasa train: exported {source or 'the current weights'} to {path}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Entry point of ``deepasa evaluate``."""
+    from deepasa.train.evaluate import evaluate, format_table
+
+    report = evaluate(args.checkpoint, args.data, split=args.split, dataset=args.dataset,
+                      batch_size=args.batch_size, limit=args.limit, seld_average=args.seld_average,
+                      with_sdr=not args.no_sdr, progress=not args.quiet)
+    if args.out is not None:
+        import json
+        import os
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f".{args.out.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, args.out)
+    print(format_table(report))
+    return 0

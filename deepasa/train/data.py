@@ -1,0 +1,187 @@
+"""The Lightning DataModule: on-disk datasets (ours/ASA, STARSS23, MC-FUSS, DCASE 2025 T4) and on-the-fly scenes.
+
+Every dataset yields dict items with at least ``mixture (M, N)`` and ``scene_id``, plus the targets its
+objective needs (:class:`~deepasa.data.scenes.SceneDataset` documents the full set: ``direct``, ``reverb``
+``(J, M, N)``, ``noise (M, N)``, ``cls (J,)``, ``activity (J, T')``, ``doa (J, T', 3)``, ``num_sources``;
+separation-only data add ``image (J, K, N)``). Batches are the default collation of those dicts
+(tensors stacked on a new batch axis, ids as lists).
+
+Training data come from disk (``dataset`` + ``root``) or from the simulator (``simulate: true``: an endless
+stream of new scenes, see :mod:`deepasa.data.onthefly`); validation/test data come from disk when ``root``
+is given, otherwise from ``val_scenes`` fixed simulated scenes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from deepasa.errors import DeepASAError
+
+#: On-disk dataset formats: name → "module:class".
+DATASETS = {
+    "scenes": "deepasa.data.scenes:SceneDataset",
+    "starss23": "deepasa.data.starss23:Starss23Dataset",
+    "mcfuss": "deepasa.data.mcfuss:MCFussDataset",
+    "dcase25t4": "deepasa.data.dcase25t4:DCASE25T4Dataset",
+}
+
+
+def _dataset_class(name: str):
+    from importlib import import_module
+
+    if name not in DATASETS:
+        raise DeepASAError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
+    module, cls = DATASETS[name].split(":")
+    return getattr(import_module(module), cls)
+
+
+def open_dataset(name: str, root: str | Path, split: str, *, n_slots: int, sample_rate: int,
+                 clip_seconds: float, train: bool = False, options: dict | None = None) -> Dataset:
+    """Open split ``split`` of an on-disk dataset in format ``name``.
+
+    Args:
+        name: a key of :data:`DATASETS`.
+        root: dataset root.
+        split: the split (folder) name.
+        n_slots: J.
+        sample_rate: the model's rate; loaders of external formats resample to it, ours must match.
+        clip_seconds: the model's clip length (chunk/crop length of the external formats).
+        train: training split (random crops where the format crops).
+        options: extra keyword arguments of the loader.
+
+    Returns:
+        a map-style dataset with ``class_names`` and ``sample_rate`` attributes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DeepASAError(f"dataset folder not found: {root}")
+    cls = _dataset_class(name)
+    kw = dict(options or {})
+    if name == "scenes":
+        ds = cls(root, split, n_slots=n_slots, **kw)
+        if ds.sample_rate != sample_rate:
+            raise DeepASAError(f"{root}/{split} is at {ds.sample_rate} Hz but the model expects {sample_rate} Hz: "
+                               f"simulate with --set sample_rate={sample_rate} or pick a model of that rate")
+        return ds                      # the authors' ASA data have integer classes and no classes.json
+    return cls(root, split, n_slots=n_slots, sample_rate=sample_rate, clip_seconds=clip_seconds, train=train, **kw)
+
+
+class DeepASADataModule(L.LightningDataModule):
+    """Data for ``deepasa train``.
+
+    Args:
+        dataset: on-disk format: ``scenes`` (ours / the authors' ASA layout), ``starss23``, ``mcfuss``,
+            ``dcase25t4``.
+        root: dataset root (``None`` with ``simulate``: validation on simulated scenes too).
+        train_split, val_split, test_split: split folder names (ASA: dev/test/test).
+        batch_size: training batch per device (the paper: 2 per GPU × 8 GPUs).
+        val_batch_size: validation/test batch per device.
+        num_workers: DataLoader worker processes.
+        n_slots: J object slots (must equal the model's).
+        sample_rate: the model's sample rate.
+        clip_seconds: the model's clip length (external formats are chunked/cropped to it).
+        dataset_options: extra keyword arguments of the on-disk loader (e.g. STARSS23 ``fmt: foa``).
+        simulate: draw training scenes with the simulator instead of reading ``train_split``.
+        bank_home: sound-bank folder for ``simulate`` (default ``$DEEPASA_HOME`` / ``~/.cache/deepasa``).
+        scene_config: simulator parameters (:class:`~deepasa.scenes.config.SceneConfig` fields).
+        scene_format: ``mic`` or ``foa``.
+        seed: seed of the simulated scene streams (validation scenes use ``seed + 1``).
+        epoch_size: simulated training scenes per epoch (all devices together).
+        val_scenes: simulated validation scenes when ``root`` is not given.
+        pin_memory: DataLoader pin_memory.
+    """
+
+    def __init__(self, dataset: str = "scenes", root: str | None = None, train_split: str = "train",
+                 val_split: str = "val", test_split: str = "test", batch_size: int = 2,
+                 val_batch_size: int = 2, num_workers: int = 0, n_slots: int = 5, sample_rate: int = 16000,
+                 clip_seconds: float = 4.0, dataset_options: dict | None = None, simulate: bool = False,
+                 bank_home: str | None = None, scene_config: dict | None = None, scene_format: str = "mic",
+                 seed: int = 0, epoch_size: int = 1000, val_scenes: int = 32, pin_memory: bool = False):
+        super().__init__()
+        if dataset not in DATASETS:
+            raise DeepASAError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
+        if root is None and not simulate:
+            raise DeepASAError("data.root is required unless data.simulate is true")
+        if batch_size < 1 or val_batch_size < 1:
+            raise DeepASAError("batch sizes must be at least 1")
+        self.save_hyperparameters()
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    # ------------------------------------------------------------------ datasets
+    def _scene_config(self) -> dict:
+        h = self.hparams
+        cfg = {"sample_rate": h.sample_rate, "duration": h.clip_seconds}
+        cfg.update(h.scene_config or {})
+        return cfg
+
+    def _disk(self, split: str, train: bool) -> Dataset:
+        h = self.hparams
+        return open_dataset(h.dataset, h.root, split, n_slots=h.n_slots, sample_rate=h.sample_rate,
+                            clip_seconds=h.clip_seconds, train=train, options=h.dataset_options)
+
+    def _simulated(self, split: str, train: bool) -> Dataset:
+        from deepasa.data.onthefly import OnTheFlyScenes, SimulatedScenes
+
+        h = self.hparams
+        common = dict(home=h.bank_home, scene_config=self._scene_config(), fmt=h.scene_format, n_slots=h.n_slots)
+        if train:
+            return OnTheFlyScenes(split="train", seed=h.seed, epoch_size=h.epoch_size, **common)
+        return SimulatedScenes(split="val" if split != "test" else "test", seed=h.seed + 1,
+                               num_scenes=h.val_scenes, **common)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the splits needed by ``stage`` (fit / validate / test)."""
+        h = self.hparams
+        if stage in ("fit", None) and self.train_set is None:
+            self.train_set = self._simulated("train", True) if h.simulate else self._disk(h.train_split, True)
+        if stage in ("fit", "validate", None) and self.val_set is None:
+            self.val_set = self._disk(h.val_split, False) if h.root is not None else self._simulated("val", False)
+        if stage in ("test", None) and self.test_set is None:
+            self.test_set = self._disk(h.test_split, False) if h.root is not None else self._simulated("test", False)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class list of the data (``None`` before :meth:`setup`)."""
+        for ds in (self.train_set, self.val_set, self.test_set):
+            if ds is not None:
+                return list(getattr(ds, "class_names", None) or []) or None
+        return None
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        h = self.hparams
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=h.num_workers,
+                          pin_memory=h.pin_memory, persistent_workers=h.num_workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled on-disk training data, or this rank's share of the simulated stream."""
+        from deepasa.data.onthefly import OnTheFlyScenes
+
+        ds = self.train_set
+        if isinstance(ds, OnTheFlyScenes):
+            trainer = self.trainer
+            if trainer is not None:
+                ds.set_distributed(trainer.global_rank, trainer.world_size)
+                ds.first_pass = trainer.current_epoch      # a resumed run continues with new scenes
+            return self._loader(ds, self.hparams.batch_size, shuffle=False)
+        return self._loader(ds, self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation data, in order."""
+        return self._loader(self.val_set, self.hparams.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test data, in order."""
+        return self._loader(self.test_set, self.hparams.val_batch_size, shuffle=False)
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes of the opened splits (for the log)."""
+        return {name: len(ds) for name, ds in (("train", self.train_set), ("val", self.val_set),
+                                               ("test", self.test_set)) if ds is not None}

@@ -1,0 +1,391 @@
+"""The LightningModule: DeepASA + its objective, optimiser and schedule (SPEC §5, §6), validation metrics.
+
+Objectives (``objective``):
+
+* ``asa``  — the ASA2 multi-task loss of SPEC §5.1 (:func:`deepasa.losses.multitask_loss`): separation
+  (image, direct and reverb terms, reference and other channels), noise, class, SED, DoA, on/off; one
+  master permutation from the reference-channel image (or from the SELD loss with ``master: seld``).
+* ``seld`` — SPEC §5.2 (:func:`deepasa.losses.seld_loss`): SELD terms only, the permutation chosen from
+  the SELD loss itself, for data without isolated sources (STARSS23).
+* ``uss``  — SPEC §5.3 (:func:`deepasa.losses.uss_loss`): PIT −SA-SDR of the reference-channel images and
+  −0.01·SI-SDR of the noise (MC-FUSS).
+* ``s5``   — separation + labels (DCASE 2025 Task 4): the ``uss`` terms, plus the class loss of the slots
+  under the same permutation (empty slots pushed to uniform).
+
+Schedule (SPEC §6): Adam (lr 4e-4, weight decay 1e-5) over the trainable parameters and
+``ReduceLROnPlateau(factor 0.5, patience 3)`` on ``monitor`` (``val/seld_score``, lower is better); gradient
+clipping (norm 5) and precision are Trainer settings of the recipes.
+
+Validation logs every loss term (``val/<term>``), the DeepASA frame SELD metrics (``val/ER``, ``val/F``,
+``val/LE``, ``val/LR``, ``val/seld_score``; micro-averaged as the ASA2 tables, or class-macro with
+``seld_average: macro`` as STARSS23), the reference-channel SI-SDRi of the image and of the direct path
+(``val/si_sdri_db``, ``val/direct_si_sdri_db``) and, for CoI models, ``val/net1_seld_score``. Statistics are
+summed over the whole validation set and over DDP ranks before the metrics are formed.
+
+Stages: Net 1 (``model: small``), then CoI (``model: small`` + ``model_overrides: {coi_steps: 1}``,
+``init_from: <Net-1 checkpoint>`` copies every matching weight, ``freeze: [encoder, blocks]`` optionally
+freezes the encoder and aggregator), then SELD fine-tuning or USS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from deepasa.errors import DeepASAError
+from deepasa.losses import (
+    LossOutput,
+    LossWeights,
+    apply_permutation,
+    class_loss,
+    multitask_loss,
+    sed_targets,
+    seld_loss,
+    seld_losses_per_slot,
+    si_sdr,
+    uss_loss,
+)
+from deepasa.metrics.seld_frame import FrameSELDStats, seld_decisions
+from deepasa.model import DeepASA, DeepASAConfig, get_config
+
+OBJECTIVES = ("asa", "seld", "uss", "s5")
+_SELD_KEYS = ("cls_logits", "sed", "onoff", "doa")
+
+
+def load_model_weights(path: str | Path) -> tuple[DeepASAConfig, dict[str, torch.Tensor]]:
+    """Config and state dict of a model file: a ``DeepASA.save`` file or a Lightning checkpoint of this module.
+
+    Args:
+        path: the file.
+
+    Returns:
+        (config, state dict with the network's own parameter names).
+
+    Raises:
+        DeepASAError: missing or unreadable file, or a file that holds no DeepASA model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeepASAError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)   # tensors and plain data only
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeepASAError(f"cannot read checkpoint {path}: {reason}") from None
+    if not isinstance(ckpt, dict):
+        raise DeepASAError(f"{path} is not a DeepASA checkpoint")
+    if "deepasa_model" in ckpt and "state_dict" in ckpt:           # Lightning checkpoint of DeepASAModule
+        cfg = DeepASAConfig.from_dict(ckpt["deepasa_model"])
+        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        return cfg, state
+    if "config" in ckpt and "state_dict" in ckpt and str(ckpt.get("format", "")).startswith("deepasa-model"):
+        return DeepASAConfig.from_dict(ckpt["config"]), dict(ckpt["state_dict"])
+    raise DeepASAError(f"{path} is neither a DeepASA model file nor a `deepasa train` checkpoint")
+
+
+def load_model(path: str | Path) -> DeepASA:
+    """Rebuild a :class:`DeepASA` from a model file or a Lightning checkpoint (see :func:`load_model_weights`)."""
+    cfg, state = load_model_weights(path)
+    model = DeepASA(cfg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DeepASAError(f"checkpoint {path} does not fit its own config: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def _mean_sum_count(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(sum(finite)), float(len(finite))
+
+
+class DeepASAModule(L.LightningModule):
+    """DeepASA training and validation.
+
+    Args:
+        model: model config name (``paper``, ``paper-coi``, ``uss``, ``small``, ``tiny``) or YAML path.
+        model_overrides: config fields replacing the named ones (e.g. ``{n_classes: 10, coi_steps: 1}``).
+        objective: ``asa``, ``seld``, ``uss`` or ``s5`` (module docstring).
+        loss_weights: :class:`~deepasa.losses.LossWeights` fields replacing the objective's defaults
+            (``asa``: SPEC §5.1; ``seld``: SPEC §5.2).
+        master: master permutation of ``asa``: ``image`` (SPEC §4) or ``seld``.
+        net1_loss_weight: weight of the SELD terms of the Net-1 outputs of a CoI model, under the master
+            permutation (0 = only the final outputs are supervised, as the released code).
+        lr: Adam learning rate (SPEC §6: 4e-4; STARSS23 fine-tuning 5e-5).
+        weight_decay: Adam weight decay (1e-5).
+        min_lr: floor of the plateau schedule (1e-6).
+        lr_factor: plateau factor (0.5).
+        lr_patience: plateau patience in validations (3).
+        monitor: metric of the plateau schedule (and, by the recipes, of the best checkpoint).
+        monitor_mode: ``min`` or ``max``.
+        freeze: names of top-level sub-modules to freeze (``stft``, ``encoder``, ``blocks``, ``splitter``,
+            ``audio``, ``seld``, ``coi``); ``[encoder, blocks]`` freezes the encoder + aggregator for CoI.
+        init_from: a Net-1 model file or checkpoint whose matching weights (same name and shape) initialise
+            this model (the CoI stage); applied once, at construction.
+        seld_average: ``micro`` (ASA2 tables) or ``macro`` (STARSS23 table).
+        use_doa_norm: SED decisions need ``‖doa‖ > 0.5`` as well as on/off (ASA protocol; STARSS23: False).
+        val_separation: compute SI-SDRi in validation (when the data have isolated sources).
+    """
+
+    def __init__(self, model: str = "small", model_overrides: dict | None = None, objective: str = "asa",
+                 loss_weights: dict | None = None, master: str = "image", net1_loss_weight: float = 0.0,
+                 lr: float = 4e-4, weight_decay: float = 1e-5, min_lr: float = 1e-6, lr_factor: float = 0.5,
+                 lr_patience: int = 3, monitor: str = "val/seld_score", monitor_mode: str = "min",
+                 freeze: list[str] | None = None, init_from: str | None = None, seld_average: str = "micro",
+                 use_doa_norm: bool = True, val_separation: bool = True):
+        super().__init__()
+        if objective not in OBJECTIVES:
+            raise DeepASAError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+        if master not in ("image", "seld"):
+            raise DeepASAError(f"master must be 'image' or 'seld', not {master!r}")
+        if monitor_mode not in ("min", "max"):
+            raise DeepASAError(f"monitor_mode must be 'min' or 'max', not {monitor_mode!r}")
+        if seld_average not in ("micro", "macro"):
+            raise DeepASAError(f"seld_average must be 'micro' or 'macro', not {seld_average!r}")
+        self.save_hyperparameters()
+        cfg = get_config(model, **(model_overrides or {}))
+        if objective in ("asa", "seld") and not cfg.seld_heads:
+            raise DeepASAError(f"objective {objective!r} needs a model with SED/DoA heads (model {model!r} has none)")
+        if objective == "asa" and not cfg.reverb_head:
+            raise DeepASAError("objective 'asa' needs separate direct and reverb heads (reverb_head: true)")
+        if objective == "s5" and not cfg.seld_heads:
+            raise DeepASAError("objective 's5' needs the class head (seld_heads: true)")
+        self.model = DeepASA(cfg)
+        self.weights = self._weights(objective, loss_weights)
+        self.init_report: dict[str, int] | None = None
+        if init_from:
+            self.init_report = self.copy_matching_weights(init_from)
+        self._frozen = self._freeze(freeze or [])
+        self._reset_val_stats()
+
+    # ------------------------------------------------------------------ set-up helpers
+    @staticmethod
+    def _weights(objective: str, overrides: dict | None) -> LossWeights:
+        base = LossWeights.seld() if objective == "seld" else LossWeights.asa2()
+        fields = set(LossWeights.__dataclass_fields__)
+        unknown = sorted(set(overrides or {}) - fields)
+        if unknown:
+            raise DeepASAError(f"unknown loss weight(s): {', '.join(unknown)} (valid: {', '.join(sorted(fields))})")
+        for k, v in (overrides or {}).items():
+            setattr(base, k, float(v))
+        return base
+
+    def copy_matching_weights(self, path: str | Path) -> dict[str, int]:
+        """Copy every tensor of ``path`` whose name and shape match into this model (Net 1 → CoI).
+
+        Returns:
+            ``{"copied", "skipped_shape", "missing"}``: tensors copied, tensors of the file whose shape
+            differs here, and tensors of this model the file does not have (e.g. the new CoI step).
+
+        Raises:
+            DeepASAError: unreadable file, or no tensor matched.
+        """
+        _, state = load_model_weights(path)
+        own = self.model.state_dict()
+        copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+        if not copied:
+            raise DeepASAError(f"no weight of {path} fits this model (different config?)")
+        own.update(copied)
+        self.model.load_state_dict(own, strict=True)
+        return {"copied": len(copied), "skipped_shape": len(skipped), "missing": len(set(own) - set(copied))}
+
+    def _freeze(self, names: list[str]) -> list[str]:
+        children = dict(self.model.named_children())
+        unknown = [n for n in names if n not in children]
+        if unknown:
+            raise DeepASAError(f"cannot freeze {', '.join(unknown)}: the model's parts are {', '.join(children)}")
+        for n in names:
+            for p in children[n].parameters():
+                p.requires_grad_(False)
+        return list(names)
+
+    def on_train_epoch_start(self) -> None:
+        """Frozen parts run in eval mode (no dropout), so they are truly fixed feature extractors."""
+        children = dict(self.model.named_children())
+        for n in self._frozen:
+            children[n].eval()
+
+    def setup(self, stage: str) -> None:
+        """Check that the data fit the model (classes, slots, rate) before any step runs."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        h = getattr(dm, "hparams", None)
+        if dm is None or not {"n_slots", "sample_rate"} <= set(h or {}):
+            return                     # plain dataloaders: the forward pass checks the channel count
+        cfg = self.model.config
+        if h.n_slots != cfg.n_slots:
+            raise DeepASAError(f"data.n_slots={h.n_slots} but the model has {cfg.n_slots} slots")
+        if h.sample_rate != cfg.sample_rate:
+            raise DeepASAError(f"data.sample_rate={h.sample_rate} but the model runs at {cfg.sample_rate} Hz")
+        dm.setup(stage)
+        names = dm.class_names
+        if cfg.seld_heads and names is not None and len(names) != cfg.n_classes:
+            raise DeepASAError(f"the data have {len(names)} classes but the model has {cfg.n_classes}: "
+                               f"set model.model_overrides.n_classes={len(names)}")
+
+    # ------------------------------------------------------------------ forward and loss
+    def forward(self, mixture: torch.Tensor):
+        """mixture (B, M, N) → :class:`~deepasa.model.DeepASAOutput`."""
+        return self.model(mixture)
+
+    def _check_batch(self, batch: dict) -> None:
+        mix = batch["mixture"]
+        if mix.shape[1] != self.model.config.n_mics:
+            raise DeepASAError(f"the data have {mix.shape[1]} channels but the model expects {self.model.config.n_mics}")
+
+    def _ref(self, x: torch.Tensor) -> torch.Tensor:
+        """Reference channel of (B, J, K, N) or (B, K, N): (B, J, N) / (B, N); K = 1 is the ref already."""
+        ch = 0 if x.shape[-2] == 1 else self.model.config.ref_mic
+        return x[..., ch, :]
+
+    def _target_images(self, batch: dict) -> torch.Tensor:
+        """(B, J, K, N) target images: ``image`` if the data have it, else direct + reverb."""
+        if "image" in batch:
+            return batch["image"]
+        if "direct" in batch and "reverb" in batch:
+            return batch["direct"] + batch["reverb"]
+        raise DeepASAError("this objective needs isolated sources (image, or direct + reverb) in the data")
+
+    def compute_loss(self, out, batch: dict) -> LossOutput:
+        """The objective's :class:`~deepasa.losses.LossOutput` for one batch (``perm (B, J)`` included)."""
+        obj, w = self.hparams.objective, self.weights
+        if obj == "asa":
+            loss = multitask_loss(out, batch, w, ref_channel=self.model.config.ref_mic, master=self.hparams.master)
+        elif obj == "seld":
+            loss = seld_loss(out, batch, w)
+        else:
+            tgt = self._target_images(batch)                        # (B, J, M|1, N)
+            t_noise = batch.get("noise")
+            loss = uss_loss(self._ref(out.image), None if t_noise is None else self._ref(out.noise),
+                            self._ref(tgt), None if t_noise is None else self._ref(t_noise),
+                            noise_weight=w.noise)
+            if obj == "s5":
+                cls = class_loss(apply_permutation(out.cls_logits, loss.perm), batch["cls"]).mean()
+                loss.components["cls"] = cls.detach()
+                loss.total = loss.total + w.cls * cls
+        if (out.net1 is not None and self.hparams.net1_loss_weight and obj in ("asa", "seld")):
+            aligned = {k: apply_permutation(getattr(out.net1, k), loss.perm) for k in _SELD_KEYS}
+            parts = seld_losses_per_slot(aligned, batch)             # each (B, J)
+            net1 = sum(getattr(w, k) * v.mean() for k, v in parts.items())
+            loss.components["net1_seld"] = net1.detach()
+            loss.total = loss.total + self.hparams.net1_loss_weight * net1
+        return loss
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """One optimisation step's loss; logs ``train/loss`` and every term ``train/<term>``."""
+        self._check_batch(batch)
+        out = self.model(batch["mixture"])
+        loss = self.compute_loss(out, batch)
+        bs = batch["mixture"].shape[0]
+        self.log("train/loss", loss.total.detach(), prog_bar=True, batch_size=bs)
+        for k, v in loss.components.items():
+            self.log(f"train/{k}", v, batch_size=bs)
+        return loss.total
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Adam + ReduceLROnPlateau on ``monitor`` (SPEC §6)."""
+        h = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=h.monitor_mode, factor=h.lr_factor,
+                                                           patience=h.lr_patience, min_lr=h.min_lr)
+        # strict=False: epochs without validation (check_val_every_n_epoch > 1) keep the rate.
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": h.monitor, "interval": "epoch",
+                                                   "frequency": 1, "strict": False}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the model config, so ``deepasa evaluate`` rebuilds the network from the checkpoint alone."""
+        checkpoint["deepasa_model"] = self.model.config.to_dict()
+
+    # ------------------------------------------------------------------ validation
+    def _reset_val_stats(self) -> None:
+        c = self.model.config.n_classes
+        self._seld = FrameSELDStats(c)
+        self._seld_net1 = FrameSELDStats(c)
+        self._sep = np.zeros(4)          # si_sdri sum, count, direct_si_sdri sum, count
+        self._has_seld = False
+
+    def on_validation_epoch_start(self) -> None:
+        """Start the sums of a new validation pass."""
+        self._reset_val_stats()
+
+    def _update_seld(self, stats: FrameSELDStats, out, perm: torch.Tensor, batch: dict) -> None:
+        cls_logits, onoff, doa = (apply_permutation(getattr(out, k), perm).float() for k in ("cls_logits", "onoff", "doa"))
+        sed_out = seld_decisions(cls_logits, onoff, doa, use_doa_norm=self.hparams.use_doa_norm)  # (B, J, T', C)
+        sed_label = sed_targets(batch["cls"], batch["activity"], cls_logits.shape[-1])             # (B, J, T', C)
+        stats.update(sed_out, sed_label, doa, batch["doa"])
+
+    def _update_separation(self, out, perm: torch.Tensor, batch: dict) -> None:
+        tgt = self._target_images(batch)                             # (B, J, K, N)
+        est = apply_permutation(self._ref(out.image).float(), perm)  # (B, J, N)
+        tgt_ref = self._ref(tgt).float()                             # (B, J, N)
+        mix = self._ref(batch["mixture"]).float().unsqueeze(1).expand_as(tgt_ref)   # (B, J, N)
+        active = tgt_ref.abs().amax(-1) > 0                          # (B, J)
+        gain = si_sdr(est, tgt_ref) - si_sdr(mix, tgt_ref)          # (B, J)
+        s, n = _mean_sum_count(gain[active].tolist())
+        self._sep[0] += s
+        self._sep[1] += n
+        if out.direct is not None and "direct" in batch:
+            est_d = apply_permutation(self._ref(out.direct).float(), perm)
+            tgt_d = self._ref(batch["direct"]).float()
+            gain_d = si_sdr(est_d, tgt_d) - si_sdr(mix, tgt_d)
+            s, n = _mean_sum_count(gain_d[active].tolist())
+            self._sep[2] += s
+            self._sep[3] += n
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Loss terms (``val/<term>``) and the sums of the SELD and separation metrics."""
+        self._check_batch(batch)
+        out = self.model(batch["mixture"])
+        loss = self.compute_loss(out, batch)
+        bs = batch["mixture"].shape[0]
+        self.log("val/loss", loss.total.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
+        for k, v in loss.components.items():
+            self.log(f"val/{k}", v, batch_size=bs, sync_dist=True)
+        if self.hparams.objective in ("asa", "seld") and "activity" in batch:
+            self._has_seld = True
+            self._update_seld(self._seld, out, loss.perm, batch)
+            if out.net1 is not None:
+                self._update_seld(self._seld_net1, out.net1, loss.perm, batch)
+        if self.hparams.val_separation and ("image" in batch or "direct" in batch):
+            self._update_separation(out, loss.perm, batch)
+
+    def _reduced(self, stats: FrameSELDStats) -> FrameSELDStats:
+        """The stats summed over DDP ranks."""
+        names = ("tp", "fp", "fn", "tp20", "fp20", "angle_sum_c", "active_c")
+        flat = np.concatenate([getattr(stats, n) for n in names] + [np.array([stats.angle_sum, stats.active])])
+        total = self._all_sum(flat)
+        out = FrameSELDStats(stats.n_classes)
+        c = stats.n_classes
+        for i, n in enumerate(names):
+            setattr(out, n, total[i * c:(i + 1) * c])
+        out.angle_sum, out.active = float(total[-2]), float(total[-1])
+        return out
+
+    def _all_sum(self, values: np.ndarray) -> np.ndarray:
+        if self.trainer.world_size == 1:
+            return values
+        t = torch.as_tensor(values, dtype=torch.float64, device=self.device)
+        return self.trainer.strategy.reduce(t, reduce_op="sum").cpu().numpy()
+
+    def on_validation_epoch_end(self) -> None:
+        """Form the metrics from the summed statistics and log them (lower ``val/seld_score`` is better)."""
+        has_seld = bool(self._all_sum(np.array([float(self._has_seld)]))[0])
+        if has_seld:
+            m = self._reduced(self._seld).compute(self.hparams.seld_average)
+            self.log("val/seld_score", m["SELD"], prog_bar=True)
+            for k in ("ER", "F", "LE", "LR"):
+                self.log(f"val/{k}", m[k])
+            if self.model.config.coi_steps:
+                m1 = self._reduced(self._seld_net1).compute(self.hparams.seld_average)
+                self.log("val/net1_seld_score", m1["SELD"])
+        sep = self._all_sum(self._sep)
+        if sep[1] > 0:
+            self.log("val/si_sdri_db", sep[0] / sep[1], prog_bar=True)
+        if sep[3] > 0:
+            self.log("val/direct_si_sdri_db", sep[2] / sep[3])

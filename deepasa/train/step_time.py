@@ -1,0 +1,85 @@
+"""Time one training step (forward + multi-task loss + backward + Adam) of a model config on this machine.
+
+    python -m deepasa.train.step_time --config small --batch 1 4 --threads 1
+    python -m deepasa.train.step_time --config small --batch 1 --set attn_dropout=0.0
+
+Random 4-channel clips of the config's length with 2 active of J slots; one warm-up step, then the median
+of ``--repeats`` timed steps. Prints one JSON line per batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from deepasa.losses import multitask_loss
+from deepasa.model import DeepASA, get_config
+
+
+def step_seconds(config: str = "small", batch: int = 1, repeats: int = 2, overrides: dict | None = None,
+                 seed: int = 0) -> dict[str, float]:
+    """Median seconds of the forward pass and of loss + backward + optimiser step, over ``repeats`` warm steps.
+
+    Returns:
+        ``{"forward_s", "backward_s", "step_s"}``.
+    """
+    torch.manual_seed(seed)
+    cfg = get_config(config, **(overrides or {}))
+    model = DeepASA(cfg).train()
+    opt = torch.optim.Adam(model.parameters(), lr=4e-4)
+    B, J, M, N, T = batch, cfg.n_slots, cfg.n_mics, cfg.clip_samples, cfg.n_label_frames
+    direct = torch.zeros(B, J, M, N)
+    direct[:, :2] = 0.05 * torch.randn(B, 2, M, N)                 # 2 active sources, the rest empty
+    activity = torch.zeros(B, J, T)
+    activity[:, :2] = 1.0
+    cls = torch.full((B, J), -1, dtype=torch.long)
+    cls[:, :2] = torch.tensor([0, 1])
+    tgt = {"direct": direct, "reverb": 0.3 * direct, "noise": 0.01 * torch.randn(B, M, N), "cls": cls,
+           "activity": activity, "doa": F.normalize(torch.randn(B, J, T, 3), dim=-1) * activity[..., None]}
+    tgt["mixture"] = (1.3 * direct).sum(1) + tgt["noise"]           # (B, M, N)
+    fwd, bwd = [], []
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        out = model(tgt["mixture"])
+        t1 = time.perf_counter()
+        loss = multitask_loss(out, tgt)
+        opt.zero_grad()
+        loss.total.backward()
+        opt.step()
+        t2 = time.perf_counter()
+        if i:                                                       # the first step warms up
+            fwd.append(t1 - t0)
+            bwd.append(t2 - t1)
+    f, b = statistics.median(fwd), statistics.median(bwd)
+    return {"forward_s": round(f, 3), "backward_s": round(b, 3), "step_s": round(f + b, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of this module; prints one JSON object per batch size."""
+    import yaml
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="small")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    for b in args.batch:
+        res = step_seconds(args.config, b, args.repeats, overrides)
+        print(json.dumps({"config": args.config, "overrides": overrides, "batch": b, "threads": torch.get_num_threads(),
+                          **res, "load_average_1min": round(os.getloadavg()[0], 2)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""`deepasa train` / `deepasa evaluate` end to end on tiny simulated scenes: train, resume, CoI stage, DDP."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepasa.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = str(REPO / "configs" / "train" / "tiny_test.yaml")
+SIM = ["--set", "duration=1.0", "--set", "sample_rate=8000", "--set", "num_sources=[1,2,3]",
+       "--set", "num_sources_weights=[1,1,1]", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tiny_bank_home, tmp_path_factory):
+    """4 training, 2 validation and 2 test scenes at 8 kHz, 1 s (what the `tiny` model expects)."""
+    out = tmp_path_factory.mktemp("train_scenes")
+    for split, n, seed in (("train", 4, 1), ("val", 2, 2), ("test", 2, 3)):
+        assert main(["simulate", "--home", str(tiny_bank_home), "--out", str(out), "--split", split,
+                     "--num-scenes", str(n), "--seed", str(seed), *SIM]) == 0
+    return out
+
+
+def train(root, data, *extra):
+    return main(["train", "--config", RECIPE, f"--data.root={data}", f"--trainer.default_root_dir={root}",
+                 "--trainer.enable_progress_bar=false", *extra])
+
+
+def metrics_rows(root):
+    rows = []
+    for path in sorted((Path(root) / "logs").glob("version_*/metrics.csv")):
+        with open(path, newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    return rows
+
+
+def test_train_save_resume_and_evaluate(scenes, tmp_path):
+    run = tmp_path / "run"
+    assert train(run, scenes, "--trainer.max_steps=2", "--export", str(tmp_path / "model.pt")) == 0
+    ckpts = run / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file() and list(ckpts.glob("best-*.ckpt"))
+    first = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
+    assert first["global_step"] == 2 and first["deepasa_model"]["emb_dim"] == 8
+    # every loss term and the validation metrics are logged
+    keys = set().union(*(r.keys() for r in metrics_rows(run)))
+    for k in ("train/loss", "train/image_ref", "train/direct_ref", "train/reverb_ref", "train/nonref", "train/noise",
+              "train/cls", "train/sed", "train/doa", "train/onoff", "val/loss", "val/seld_score", "val/ER", "val/F",
+              "val/LE", "val/LR", "val/si_sdri_db", "val/direct_si_sdri_db"):
+        assert k in keys, k
+    assert all(float(r["train/loss"]) == float(r["train/loss"]) for r in metrics_rows(run) if r.get("train/loss"))
+
+    # the exported model loads with the public API and matches the checkpoint's weights
+    from deepasa.model import DeepASA
+
+    model = DeepASA.from_pretrained(tmp_path / "model.pt")
+    assert model.config.n_classes == 10 and model.sample_rate == 8000
+
+    # resume from last: the step counter continues
+    assert train(run, scenes, "--trainer.max_steps=4", "--resume") == 0
+    resumed = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["global_step"] == 4
+    changed = [k for k, v in resumed["state_dict"].items()
+               if v.is_floating_point() and not torch.equal(v, first["state_dict"][k])]
+    assert changed                                       # the resumed steps trained the weights further
+
+    # evaluate the Lightning checkpoint: JSON report with every block
+    report_path = tmp_path / "report.json"
+    assert main(["evaluate", "--checkpoint", str(ckpts / "last.ckpt"), "--data", str(scenes), "--split", "test",
+                 "--out", str(report_path), "--quiet"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["n_items"] == 2
+    for k in ("si_sdri_db", "sdri_db", "direct_si_sdri_db", "si_sdri_m2m_db", "sdri_m2m_db"):
+        assert k in report["separation"]
+    for block in ("seld", "dcase"):
+        assert set(report[block]) >= {"ER", "F", "LE", "LR", "SELD"}
+        assert 0.0 <= report[block]["SELD"] <= 1.5
+    assert "seld.SELD" in report["ci95"] and "separation.si_sdri_db" in report["ci95"]
+    assert "net1" not in report
+
+
+def test_coi_stage_from_net1_weights_with_frozen_aggregator(scenes, tmp_path):
+    from deepasa.model import DeepASA, get_config
+    from deepasa.train.module import DeepASAModule
+
+    net1 = DeepASA(get_config("tiny", n_classes=10))
+    net1.save(tmp_path / "net1.pt")
+    module = DeepASAModule(model="tiny", model_overrides={"n_classes": 10, "coi_steps": 1},
+                           init_from=str(tmp_path / "net1.pt"), freeze=["encoder", "blocks"])
+    rep = module.init_report
+    assert rep["copied"] == len(net1.state_dict()) and rep["skipped_shape"] == 0 and rep["missing"] > 0
+    for k, v in net1.state_dict().items():
+        assert torch.equal(module.model.state_dict()[k], v)
+    assert not any(p.requires_grad for p in module.model.blocks.parameters())
+    assert all(p.requires_grad for p in module.model.coi.parameters())
+
+    run = tmp_path / "coi"
+    blocks_before = {k: v.clone() for k, v in module.model.blocks.state_dict().items()}
+    assert train(run, scenes, "--trainer.max_steps=2", "--model.model_overrides={n_classes: 10, coi_steps: 1}",
+                 f"--model.init_from={tmp_path / 'net1.pt'}", "--model.freeze=[encoder, blocks]",
+                 "--model.net1_loss_weight=0.5", "--export", str(tmp_path / "coi.pt")) == 0
+    trained = DeepASA.from_pretrained(tmp_path / "coi.pt")
+    for k, v in blocks_before.items():               # frozen: unchanged by training
+        assert torch.equal(trained.blocks.state_dict()[k], v)
+    assert "val/net1_seld_score" in set().union(*(r.keys() for r in metrics_rows(run)))
+    report = tmp_path / "coi.json"
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "coi.pt"), "--data", str(scenes), "--split", "val",
+                 "--out", str(report), "--quiet", "--no-sdr"]) == 0
+    net1_block = json.loads(report.read_text())["net1"]
+    assert set(net1_block["seld"]) >= {"ER", "F", "LE", "LR", "SELD"} and "si_sdri_db" in net1_block["separation"]
+    assert "dcase" in net1_block
+
+
+def test_evaluate_bad_input_exits_2(scenes, tmp_path, capsys):
+    from deepasa.model import DeepASA, get_config
+
+    good = tmp_path / "m.pt"
+    DeepASA(get_config("tiny", n_classes=10)).save(good)
+    cases = [
+        ["--checkpoint", str(tmp_path / "missing.pt"), "--data", str(scenes)],            # missing checkpoint
+        ["--checkpoint", str(good), "--data", str(tmp_path / "nowhere")],                  # missing data
+        ["--checkpoint", str(good), "--data", str(scenes), "--split", "nosplit"],          # missing split
+    ]
+    wrong_classes = tmp_path / "c13.pt"
+    DeepASA(get_config("tiny")).save(wrong_classes)                                       # 13 classes vs 10
+    cases.append(["--checkpoint", str(wrong_classes), "--data", str(scenes), "--split", "val"])
+    two_ch = tmp_path / "m2.pt"
+    DeepASA(get_config("tiny", n_classes=10, n_mics=2)).save(two_ch)                      # 2 channels vs 4
+    cases.append(["--checkpoint", str(two_ch), "--data", str(scenes), "--split", "val"])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    cases.append(["--checkpoint", str(garbage), "--data", str(scenes)])
+    for args in cases:
+        assert main(["evaluate", *args, "--quiet"]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("deepasa evaluate: error:"), err
+
+
+def test_train_rejects_a_model_that_does_not_fit_the_data(scenes, tmp_path, capsys):
+    assert train(tmp_path / "bad", scenes, "--trainer.max_steps=1", "--model.model_overrides={n_classes: 13}") == 2
+    assert "13" in capsys.readouterr().err
+
+
+def test_ddp_on_cpu_with_two_processes(scenes, tmp_path):
+    """strategy=ddp, 2 CPU processes (gloo), launched the way a user launches it: the `deepasa` entry point."""
+    run = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "deepasa.cli", "train", "--config", RECIPE, f"--data.root={scenes}",
+           f"--trainer.default_root_dir={run}", "--trainer.strategy=ddp", "--trainer.devices=2",
+           "--trainer.accelerator=cpu", "--trainer.max_steps=2", "--trainer.enable_progress_bar=false",
+           "--data.batch_size=1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2
+    # 4 training scenes, batch 1 per process, 2 processes: 2 optimizer steps per epoch
+    rows = metrics_rows(run)
+    assert any(r.get("val/seld_score") for r in rows)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs" / "train").glob("*.yaml")))
+def test_every_recipe_parses(recipe, capsys):
+    """Each recipe is a valid LightningCLI config (types and keys checked by jsonargparse)."""
+    import yaml
+
+    assert main(["train", "--config", str(REPO / "configs" / "train" / recipe), "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["checkpoint"]["save_last"] is True
+    assert printed["trainer"]["gradient_clip_val"] == 5.0
+    if recipe.startswith("asa2_paper"):               # SPEC §6: 8 GPUs × 2, Adam 4e-4 / 1e-5, bf16-mixed
+        assert printed["trainer"]["devices"] == 8 and printed["data"]["batch_size"] == 2
+        assert printed["trainer"]["strategy"] == "ddp" and printed["trainer"]["precision"] == "bf16-mixed"
+        assert printed["model"]["lr"] == 4e-4 and printed["model"]["weight_decay"] == 1e-5
+        assert printed["checkpoint"]["monitor"] == "val/seld_score" and printed["checkpoint"]["mode"] == "min"
+    if recipe == "starss23_seld.yaml":
+        assert printed["model"]["lr"] == 5e-5 and printed["model"]["objective"] == "seld"
+
+
+def test_train_on_the_fly_without_data_on_disk(tiny_bank_home, tmp_path):
+    """data.simulate: training scenes drawn while training, validation on fixed simulated scenes."""
+    run = tmp_path / "otf"
+    assert main(["train", "--config", RECIPE, "--data.root=null", "--data.simulate=true",
+                 f"--data.bank_home={tiny_bank_home}", "--data.epoch_size=2", "--data.val_scenes=1",
+                 f"--trainer.default_root_dir={run}", "--trainer.max_steps=1", "--trainer.enable_progress_bar=false",
+                 "--data.scene_config={num_sources: [1, 2], num_sources_weights: [1, 1]}"]) == 0
+    rows = metrics_rows(run)
+    assert any(r.get("train/loss") for r in rows) and any(r.get("val/seld_score") for r in rows)
