@@ -1,1 +1,18 @@
-"""deepasa.inference"""
+"""deepasa.inference: ``analyze`` (any length, cross-window object stitching), its result and the commands.
+
+Public API::
+
+    from deepasa.inference import analyze, load_model
+    model = load_model()                      # checkpoints/default.pt, or load_model("my.pt")
+    result = analyze(model, "rec.wav")        # SceneAnalysis
+    result.save("rec_analysis")               # DESIGN.md layout + report.html
+
+Note: the package attribute ``deepasa.inference.analyze`` is the function; the module is reached with
+``from deepasa.inference.analyze import ...`` (or ``sys.modules``).
+"""
+
+from deepasa.inference.analyze import DEFAULT_CHECKPOINT, analyze, load_model
+from deepasa.inference.result import SceneAnalysis, SceneObject
+from deepasa.inference.stitching import StitchWeights
+
+__all__ = ["analyze", "load_model", "DEFAULT_CHECKPOINT", "SceneAnalysis", "SceneObject", "StitchWeights"]

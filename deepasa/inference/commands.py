@@ -1,15 +1,20 @@
-"""``deepasa demo``: what ``make demo`` runs.
+"""``deepasa analyze`` and ``deepasa demo`` (what ``make demo`` runs).
 
-Until the shipped model exists (issue 6), the demo simulates one scene from *held-out* (test-split)
-sound-bank clips, prints its ground truth per object (class, motion, distance, direction, activity) and
-writes the scene (ASA layout) and a figure of its ground truth. It fetches the test split of the sound
-bank first when it is missing.
+``analyze`` runs the model on a recording of any length and writes the DESIGN.md output layout
+(see :mod:`deepasa.inference.analyze`).
+
+``demo`` simulates one scene from *held-out* (test-split) sound-bank clips (fetching the test split of the
+bank first when it is missing), prints its ground truth per object (class, motion, distance, direction,
+activity) and writes the scene (ASA layout) and a figure of its ground truth. When the shipped model
+(``checkpoints/default.pt``, or ``--checkpoint``) exists it also analyses the scene, prints per true source
+the matched estimate (true vs estimated class, DoA error, SI-SDR) and writes the analysis with its report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +23,75 @@ from deepasa.errors import DeepASAError
 
 EXAMPLE = """example:
   deepasa demo                       # writes demo_out/ in the current folder
-  deepasa demo --out /tmp/demo --seed 3 --format foa --overwrite
+  deepasa demo --out /tmp/demo --seed 3 --overwrite
+"""
+
+ANALYZE_EXAMPLE = """examples:
+  deepasa analyze rec.wav --out rec_analysis
+  deepasa analyze long.flac --out long_analysis --window 4 --hop 2 --overwrite
+  deepasa analyze rec.wav --out out --checkpoint runs/my_model.pt
+
+writes:
+  DIR/objects/<j>_<class>/{image,direct,reverb}.wav   M-ch, input sample rate
+  DIR/noise.wav
+  DIR/events.csv      DCASE 2023 format (frame, class, track, azimuth, elevation), 100-ms frames
+  DIR/objects.json    per object: class, confidence, active segments, DoA per frame
+  DIR/report.html     self-contained report (PNG figures also in DIR/figures/)
 """
 
 
 def register(sub) -> None:
-    """Add the ``demo`` sub-command."""
-    p = sub.add_parser("demo", help="simulate a held-out scene and show its ground truth",
+    """Add the ``analyze`` and ``demo`` sub-commands."""
+    a = sub.add_parser("analyze", help="find, separate, classify and localise every sound object of a recording",
+                       description="Analyse a multichannel recording (wav/flac/ogg, any length) with a DeepASA "
+                       "model: separated object images, events and directions, and an HTML report.",
+                       epilog=ANALYZE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("input", type=Path, help="audio file (M channels as the model expects; any sample rate)")
+    a.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --overwrite)")
+    a.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped checkpoints/default.pt)")
+    a.add_argument("--format", choices=("mic", "foa"), help="array format of the input (default: the model's)")
+    a.add_argument("--window", type=float, help="window length in s (default: the model's clip length)")
+    a.add_argument("--hop", type=float, help="window step in s (default: half the window)")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    a.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
+    a.set_defaults(func=run_analyze)
+    p = sub.add_parser("demo", help="simulate a held-out scene, analyse it with the shipped model, score it",
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo_out"))
     p.add_argument("--seed", type=int, default=2025)
     p.add_argument("--format", default="mic", choices=("mic", "foa"))
     p.add_argument("--home", type=Path, help="sound-bank folder (default $DEEPASA_HOME or ~/.cache/deepasa)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--checkpoint", type=Path, help="model to analyse the scene with (default: checkpoints/default.pt)")
     p.set_defaults(func=run)
+
+
+def run_analyze(args) -> int:
+    """Entry point of ``deepasa analyze``: checks, analysis into a temporary folder, then rename."""
+    import os
+    import shutil
+
+    from deepasa.inference.analyze import analyze, load_model
+
+    out = args.out
+    if out.exists() and not args.overwrite:
+        raise DeepASAError(f"output folder exists: {out} (use --overwrite to replace it)")
+    if not args.input.is_file():
+        raise DeepASAError(f"no such audio file: {args.input}")
+    model = load_model(args.checkpoint)
+    work = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        result = analyze(model, args.input, window=args.window, hop=args.hop, fmt=args.format, workdir=work,
+                         progress=True, log=lambda msg: print(f"deepasa analyze: {msg}", file=sys.stderr))
+        result.own_temporary_root()  # the partial folder goes away if anything below fails
+        result.save(out, overwrite=args.overwrite, report=not args.no_report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(result.summary())
+    print(f"wrote {out}/ (objects/, noise.wav, events.csv, objects.json"
+          + ("" if args.no_report else f"); report: {out / 'report.html'}"))
+    return 0
 
 
 def _ensure_test_bank(home):
@@ -86,12 +146,86 @@ def run(args) -> int:
     print(f"scene: room {room} m, RT60 {meta['rt60']:.2f} s, SNR {meta['snr_db']:.1f} dB, "
           f"{len(rows)} sources, format {args.format}, clips from the held-out test split")
     _print_table(rows)
+    scores = _demo_analysis(args, scene, tmp)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     print(f"ground truth figure: {out / png.name}\nscene files (ASA layout): {out / 'scene'}")
     (out / "ground_truth.json").write_text(json.dumps(rows, indent=1) + "\n")
+    if scores is not None:
+        (out / "scores.json").write_text(json.dumps(scores, indent=1) + "\n")
+        print(f"analysis: {out / 'analysis'}/ (objects/, events.csv, objects.json)\n"
+              f"report: {out / 'analysis' / 'report.html'}")
     return 0
+
+
+def _demo_analysis(args, scene, tmp: Path) -> list[dict] | None:
+    """Analyse the demo scene with the shipped model into ``tmp/analysis`` and print the per-source table.
+
+    Returns the table rows, or None (after one line saying why) when there is no model to run.
+    """
+    from deepasa.inference.analyze import DEFAULT_CHECKPOINT, analyze, load_model, model_format
+
+    ckpt = args.checkpoint or DEFAULT_CHECKPOINT
+    if not Path(ckpt).is_file():
+        print(f"model missing: {ckpt} does not exist, so only the ground truth is shown "
+              "(train one, or pass --checkpoint)")
+        return None
+    model = load_model(ckpt)
+    if model_format(model) != args.format:
+        print(f"model skipped: it expects {model_format(model)} recordings, the scene is {args.format}")
+        return None
+    print(f"analysing the scene with {ckpt} ...")
+    result = analyze(model, scene.mixture, sample_rate=scene.meta["sample_rate"], progress=True)
+    result.save(tmp / "analysis")
+    rows = match_estimates(scene, result)
+    print("per true source, the estimate matched by SI-SDR (Hungarian):")
+    fmt = {"confidence": "{:.2f}", "doa_error_deg": "{:.1f}", "si_sdr_db": "{:.1f}"}
+    _print_table([{k: "-" if v is None else (fmt[k].format(v) if k in fmt else v) for k, v in r.items()}
+                  for r in rows])
+    extra = len(result.objects) - sum(r["estimate"] is not None for r in rows)
+    print(f"{len(result.objects)} object(s) estimated, {extra} not matched to a true source")
+    return rows
+
+
+def match_estimates(scene, result) -> list[dict]:
+    """Match estimated objects to true sources and score them.
+
+    Args:
+        scene: a :class:`~deepasa.scenes.simulator.SceneAudio` (direct/reverb (K, M, N), activity/doa (K, T')).
+        result: the :class:`~deepasa.inference.result.SceneAnalysis` of ``scene.mixture`` (same rate and length).
+    Returns:
+        one row per true source: true/estimated class, matched object id (or None), DoA error (mean angle in
+        degrees over frames where both are active, or None), SI-SDR (dB, reference channel of the image).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from deepasa.metrics.separation import si_sdr
+
+    ref = 0
+    truth = (scene.direct + scene.reverb)[:, ref]  # (K, N)
+    k_true = truth.shape[0]
+    est = np.stack([obj.image[ref] for obj in result.objects]) if result.objects else np.zeros((0, truth.shape[1]))
+    n = min(truth.shape[1], est.shape[1])
+    shape = (k_true, len(est), n)
+    sdr = si_sdr(np.broadcast_to(est[None, :, :n], shape), np.broadcast_to(truth[:, None, :n], shape))  # (K, O)
+    pairs = dict(zip(*linear_sum_assignment(-sdr))) if len(est) else {}
+    rows = []
+    for k, src in enumerate(scene.meta["sources"]):
+        o = pairs.get(k)
+        row = {"source": k, "true_class": src["label"], "estimate": None, "est_class": None,
+               "confidence": None, "doa_error_deg": None, "si_sdr_db": None}
+        if o is not None:
+            obj = result.objects[o]
+            t = min(len(obj.activity), scene.activity.shape[1])
+            both = obj.activity[:t] & scene.activity[k, :t].astype(bool)  # (t,)
+            if both.any():
+                cos = (obj.doa[:t][both] * scene.doa[k, :t][both]).sum(-1)
+                row["doa_error_deg"] = float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean())
+            row.update(estimate=obj.id, est_class=obj.class_name, confidence=float(obj.confidence),
+                       si_sdr_db=float(sdr[k, o]))
+        rows.append(row)
+    return rows
 
 
 def _span(values: np.ndarray) -> str:
