@@ -129,3 +129,21 @@ def test_cli_complexity_json_and_errors(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown model config" in err
     assert cli.main(["complexity", "--config", "paper-coi", "--seconds", "2"]) == 2
+
+
+def test_class_names_and_format_travel_with_the_weights(tmp_path):
+    model = DeepASA("tiny")
+    model.class_names = [f"c{i}" for i in range(model.config.n_classes)]
+    model.audio_format = "foa"
+    again = DeepASA.from_pretrained(model.save(tmp_path / "m.pt"))
+    assert again.class_names == model.class_names and again.audio_format == "foa"
+    plain = DeepASA.from_pretrained(DeepASA("tiny").save(tmp_path / "p.pt"))
+    assert plain.class_names is None and plain.audio_format == "mic"
+
+
+def test_default_checkpoint_missing_is_one_clear_error(monkeypatch, tmp_path):
+    import deepasa.model.deepasa as mod
+
+    monkeypatch.setattr(mod, "DEFAULT_CHECKPOINT", tmp_path / "default.pt")
+    with pytest.raises(DeepASAError, match="shipped model is not installed"):
+        DeepASA.from_pretrained()

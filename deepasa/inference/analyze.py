@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from deepasa.errors import DeepASAError
+from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.inference.result import SceneAnalysis, SceneObject, activity_segments
 from deepasa.inference.stitching import KINDS, RawFileSink, Stitcher, StitchWeights, WindowOutput, slot_activity
 
@@ -38,7 +39,6 @@ __all__ = ["DEFAULT_CHECKPOINT", "load_model", "analyze", "model_class_names", "
            "AudioSource", "SILENCE_PEAK"]
 
 #: The shipped model (``deepasa analyze`` / ``deepasa demo`` without ``--checkpoint``).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "default.pt"
 #: An input whose absolute peak is below this (−100 dBFS) is refused as silent.
 SILENCE_PEAK = 1e-5
 BLOCK = 65536  # samples per streamed block
@@ -51,30 +51,16 @@ SPEC_MAX_COLUMNS = 1500
 def load_model(checkpoint: str | Path | None = None):
     """Load a DeepASA checkpoint for inference (``None``: the shipped ``checkpoints/default.pt``).
 
-    Optional extra keys in the checkpoint dict, ``class_names`` (list of C names) and ``audio_format``
-    ("mic" / "foa"), are attached to the model as ``model.class_names`` / ``model.audio_format``.
+    The checkpoint's ``class_names`` and ``audio_format`` come back as ``model.class_names`` /
+    ``model.audio_format`` (see :meth:`deepasa.model.DeepASA.from_pretrained`).
 
     Raises:
         DeepASAError: missing or unreadable checkpoint (one line).
     """
-    import torch
-
     from deepasa.model import DeepASA
 
-    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-    if not path.is_file():
-        hint = " (the shipped model is not installed; pass --checkpoint)" if checkpoint is None else ""
-        raise DeepASAError(f"checkpoint not found: {path}{hint}")
-    model = DeepASA.from_pretrained(path).eval()
-    extra = torch.load(path, map_location="cpu", weights_only=True)
-    meta = extra.get("meta", {}) if isinstance(extra.get("meta"), dict) else {}
-    names = extra.get("class_names", meta.get("class_names"))
-    fmt = extra.get("audio_format", meta.get("audio_format"))
-    if names is not None:
-        model.class_names = [str(n) for n in names]
-    if fmt is not None:
-        model.audio_format = str(fmt)
-    model.checkpoint_path = str(path)
+    model = DeepASA.from_pretrained(checkpoint).eval()
+    model.checkpoint_path = str(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT)
     return model
 
 

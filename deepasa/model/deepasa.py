@@ -51,6 +51,7 @@ from deepasa.errors import DeepASAError
 from deepasa.model.blocks import AudioEncoder, DeFTBlock
 from deepasa.model.coi import ChainOfInference
 from deepasa.model.configs import DeepASAConfig, get_config
+from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.model.frontend import FrequencyNorm, GaborSTFT, HannISTFT, channels_to_spec, spec_to_channels
 from deepasa.model.heads import AudioDecoder, ObjectSplitter, SELDHeads, build_pretrained_encoder
 
@@ -150,6 +151,8 @@ class DeepASA(nn.Module):
         super().__init__()
         cfg = get_config(config)
         self.config = cfg
+        self.class_names: list[str] | None = None  # class index -> name, stored in checkpoints
+        self.audio_format = "mic"                   # array format of the training data ("mic" | "foa")
         d = cfg.emb_dim
         self.stft = GaborSTFT(cfg.n_fft, cfg.hop, cfg.gabor_width, cfg.trainable_window)
         self.norm = FrequencyNorm(cfg.ref_mic)
@@ -261,6 +264,9 @@ class DeepASA(nn.Module):
             "config": self.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "versions": {"deepasa": str(__version__), "torch": str(torch.__version__), "python": platform.python_version()},
+            # what the weights mean: class index -> name, and the array format of the training data
+            "meta": {"class_names": list(self.class_names) if self.class_names else None,
+                     "audio_format": self.audio_format},
         }
 
     def save(self, path: str | Path) -> Path:
@@ -273,12 +279,12 @@ class DeepASA(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, config: DeepASAConfig | str | None = None,
+    def from_pretrained(cls, path: str | Path | None = None, config: DeepASAConfig | str | None = None,
                         map_location: str | torch.device = "cpu") -> "DeepASA":
         """Rebuild a model saved by :meth:`save`.
 
         Args:
-            path: checkpoint file.
+            path: checkpoint file; None = the shipped model, ``checkpoints/default.pt``.
             config: if given, the checkpoint's config must equal it (name or :class:`DeepASAConfig`).
             map_location: device for the weights.
 
@@ -286,7 +292,10 @@ class DeepASA(nn.Module):
             DeepASAError: missing/unreadable file, not a DeepASA checkpoint, or a config mismatch (the
                 differing fields are listed).
         """
-        path = Path(path)
+        if path is None and not DEFAULT_CHECKPOINT.is_file():
+            raise DeepASAError(f"checkpoint not found: {DEFAULT_CHECKPOINT} (the shipped model is not installed; "
+                               "name a checkpoint)")
+        path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if not path.is_file():
             raise DeepASAError(f"checkpoint not found: {path}")
         try:
@@ -308,4 +317,19 @@ class DeepASA(nn.Module):
             model.load_state_dict(ckpt["state_dict"], strict=True)
         except RuntimeError as exc:
             raise DeepASAError(f"checkpoint {path} does not fit its own config: {str(exc).splitlines()[0]}") from None
+        meta = ckpt.get("meta") or {}
+        model.class_names = list(meta["class_names"]) if meta.get("class_names") else None
+        model.audio_format = meta.get("audio_format") or "mic"
         return model
+
+    def analyze(self, path_or_array, sample_rate: int | None = None, **kwargs):
+        """Analyse a recording of any length: objects, events and directions.
+
+        Args:
+            path_or_array: an audio file, or an (M, N) array at ``sample_rate``.
+        Returns:
+            :class:`deepasa.inference.SceneAnalysis` (see :func:`deepasa.inference.analyze.analyze` for options).
+        """
+        from deepasa.inference.analyze import analyze
+
+        return analyze(self, path_or_array, sample_rate=sample_rate, **kwargs)

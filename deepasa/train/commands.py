@@ -172,6 +172,9 @@ def export_best(trainer, path: Path) -> Path:
         model = load_model(source)
     else:
         model = trainer.lightning_module.model
+    names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+    if names and len(names) == model.config.n_classes:
+        model.class_names = list(names)  # stored in the file: analyze names the objects by it
     model.save(path)
     print(f"deepasa train: exported {source or 'the current weights'} to {path}")
     return path

@@ -1,0 +1,6 @@
+"""Where the shipped model lives (no torch import, so the CLI can name it without loading torch)."""
+
+from pathlib import Path
+
+# what DeepASA.from_pretrained() and every command load when no checkpoint is named
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "default.pt"
