@@ -120,7 +120,21 @@ class _SceneSource:
         return scene_item(scene, self.n_slots, sid)
 
 
-class OnTheFlyScenes(IterableDataset):
+class _SourceBacked:
+    """What both simulated datasets expose about their scene source (``self.source``)."""
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class list (class index = position)."""
+        return self.source.class_names
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the scenes."""
+        return self.source.config.sample_rate
+
+
+class OnTheFlyScenes(_SourceBacked, IterableDataset):
     """Endless simulated training scenes, ``epoch_size`` per pass (see the module docstring).
 
     Args:
@@ -153,16 +167,6 @@ class OnTheFlyScenes(IterableDataset):
         self.first_pass = 0
         self._passes = 0
 
-    @property
-    def class_names(self) -> list[str]:
-        """The class list (class index = position)."""
-        return self.source.class_names
-
-    @property
-    def sample_rate(self) -> int:
-        """Sample rate of the scenes."""
-        return self.source.config.sample_rate
-
     def set_distributed(self, rank: int, world_size: int) -> None:
         """Take this rank's share of every pass (called by the DataModule in each DDP process)."""
         if not 0 <= rank < world_size:
@@ -189,7 +193,7 @@ class OnTheFlyScenes(IterableDataset):
             yield self.source.render(index)
 
 
-class SimulatedScenes(Dataset):
+class SimulatedScenes(_SourceBacked, Dataset):
     """``num_scenes`` fixed simulated scenes (a validation or test set without disk).
 
     Args: as :class:`OnTheFlyScenes` (``split`` defaults to "val"), plus ``num_scenes``.
@@ -205,16 +209,6 @@ class SimulatedScenes(Dataset):
             raise DeepASAError(f"num_scenes must be at least 1, got {num_scenes}")
         self.source = _SceneSource(home, split, scene_config, fmt, n_slots, seed, classes)
         self.num_scenes = int(num_scenes)
-
-    @property
-    def class_names(self) -> list[str]:
-        """The class list (class index = position)."""
-        return self.source.class_names
-
-    @property
-    def sample_rate(self) -> int:
-        """Sample rate of the scenes."""
-        return self.source.config.sample_rate
 
     def __len__(self) -> int:
         return self.num_scenes

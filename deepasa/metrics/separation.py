@@ -36,6 +36,16 @@ def _as64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _prepare(estimate, target, zero_mean: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Both signals as float64 of one shape ``(..., N)``, mean-removed when ``zero_mean``."""
+    est, tgt = _as64(estimate), _as64(target)
+    if est.shape != tgt.shape:
+        raise ValueError(f"estimate {est.shape} and target {tgt.shape} differ")
+    if zero_mean:
+        est = est - est.mean(-1, keepdims=True)
+        tgt = tgt - tgt.mean(-1, keepdims=True)
+    return est, tgt
+
 def si_sdr(estimate, target, *, zero_mean: bool = True) -> np.ndarray:
     """Scale-invariant SDR in dB over the last axis.
 
@@ -47,12 +57,7 @@ def si_sdr(estimate, target, *, zero_mean: bool = True) -> np.ndarray:
     Returns:
         ``(...)`` float64.
     """
-    est, tgt = _as64(estimate), _as64(target)
-    if est.shape != tgt.shape:
-        raise ValueError(f"estimate {est.shape} and target {tgt.shape} differ")
-    if zero_mean:
-        est = est - est.mean(-1, keepdims=True)
-        tgt = tgt - tgt.mean(-1, keepdims=True)
+    est, tgt = _prepare(estimate, target, zero_mean)
     alpha = ((est * tgt).sum(-1, keepdims=True) + _EPS) / ((tgt ** 2).sum(-1, keepdims=True) + _EPS)
     proj = alpha * tgt                                              # (..., N)
     return 10.0 * np.log10(((proj ** 2).sum(-1) + _EPS) / (((proj - est) ** 2).sum(-1) + _EPS))
@@ -104,12 +109,7 @@ def sdr(estimate, target, *, filter_length: int = 512, zero_mean: bool = False) 
     Returns:
         ``(...)`` float64 SDR in dB.
     """
-    est, tgt = _as64(estimate), _as64(target)
-    if est.shape != tgt.shape:
-        raise ValueError(f"estimate {est.shape} and target {tgt.shape} differ")
-    if zero_mean:
-        est = est - est.mean(-1, keepdims=True)
-        tgt = tgt - tgt.mean(-1, keepdims=True)
+    est, tgt = _prepare(estimate, target, zero_mean)
     lead = est.shape[:-1]
     est2 = est.reshape(-1, est.shape[-1])                           # (K, N)
     tgt2 = tgt.reshape(-1, tgt.shape[-1])                           # (K, N)
