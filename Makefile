@@ -27,7 +27,7 @@ test: venv tools
 	$(PY) -m pytest -q -x tests
 
 demo: venv tools
-	$(VENV)/bin/deepasa demo
+	$(VENV)/bin/deepasa demo --overwrite
 
 clean:
 	rm -rf $(VENV) .pytest_cache
