@@ -8,6 +8,7 @@ test_analyze_stitching.py / test_analyze_longfile.py (known outputs) and test_an
 
 import base64
 import json
+import shutil
 import re
 
 import numpy as np
@@ -189,3 +190,23 @@ def test_demo_without_a_model_says_so(tiny_bank_home, tmp_path, capsys):
                  str(tmp_path / "absent.pt")]) == 0
     text = capsys.readouterr().out
     assert "model missing" in text and "azimuth_deg" in text and not (out / "analysis").exists()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium not installed")
+def test_report_renders_in_headless_chromium(tiny_ckpt, scene_wav, tmp_path):
+    """The self-contained report opens offline in a real browser and draws its figures (not a blank page)."""
+    import subprocess
+
+    import matplotlib.image as mpimg
+
+    out = tmp_path / "analysis"
+    assert main(["analyze", str(scene_wav), "--out", str(out), "--checkpoint", str(tiny_ckpt)]) == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    f"--screenshot={shot}", "--window-size=1200,1600", (out / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    img = mpimg.imread(shot)  # (H, W, 3|4) in [0, 1]
+    assert img.shape[0] >= 1000 and img.shape[1] >= 1000
+    dark = (img[..., :3].mean(axis=-1) < 0.5).mean()  # spectrograms and text, not an empty white page
+    assert dark > 0.02 and img[..., :3].std() > 0.1
