@@ -11,14 +11,24 @@ permutation (SPEC §5.2) — and then scored:
   clips, 95 % jackknife interval (leave one clip out);
 * ``dcase``: the official DCASE 2023 segment metrics from DCASE CSVs written per clip into a temporary
   folder (slots as tracks), jackknife interval;
-* ``net1``: the same three blocks for the Net-1 outputs of a CoI model (its own permutation).
+* ``localization``: the same frame metrics with the classes ignored (an object is active or not), so
+  systems without a classifier (the classical baseline) are scored on detection and DoA alone;
+* ``ca_sdri``: the class-aware SDR improvement of DCASE 2025 Task 4 (:mod:`deepasa.metrics.ca_sdri`), when
+  the system returns both classes and images;
+* ``net1``: the same blocks for the Net-1 outputs of a CoI model (its own permutation).
+
+Any *system* — the network, a baseline of :mod:`deepasa.baselines`, the oracle — is scored the same way by
+:func:`score_system`: it maps a batch to a :class:`~deepasa.model.deepasa.DeepASAOutput` and leaves the fields
+it cannot estimate ``None``.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,8 +37,10 @@ from torch.utils.data import DataLoader, Subset
 from deepasa.errors import DeepASAError
 from deepasa.losses import LossWeights, apply_permutation, pit_sa_sdr, sed_targets, seld_loss
 from deepasa.metrics import evaluate_folders, evaluate_separation, frames_from_slots, write_dcase_csv
+from deepasa.metrics.ca_sdri import ca_sdri_mixture
+from deepasa.metrics.separation import si_sdr as si_sdr_np
 from deepasa.metrics.seld_dcase import jackknife_estimation
-from deepasa.metrics.seld_frame import FrameSELDStats, seld_decisions
+from deepasa.metrics.seld_frame import FrameSELDStats, angular_error_deg, seld_decisions
 
 SELD_KEYS = ("ER", "F", "LE", "LR", "SELD")
 
@@ -50,12 +62,18 @@ def _t_interval(values: list[float]) -> tuple[float, list[float]]:
 class _Scores:
     """Accumulates one output set (final or Net 1): per-clip separation, per-clip SELD sums, DCASE frames."""
 
-    def __init__(self, n_classes: int):
+    def __init__(self, n_classes: int, class_names: list[str] | None = None, detail: bool = False):
         self.n_classes = n_classes
+        self.class_names = class_names or [str(c) for c in range(n_classes)]
+        self.detail = detail
         self.sep: list[dict[str, float]] = []
         self.seld: list[FrameSELDStats] = []
+        self.agnostic: list[FrameSELDStats] = []
+        self.ca: list[float] = []
         self.pred_frames: dict[str, dict] = {}
         self.ref_frames: dict[str, dict] = {}
+        self.clips: list[dict] = []       # detail: per clip {"id", "separation", "seld", "localization"}
+        self.sources: list[dict] = []     # detail: per active source {"id", "slot", "si_sdri_db", ...}
 
     def report(self, seld_average: str, workdir: Path) -> tuple[dict, dict]:
         """(blocks, intervals): ``{"separation", "seld", "dcase"}`` and ``{"block.key": [lo, hi]}``."""
@@ -75,6 +93,19 @@ class _Scores:
                                      .compute(seld_average)[k] for k in SELD_KEYS] for i in range(len(self.seld))])
                 for j, k in enumerate(SELD_KEYS):
                     ci[f"seld.{k}"] = jackknife_estimation(blocks["seld"][k], partial[:, j])["ci"]
+        if self.agnostic:
+            total = _sum_stats(self.agnostic, 1)
+            blocks["localization"] = total.compute("micro")
+            if len(self.agnostic) >= 2:
+                partial = np.array([[_sum_stats(self.agnostic[:i] + self.agnostic[i + 1:], 1).compute("micro")[k]
+                                     for k in SELD_KEYS] for i in range(len(self.agnostic))])
+                for j, k in enumerate(SELD_KEYS):
+                    ci[f"localization.{k}"] = jackknife_estimation(blocks["localization"][k], partial[:, j])["ci"]
+        if self.ca:
+            mean, interval = _t_interval(self.ca)
+            blocks["ca_sdri"] = {"ca_sdri_db": mean}
+            ci["ca_sdri.ca_sdri_db"] = interval
+        if self.seld:
             scored = {n for n, f in self.ref_frames.items() if f}   # the official code needs reference events
             if scored:
                 pred_dir, ref_dir = workdir / "pred", workdir / "ref"
@@ -106,33 +137,93 @@ def _ref(x: torch.Tensor, ref_mic: int) -> torch.Tensor:
     return x[..., 0 if x.shape[-2] == 1 else ref_mic, :]
 
 
-def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], cfg, with_sdr: bool, seld_average: str) -> None:
-    """Align one output set with the references and add its clips to ``scores``."""
+def _activity(onoff: torch.Tensor, doa: torch.Tensor) -> np.ndarray:
+    """Frame activity of each slot, classes ignored: on/off logit > 0 and ‖doa‖ > 0.5.
+
+    Args:
+        onoff: (B, J, T') logits.
+        doa: (B, J, T', 3).
+
+    Returns:
+        (B, J, T') bool.
+    """
+    return (onoff.float().numpy() > 0.0) & (np.linalg.norm(doa.float().numpy(), axis=-1) > 0.5)
+
+
+def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int, with_sdr: bool,
+                 seld_average: str) -> None:
+    """Align one output set with the references and add its clips to ``scores``.
+
+    Args:
+        scores: the accumulator.
+        out: a :class:`~deepasa.model.deepasa.DeepASAOutput` for the batch (fields the system lacks are None).
+        batch: the dataset batch (``mixture (B, M, N)``, targets).
+        ids: the B clip names.
+        ref_mic: reference channel.
+        with_sdr: include BSS-eval SDR.
+        seld_average: ``micro`` or ``macro``.
+    """
     has_sources = "image" in batch or "direct" in batch
-    has_seld = "activity" in batch and out.cls_logits is not None
+    has_labels = "activity" in batch
+    has_seld = has_labels and out.cls_logits is not None and out.onoff is not None
     if has_sources:
         tgt_img = batch["image"] if "image" in batch else batch["direct"] + batch["reverb"]   # (B, J, M|1, N)
     if has_sources and out.image is not None:
-        _, perm = pit_sa_sdr(_ref(out.image, cfg.ref_mic).float(), _ref(tgt_img, cfg.ref_mic).float())  # (B, J)
+        _, perm = pit_sa_sdr(_ref(out.image, ref_mic).float(), _ref(tgt_img, ref_mic).float())  # (B, J)
     elif has_seld:
         perm = seld_loss(out, batch, LossWeights.seld()).perm
     else:
-        raise DeepASAError("the data have neither isolated sources nor SELD labels: nothing to score")
+        raise DeepASAError("the data have neither isolated sources nor SELD labels the system can be scored on")
+    n_batch = batch["mixture"].shape[0]
+    clips = [{"id": name} for name in ids]
+    src: dict[tuple[int, int], dict] = {}                                        # (b, slot) → per-source record
     if has_sources and out.image is not None:
         est_img = apply_permutation(out.image.float(), perm)                     # (B, J, K, N)
         est_dir = apply_permutation(out.direct.float(), perm) if out.direct is not None else None
         single = est_img.shape[2] == 1
-        for b in range(est_img.shape[0]):
+        for b in range(n_batch):
             mix = batch["mixture"][b].float()                                    # (M, N)
             tgt_b = tgt_img[b].float()                                           # (J, M|1, N)
             active = (tgt_b.flatten(1).abs().amax(-1) > 0).numpy()              # (J,)
             if single:                                                           # reference-channel output
-                kw = dict(est_image=est_img[b, :, 0], tgt_image=_ref(tgt_b, cfg.ref_mic), mixture=mix[cfg.ref_mic])
+                kw = dict(est_image=est_img[b, :, 0], tgt_image=_ref(tgt_b, ref_mic), mixture=mix[ref_mic])
             else:
-                kw = dict(est_image=est_img[b], tgt_image=tgt_b, mixture=mix, ref_channel=cfg.ref_mic)
+                kw = dict(est_image=est_img[b], tgt_image=tgt_b, mixture=mix, ref_channel=ref_mic)
                 if est_dir is not None and "direct" in batch:
                     kw.update(est_direct=est_dir[b], tgt_direct=batch["direct"][b].float())
-            scores.sep.append(evaluate_separation(**kw, active=active, with_sdr=with_sdr))
+            sep = evaluate_separation(**kw, active=active, with_sdr=with_sdr)
+            scores.sep.append(sep)
+            clips[b]["separation"] = sep
+            if scores.detail:                                                    # per-source SI-SDRi
+                e_ref = _ref(est_img[b], ref_mic).numpy()                        # (J, N)
+                t_ref = _ref(tgt_b, ref_mic).numpy()                             # (J, N)
+                m_ref = mix[ref_mic].numpy()                                     # (N,)
+                gain = si_sdr_np(e_ref, t_ref) - si_sdr_np(np.broadcast_to(m_ref, t_ref.shape), t_ref)   # (J,)
+                if est_dir is not None and "direct" in batch:
+                    d_ref = _ref(est_dir[b], ref_mic).numpy()                    # (J, N)
+                    td_ref = _ref(batch["direct"][b].float(), ref_mic).numpy()   # (J, N)
+                    gain_d = si_sdr_np(d_ref, td_ref) - si_sdr_np(np.broadcast_to(m_ref, td_ref.shape), td_ref)
+                else:
+                    gain_d = np.full(len(gain), np.nan)
+                for j in np.flatnonzero(active):
+                    src.setdefault((b, int(j)), {"id": ids[b], "slot": int(j)}).update(
+                        si_sdri_db=float(gain[j]), direct_si_sdri_db=float(gain_d[j]))
+    if has_labels and out.onoff is not None and out.doa is not None:
+        doa = apply_permutation(out.doa.float(), perm)                          # (B, J, T', 3)
+        act_out = _activity(apply_permutation(out.onoff.float(), perm), doa)    # (B, J, T')
+        act_ref = batch["activity"].numpy() > 0.5                                # (B, J, T')
+        for b, name in enumerate(ids):
+            stats = FrameSELDStats(1)
+            stats.update(act_out[b:b + 1, ..., None].astype(np.float64), act_ref[b:b + 1, ..., None].astype(np.float64),
+                         doa[b:b + 1], batch["doa"][b:b + 1])
+            scores.agnostic.append(stats)
+            clips[b]["localization"] = stats
+            if scores.detail:                                                    # per-source DoA error, recall
+                theta = angular_error_deg(doa[b], batch["doa"][b])              # (J, T')
+                for j in np.flatnonzero(act_ref[b].any(-1)):
+                    on = act_ref[b, j]                                           # (T',) reference-active frames
+                    src.setdefault((b, int(j)), {"id": name, "slot": int(j)}).update(
+                        doa_error_deg=float(theta[j, on].mean()), frame_recall=float(act_out[b, j, on].mean()))
     if has_seld:
         cls_logits, onoff, doa = (apply_permutation(getattr(out, k).float(), perm) for k in ("cls_logits", "onoff", "doa"))
         sed_out = seld_decisions(cls_logits, onoff, doa, use_doa_norm=seld_average == "micro")  # (B, J, T', C)
@@ -141,8 +232,84 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], cfg, with_sd
             stats = FrameSELDStats(cls_logits.shape[-1])
             stats.update(sed_out[b:b + 1], sed_label[b:b + 1], doa[b:b + 1], batch["doa"][b:b + 1])
             scores.seld.append(stats)
+            clips[b]["seld"] = stats
             scores.pred_frames[name] = frames_from_slots(sed_out[b], doa[b])
             scores.ref_frames[name] = frames_from_slots(sed_label[b], batch["doa"][b])
+        if has_sources and out.image is not None:                               # CA-SDRi (DCASE 2025 Task 4)
+            est_ref = _ref(apply_permutation(out.image.float(), perm), ref_mic).numpy()   # (B, J, N)
+            tgt_ref = _ref(tgt_img.float(), ref_mic).numpy()                              # (B, J, N)
+            present = sed_out.max(axis=(2, 3)) > 0                                        # (B, J)
+            est_cls = cls_logits.argmax(-1).numpy()                                       # (B, J)
+            for b in range(n_batch):
+                ref_cls = batch["cls"][b].numpy()                                         # (J,)
+                e = [j for j in range(est_ref.shape[1]) if present[b, j]]
+                r = [j for j in range(tgt_ref.shape[1]) if ref_cls[j] >= 0 and np.abs(tgt_ref[b, j]).max() > 0]
+                scores.ca.append(ca_sdri_mixture(
+                    [scores.class_names[est_cls[b, j]] for j in e], est_ref[b, e],
+                    [scores.class_names[ref_cls[j]] for j in r], tgt_ref[b, r],
+                    batch["mixture"][b, ref_mic].float().numpy()))
+    if scores.detail:
+        scores.clips.extend(clips)
+        scores.sources.extend(src[k] for k in sorted(src))
+
+
+System = Callable[[dict], object]
+
+
+def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, class_names: list[str] | None = None,
+                 net1: bool = False, batch_size: int = 1, with_sdr: bool = True, seld_average: str = "micro",
+                 progress: bool = True, detail: bool = False, desc: str = "evaluate") -> dict:
+    """Score any system on a dataset with the metrics of this module.
+
+    Args:
+        system: ``system(batch) -> DeepASAOutput``; ``batch`` is a collated dataset batch (``mixture (B, M, N)``
+            and the targets — only an oracle may read them). Fields the system cannot estimate stay ``None``.
+        dataset: a map-style dataset of :class:`~deepasa.data.scenes.SceneDataset` items.
+        n_classes: C of the SELD outputs.
+        ref_mic: the reference channel.
+        class_names: the C names (CA-SDRi matches labels by name).
+        net1: also score ``out.net1`` (a CoI model's Net-1 outputs).
+        batch_size: clips per call.
+        with_sdr: include the BSS-eval SDR (slow).
+        seld_average: ``micro`` or ``macro``.
+        progress: progress bar.
+        detail: keep per-clip and per-source records (``"details"``) for breakdowns.
+        desc: progress-bar label.
+
+    Returns:
+        ``{"separation", "seld", "dcase", "localization", "ca_sdri", "ci95", "seconds", "n_items"}`` (blocks the
+        system or the data cannot support are left out), ``"net1"`` with the same blocks when ``net1``, and
+        ``"details": {"clips": [...], "sources": [...]}`` when ``detail`` (each clip: ``id``, ``separation``
+        dict, ``seld``/``localization`` :class:`FrameSELDStats`).
+    """
+    from tqdm import tqdm
+
+    final = _Scores(n_classes, class_names, detail)
+    first = _Scores(n_classes, class_names, detail)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    seconds = 0.0
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress):
+            t0 = time.perf_counter()
+            out = system(batch)
+            seconds += time.perf_counter() - t0
+            ids = [str(s) for s in batch["scene_id"]]
+            _score_batch(final, out, batch, ids, ref_mic, with_sdr, seld_average)
+            if net1 and getattr(out, "net1", None) is not None:
+                _score_batch(first, out.net1, batch, ids, ref_mic, with_sdr, seld_average)
+    report: dict = {"n_items": len(dataset), "seconds": seconds}
+    with tempfile.TemporaryDirectory(prefix="deepasa-eval-") as tmp:
+        blocks, ci = final.report(seld_average, Path(tmp) / "final")
+        report.update(blocks)
+        report["ci95"] = ci
+        if net1:
+            blocks1, ci1 = first.report(seld_average, Path(tmp) / "net1")
+            report["net1"] = {**blocks1, "ci95": ci1}
+            if detail:
+                report["net1"]["details"] = {"clips": first.clips, "sources": first.sources}
+    if detail:
+        report["details"] = {"clips": final.clips, "sources": final.sources}
+    return report
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", dataset: str = "scenes",
@@ -163,14 +330,12 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
 
     Returns:
         ``{"checkpoint", "data", "split", "n_items", "model", "separation": {...}, "seld": {...},
-        "dcase": {...}, "ci95": {"block.key": [low, high]}, "net1": {same blocks + ci95}}`` (blocks the data
-        cannot support are left out).
+        "dcase": {...}, "localization": {...}, "ca_sdri": {...}, "ci95": {"block.key": [low, high]},
+        "seconds": model time, "net1": {same blocks + ci95}}`` (blocks the data cannot support are left out).
 
     Raises:
         DeepASAError: missing checkpoint or data, a model/data mismatch (rate, channels, slots, classes).
     """
-    from tqdm import tqdm
-
     from deepasa.train.data import open_dataset
     from deepasa.train.module import load_model
 
@@ -190,26 +355,14 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     if first.shape[0] != cfg.n_mics:
         raise DeepASAError(f"model/data mismatch: the model expects {cfg.n_mics} channels, the data have {first.shape[0]}")
     coi = cfg.coi_steps > 0
-    final, net1 = _Scores(cfg.n_classes), _Scores(cfg.n_classes)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
-            out = model(batch["mixture"], net1_audio=coi)
-            ids = [str(s) for s in batch["scene_id"]]
-            _score_batch(final, out, batch, ids, cfg, with_sdr, seld_average)
-            if coi and out.net1 is not None:
-                _score_batch(net1, out.net1, batch, ids, cfg, with_sdr, seld_average)
+    scored = score_system(lambda batch: model(batch["mixture"], net1_audio=coi), ds, n_classes=cfg.n_classes,
+                          ref_mic=cfg.ref_mic, class_names=names, net1=coi, batch_size=batch_size,
+                          with_sdr=with_sdr, seld_average=seld_average, progress=progress)
     report: dict = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "dataset": dataset,
                     "n_items": len(ds), "seld_average": seld_average,
                     "model": {"n_classes": cfg.n_classes, "n_slots": cfg.n_slots, "sample_rate": cfg.sample_rate,
                               "coi_steps": cfg.coi_steps}}
-    with tempfile.TemporaryDirectory(prefix="deepasa-eval-") as tmp:
-        blocks, ci = final.report(seld_average, Path(tmp) / "final")
-        report.update(blocks)
-        report["ci95"] = ci
-        if coi:
-            blocks1, ci1 = net1.report(seld_average, Path(tmp) / "net1")
-            report["net1"] = {**blocks1, "ci95": ci1}
+    report.update({k: v for k, v in scored.items() if k != "n_items"})
     return report
 
 
@@ -218,7 +371,7 @@ def format_table(report: dict) -> str:
     rows = [("metric", "mean", "95% interval")]
 
     def add(prefix: str, rep: dict) -> None:
-        for block in ("separation", "seld", "dcase"):
+        for block in ("separation", "seld", "dcase", "localization", "ca_sdri"):
             for key, value in rep.get(block, {}).items():
                 if key == "n_files" or not isinstance(value, (int, float)):
                     continue

@@ -1,0 +1,108 @@
+"""The oracle system and the shared scoring path (score_system) that every row of benchmarks/quality.py uses.
+
+Independent truth: the oracle reads the simulator's labels, so every SELD metric must be perfect; the
+mixture returned as every estimate has an SI-SDR improvement of exactly 0 dB by definition; a slot
+permutation of the outputs must not change any score (the scoring aligns slots itself).
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SCENES = {"duration": 2.0, "sample_rate": 16000, "num_sources": [2, 3], "num_sources_weights": [1, 1]}
+QUALITY = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+
+
+@pytest.fixture(scope="module")
+def scenes(tiny_bank_home):
+    from deepasa.data.onthefly import SimulatedScenes
+
+    return SimulatedScenes(tiny_bank_home, split="test", scene_config=SCENES, seed=5, num_scenes=3, n_slots=4)
+
+
+def _score(system, scenes, **kw):
+    from deepasa.train.evaluate import score_system
+
+    return score_system(system, scenes, n_classes=3, class_names=["a", "b", "c"], with_sdr=False,
+                        progress=False, **kw)
+
+
+def test_oracle_is_perfect_on_seld_and_separates(scenes):
+    from deepasa.baselines.oracle import OracleBaseline
+
+    rep = _score(OracleBaseline(n_classes=3), scenes, detail=True)
+    assert rep["seld"]["ER"] == pytest.approx(0.0, abs=1e-9)
+    assert rep["seld"]["F"] == pytest.approx(1.0, abs=1e-6)
+    assert rep["seld"]["LE"] == pytest.approx(0.0, abs=1e-3)
+    assert rep["localization"]["F"] == pytest.approx(1.0, abs=1e-6)
+    assert rep["separation"]["si_sdri_db"] > 5.0
+    assert rep["ca_sdri"]["ca_sdri_db"] > 5.0
+    assert len(rep["details"]["clips"]) == 3
+    # one record per active source, each with its separation and localization scores
+    n_src = sum(int((s["cls"] >= 0).sum()) for s in scenes)
+    assert len(rep["details"]["sources"]) == n_src
+    assert all(r["doa_error_deg"] < 1e-3 and r["frame_recall"] == 1.0 for r in rep["details"]["sources"])
+
+
+def test_mixture_as_estimate_improves_nothing(scenes):
+    from deepasa.model.deepasa import DeepASAOutput
+
+    def mixture_system(batch):
+        mix = batch["mixture"]                                            # (B, M, N)
+        return DeepASAOutput(image=mix[:, None].expand(-1, 4, -1, -1).clone())   # (B, J, M, N)
+
+    rep = _score(mixture_system, scenes)
+    assert rep["separation"]["si_sdri_db"] == pytest.approx(0.0, abs=1e-6)
+    assert "seld" not in rep and "localization" not in rep             # a system without SELD outputs
+
+
+def test_slot_order_of_the_outputs_does_not_matter(scenes):
+    from deepasa.baselines.oracle import OracleBaseline
+    from deepasa.model.deepasa import DeepASAOutput
+
+    oracle = OracleBaseline(n_classes=3)
+    order = torch.tensor([2, 0, 3, 1])
+
+    def shuffled(batch):
+        out = oracle(batch)
+        return DeepASAOutput(**{k: v[:, order] for k, v in out.tensors().items() if k != "noise"}, noise=out.noise)
+
+    a, b = _score(oracle, scenes), _score(shuffled, scenes)
+    for block in ("separation", "seld", "localization", "ca_sdri"):
+        for key, value in a[block].items():
+            assert b[block][key] == pytest.approx(value, abs=1e-6), (block, key)
+
+
+def test_quality_breakdown_and_readme_table(scenes, tmp_path, monkeypatch):
+    from deepasa.baselines.oracle import OracleBaseline
+
+    spec = importlib.util.spec_from_file_location("quality", QUALITY)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    rep = _score(OracleBaseline(n_classes=3), scenes, detail=True)
+    meta = {}
+    for item in scenes:
+        k = int((item["cls"] >= 0).sum())
+        meta[str(item["scene_id"])] = {"n_sources": k, "rt60": 0.35, "moving": [i == 0 for i in range(k)]}
+    b = quality.breakdown(rep["details"], meta)
+    assert sum(g["n_clips"] for g in b["n_sources"].values()) == 3
+    assert list(b["rt60"]) == ["0.30-0.45"] and b["rt60"]["0.30-0.45"]["seld"] == pytest.approx(0.0, abs=1e-6)
+    assert b["motion"]["moving"]["n_sources"] == 3                       # the first source of each scene
+    assert b["motion"]["moving"]["n_sources"] + b["motion"]["static"]["n_sources"] == len(rep["details"]["sources"])
+    entry = {k: v for k, v in rep.items() if k != "details"}
+    result = {"test_set": {"data": "d", "split": "test", "n_items": 3, "available": 3, "seed": 1},
+              "command": "python benchmarks/quality.py", "machine": {"threads": 1},
+              "systems": {"oracle": {**entry, "params": 0, "gmacs_per_second": None, "rtf": 0.1, "breakdown": b}}}
+    table = quality.markdown(result)
+    row = next(line for line in table.splitlines() if line.startswith("| `oracle`"))
+    assert row.count("|") == 17 and "0.000" in row
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{quality.MARK_START}\nold\n{quality.MARK_END}\nrest\n")
+    monkeypatch.setattr(quality, "README", readme)
+    assert quality.update_readme(table)
+    text = readme.read_text()
+    assert "old" not in text and row in text and text.startswith("intro\n") and text.endswith("rest\n")
+    assert np.isfinite(b["motion"]["moving"]["si_sdri_db"])
