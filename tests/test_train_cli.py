@@ -83,6 +83,35 @@ def test_train_save_resume_and_evaluate(scenes, tmp_path):
         assert 0.0 <= report[block]["SELD"] <= 1.5
     assert "seld.SELD" in report["ci95"] and "separation.si_sdri_db" in report["ci95"]
     assert "net1" not in report
+    assert set(report["localization"]) >= {"ER", "F", "LE", "LR", "SELD"} and "ca_sdri" in report
+
+    # `deepasa export` turns the (possibly interrupted) run's checkpoint into a model file with class names
+    exported = tmp_path / "exported.pt"
+    assert main(["export", str(ckpts / "last.ckpt"), str(exported), "--data", str(scenes)]) == 0
+    model = DeepASA.from_pretrained(exported)
+    assert model.class_names == json.loads((scenes / "classes.json").read_text())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, resumed["state_dict"][f"model.{k}"]), k
+    # the exported file scores exactly as the checkpoint it came from
+    assert main(["evaluate", "--checkpoint", str(exported), "--data", str(scenes), "--split", "test",
+                 "--out", str(tmp_path / "report2.json"), "--quiet"]) == 0
+    again = json.loads((tmp_path / "report2.json").read_text())
+    assert again["separation"] == report["separation"] and again["seld"] == report["seld"]
+
+
+def test_export_bad_input_exits_2(scenes, tmp_path, capsys):
+    from deepasa.model import DeepASA, get_config
+
+    good = tmp_path / "m.pt"
+    DeepASA(get_config("tiny", n_classes=13)).save(good)
+    cases = [[str(tmp_path / "missing.ckpt"), str(tmp_path / "a.pt")],                   # missing checkpoint
+             [str(good), str(tmp_path / "b.pt"), "--data", str(scenes)],                  # 13 classes vs 10
+             [str(good), str(tmp_path / "c.pt"), "--data", str(tmp_path)]]                # no classes.json
+    for args in cases:
+        assert main(["export", *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("deepasa export: error:"), err
+        assert not Path(args[1]).exists()
 
 
 def test_coi_stage_from_net1_weights_with_frozen_aggregator(scenes, tmp_path):

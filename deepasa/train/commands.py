@@ -37,6 +37,11 @@ EVAL_EXAMPLE = """examples:
 """
 
 
+EXPORT_EXAMPLE = """example:
+  deepasa export runs/sim_small_coi/checkpoints/last.ckpt checkpoints/default.pt --data data/scenes
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``evaluate`` to the top-level parser."""
     # `train` hands every argument to LightningCLI (its own --help lists them all): '+' as the only prefix
@@ -67,6 +72,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--no-sdr", action="store_true", help="skip the (slow) BSS-eval SDR")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=run_evaluate)
+
+    x = subparsers.add_parser("export", help="write a training checkpoint as a model file (what analyze loads)",
+                              description="Convert a `deepasa train` Lightning checkpoint (best, last, or one "
+                              "of an interrupted run) into a DeepASA.save model file, with the class names "
+                              "of its training data, so `deepasa analyze`, `DeepASA.from_pretrained` and "
+                              "`deepasa evaluate` load it.", epilog=EXPORT_EXAMPLE,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    x.add_argument("checkpoint", type=Path, help="Lightning checkpoint (.ckpt) or model file")
+    x.add_argument("out", type=Path, help="model file to write (.pt)")
+    x.add_argument("--data", type=Path, help="dataset root whose classes.json names the classes")
+    x.add_argument("--format", choices=("mic", "foa"), default="mic", help="array format of the training data")
+    x.set_defaults(func=run_export)
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -178,6 +195,32 @@ def export_best(trainer, path: Path) -> Path:
     model.save(path)
     print(f"deepasa train: exported {source or 'the current weights'} to {path}")
     return path
+
+
+# ---------------------------------------------------------------------------------------------- export
+def run_export(args: argparse.Namespace) -> int:
+    """Entry point of ``deepasa export``."""
+    import json
+
+    from deepasa.train.module import load_model
+
+    if args.out.exists() and args.out.is_dir():
+        raise DeepASAError(f"{args.out} is a folder; name the model file to write")
+    model = load_model(args.checkpoint)
+    if args.data is not None:
+        classes = args.data / "classes.json"
+        if not classes.is_file():
+            raise DeepASAError(f"{classes} not found (the dataset root names the classes)")
+        names = json.loads(classes.read_text())
+        names = names.get("classes", names) if isinstance(names, dict) else names
+        if len(names) != model.config.n_classes:
+            raise DeepASAError(f"{classes} has {len(names)} classes but the model has {model.config.n_classes}")
+        model.class_names = [str(n) for n in names]
+    model.audio_format = args.format
+    model.save(args.out)
+    print(f"deepasa export: {args.checkpoint} -> {args.out} ({sum(p.numel() for p in model.parameters()):,} "
+          f"parameters, classes: {', '.join(model.class_names) if model.class_names else 'unnamed'})")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
