@@ -55,6 +55,12 @@ def test_train_save_resume_and_evaluate(scenes, tmp_path):
               "val/LE", "val/LR", "val/si_sdri_db", "val/direct_si_sdri_db"):
         assert k in keys, k
     assert all(float(r["train/loss"]) == float(r["train/loss"]) for r in metrics_rows(run) if r.get("train/loss"))
+    # the same scalars in TensorBoard's event files
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((run / "tb").glob("version_*"))))
+    events.Reload()
+    assert {"train/loss", "train/doa", "val/seld_score", "val/si_sdri_db"} <= set(events.Tags()["scalars"])
 
     # the exported model loads with the public API and matches the checkpoint's weights
     from deepasa.model import DeepASA

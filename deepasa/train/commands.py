@@ -12,7 +12,8 @@ command line. ``--print_config`` shows the resolved configuration. Extra options
 * ``--export FILE`` writes the best model (or the last one without validation) as a ``DeepASA.save`` file,
   what ``DeepASA.from_pretrained`` and ``deepasa evaluate`` load.
 
-Logs: CSV (``<root>/logs/version_<n>/metrics.csv``) always, TensorBoard as well when ``tensorboard`` is installed.
+Logs: CSV (``<root>/logs/version_<n>/metrics.csv``) and TensorBoard (``<root>/tb/version_<n>/``), every loss
+term and metric in both.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _make_cli_class():
     from jsonargparse import ActionYesNo
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
-    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     class DeepASACLI(LightningCLI):
         """LightningCLI with the best/last checkpoint, resume/export options and CSV (+TensorBoard) logs."""
@@ -119,15 +120,7 @@ def _make_cli_class():
         def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
             if config.get("logger") in (True, None):
                 root = config.get("default_root_dir") or "."
-                loggers = [CSVLogger(root, name="logs")]
-                try:
-                    from lightning.pytorch.loggers import TensorBoardLogger
-
-                    import tensorboard  # noqa: F401
-                    loggers.append(TensorBoardLogger(root, name="tb"))
-                except ImportError:
-                    pass
-                config["logger"] = loggers
+                config["logger"] = [CSVLogger(root, name="logs"), TensorBoardLogger(root, name="tb")]
             if config.get("logger") is not False:
                 callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
             return super()._instantiate_trainer(config, callbacks)
