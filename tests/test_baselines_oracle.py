@@ -106,3 +106,20 @@ def test_quality_breakdown_and_readme_table(scenes, tmp_path, monkeypatch):
     text = readme.read_text()
     assert "old" not in text and row in text and text.startswith("intro\n") and text.endswith("rest\n")
     assert np.isfinite(b["motion"]["moving"]["si_sdri_db"])
+
+
+def test_returning_nothing_gains_nothing(scenes):
+    """An all-zero estimate would score 0 dB SI-SDR by the eps guards, i.e. a gain over weak sources; it is
+    scored as the unprocessed mixture instead (improvement exactly 0 dB)."""
+    from deepasa.metrics.separation import evaluate_separation, si_sdr
+    from deepasa.model.deepasa import DeepASAOutput
+
+    rep = _score(lambda batch: DeepASAOutput(image=torch.zeros(*batch["direct"].shape)), scenes, detail=True)
+    assert rep["separation"]["si_sdri_db"] == pytest.approx(0.0, abs=1e-9)
+    assert all(r["si_sdri_db"] == 0.0 for r in rep["details"]["sources"])
+    # the raw metric shows why: 0 dB for silence, below 0 dB for the mixture of a weak source
+    item = scenes[0]
+    tgt = (item["direct"] + item["reverb"])[0].double().numpy()         # (M, N) loudest-first source 0
+    assert si_sdr(np.zeros_like(tgt[0]), tgt[0]) == pytest.approx(0.0, abs=1e-9)
+    one = evaluate_separation(np.zeros_like(tgt)[None], tgt[None], item["mixture"].double().numpy(), with_sdr=True)
+    assert one["si_sdri_db"] == 0.0 and one["sdri_db"] == 0.0 and one["si_sdri_m2m_db"] == 0.0

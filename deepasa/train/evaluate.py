@@ -38,6 +38,7 @@ from deepasa.errors import DeepASAError
 from deepasa.losses import LossWeights, apply_permutation, pit_sa_sdr, sed_targets, seld_loss
 from deepasa.metrics import evaluate_folders, evaluate_separation, frames_from_slots, write_dcase_csv
 from deepasa.metrics.ca_sdri import ca_sdri_mixture
+from deepasa.metrics.separation import improvement
 from deepasa.metrics.separation import si_sdr as si_sdr_np
 from deepasa.metrics.seld_dcase import jackknife_estimation
 from deepasa.metrics.seld_frame import FrameSELDStats, angular_error_deg, seld_decisions
@@ -198,11 +199,11 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
                 e_ref = _ref(est_img[b], ref_mic).numpy()                        # (J, N)
                 t_ref = _ref(tgt_b, ref_mic).numpy()                             # (J, N)
                 m_ref = mix[ref_mic].numpy()                                     # (N,)
-                gain = si_sdr_np(e_ref, t_ref) - si_sdr_np(np.broadcast_to(m_ref, t_ref.shape), t_ref)   # (J,)
+                gain = improvement(si_sdr_np, e_ref, t_ref, m_ref)             # (J,); silent estimate → 0
                 if est_dir is not None and "direct" in batch:
                     d_ref = _ref(est_dir[b], ref_mic).numpy()                    # (J, N)
                     td_ref = _ref(batch["direct"][b].float(), ref_mic).numpy()   # (J, N)
-                    gain_d = si_sdr_np(d_ref, td_ref) - si_sdr_np(np.broadcast_to(m_ref, td_ref.shape), td_ref)
+                    gain_d = improvement(si_sdr_np, d_ref, td_ref, m_ref)       # (J,)
                 else:
                     gain_d = np.full(len(gain), np.nan)
                 for j in np.flatnonzero(active):
