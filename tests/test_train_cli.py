@@ -105,6 +105,31 @@ def test_train_save_resume_and_evaluate(scenes, tmp_path):
     assert again["separation"] == report["separation"] and again["seld"] == report["seld"]
 
 
+def test_last_checkpoint_follows_training_even_when_validation_does_not_improve(scenes, tmp_path):
+    """Lightning writes last.ckpt only with a new best; ours must follow every N steps and every validation."""
+    from deepasa.train.callbacks import LastCheckpoint
+
+    run = tmp_path / "run"
+    # save_top_k=0: Lightning's own callback never writes a checkpoint (as when the score never improves)
+    assert train(run, scenes, "--trainer.max_steps=5", "--last_every_n_steps=2", "--checkpoint.save_top_k=0") == 0
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 5                        # the end of training
+    assert not list((run / "checkpoints").glob("best-*")) and not list((run / "checkpoints").glob("*.part"))
+    assert train(run, scenes, "--trainer.max_steps=6", "--checkpoint.save_top_k=0", "--resume") == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 6
+
+    class Trainer:                                         # the callback's step schedule, without a Trainer
+        global_step, sanity_checking = 4, False
+
+    cb = LastCheckpoint(tmp_path, every_n_steps=2)
+    saved = []
+    cb.save = lambda trainer: saved.append(trainer.global_step)
+    for step in range(1, 7):
+        Trainer.global_step = step
+        cb.on_train_batch_end(Trainer, None, None, None, step)
+    assert saved == [2, 4, 6]
+
+
 def test_export_bad_input_exits_2(scenes, tmp_path, capsys):
     from deepasa.model import DeepASA, get_config
 
@@ -206,7 +231,7 @@ def test_every_recipe_parses(recipe, capsys):
 
     assert main(["train", "--config", str(REPO / "configs" / "train" / recipe), "--print_config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["checkpoint"]["save_last"] is True
+    assert printed["checkpoint"]["save_last"] is False and printed["last_every_n_steps"] >= 1   # LastCheckpoint
     assert printed["trainer"]["gradient_clip_val"] == 5.0
     if recipe.startswith("asa2_paper"):               # SPEC §6: 8 GPUs × 2, Adam 4e-4 / 1e-5, bf16-mixed
         assert printed["trainer"]["devices"] == 8 and printed["data"]["batch_size"] == 2

@@ -95,16 +95,20 @@ def _make_cli_class():
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from deepasa.train.callbacks import LastCheckpoint
+
     class DeepASACLI(LightningCLI):
         """LightningCLI with the best/last checkpoint, resume/export options and CSV (+TensorBoard) logs."""
 
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults({
-                "checkpoint.monitor": "val/seld_score", "checkpoint.mode": "min", "checkpoint.save_last": True,
+                "checkpoint.monitor": "val/seld_score", "checkpoint.mode": "min", "checkpoint.save_last": False,
                 "checkpoint.save_top_k": 1, "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.filename": "best-epoch{epoch:03d}-step{step:07d}",
             })
+            parser.add_argument("--last_every_n_steps", type=int, default=50,
+                                help="write <checkpoint.dirpath>/last.ckpt every N steps (and after each validation)")
             parser.add_argument("--resume", action=ActionYesNo, default=False,
                                 help="continue from <checkpoint.dirpath>/last.ckpt")
             parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume from this checkpoint")
@@ -123,6 +127,8 @@ def _make_cli_class():
                 config["logger"] = [CSVLogger(root, name="logs"), TensorBoardLogger(root, name="tb")]
             if config.get("logger") is not False:
                 callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
+            cfg = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+            callbacks = [*callbacks, LastCheckpoint(cfg.checkpoint.dirpath, cfg.last_every_n_steps)]
             return super()._instantiate_trainer(config, callbacks)
 
     return DeepASACLI
