@@ -14,7 +14,7 @@ Per clip, with the DSP of the installed libraries (nothing trained, nothing of i
 3. **Direct path.** Multichannel nara_wpe ``wpe`` (``wpe_taps``, ``wpe_delay``, ``wpe_iterations``) on the
    *mixture*; the demixing matrices of step 1 are estimated on that dereverberated mixture and applied to
    both the mixture (→ images) and the dereverberated mixture (→ direct paths), with the same
-   projection-back gains. Why not WPE on each separated image, as the brief of this baseline first said:
+   projection-back gains. Why not WPE on each separated image:
    projection back makes an image rank-1 in every frequency (``image_m(f, t) = c_m(f)·y(f, t)``), so
    multichannel WPE on it degenerates to single-channel WPE of y, which on a reverberant single source
    (RT60 0.5 s, 2.5 m) gained 0.7 dB SI-SDR against the direct path where 4-channel WPE of the mixture gained
