@@ -33,18 +33,23 @@ def read_run(run: Path) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--max-step", type=int, nargs="+", help="per run, the last step to keep (the step a later "
+                   "stage branched from; -1 = all)")
     p.add_argument("--png", type=Path)
     p.add_argument("--csv", type=Path)
     args = p.parse_args()
     table: list[dict] = []
     offset = 0
-    for run in args.runs:
-        rows = read_run(run)
+    limits = args.max_step or [-1] * len(args.runs)
+    if len(limits) != len(args.runs):
+        raise SystemExit("error: give one --max-step per run")
+    for run, limit in zip(args.runs, limits):
+        rows = [r for r in read_run(run) if limit < 0 or r["step"] <= limit]
         if not rows:
             raise SystemExit(f"error: no validation rows in {run}/logs")
         for r in rows:
             table.append({"run": run.name, "global_step": r["step"] + offset, **r})
-        offset += rows[-1]["step"] + 1
+        offset += rows[-1]["step"] + 1 if limit < 0 else limit + 1
     if args.csv:
         fields = ["run", "global_step", "step", *KEYS]
         with open(args.csv, "w", newline="") as fh:
