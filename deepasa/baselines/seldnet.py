@@ -50,7 +50,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,10 +59,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepasa import __version__
 from deepasa.audio.geometry import FOA_CHANNELS
 from deepasa.errors import DeepASAError
-from deepasa.model.deepasa import DeepASAOutput
+from deepasa.model.deepasa import DeepASAOutput, read_checkpoint, versions, write_checkpoint
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -659,18 +657,12 @@ class SELDnetBaseline:
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "class_names": self.class_names,
             "train_info": self.train_info,
-            "versions": {"deepasa": str(__version__), "torch": str(torch.__version__),
-                         "python": platform.python_version()},
+            "versions": versions(),
         }
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`serialize` to ``path`` (via a temporary file moved into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        torch.save(self.serialize(), tmp)
-        tmp.replace(path)
-        return path
+        return write_checkpoint(self.serialize(), path)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "SELDnetBaseline":
@@ -680,13 +672,7 @@ class SELDnetBaseline:
             DeepASAError: missing or unreadable file, or not a ``deepasa-seldnet-1`` checkpoint.
         """
         path = Path(path)
-        if not path.is_file():
-            raise DeepASAError(f"checkpoint not found: {path}")
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DeepASAError(f"cannot read checkpoint {path}: {reason}") from None
+        ckpt = read_checkpoint(path, map_location)
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise DeepASAError(f"{path} is not a SELDnet checkpoint ({CHECKPOINT_FORMAT})")
         model = SELDnet(SELDnetConfig.from_dict(ckpt["config"]))

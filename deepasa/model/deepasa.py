@@ -58,6 +58,37 @@ from deepasa.model.heads import AudioDecoder, ObjectSplitter, SELDHeads, build_p
 CHECKPOINT_FORMAT = "deepasa-model/1"
 
 
+def versions() -> dict[str, str]:
+    """The versions a checkpoint records: deepasa, torch, python."""
+    return {"deepasa": str(__version__), "torch": str(torch.__version__), "python": platform.python_version()}
+
+
+def write_checkpoint(obj: dict, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then moved into place (no half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` (tensors and plain data; no pickled code).
+
+    Raises:
+        DeepASAError: the file is missing, or unreadable (the loader's first line is the reason).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeepASAError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeepASAError(f"cannot read checkpoint {path}: {reason}") from None
+
+
 @dataclass
 class DeepASAOutput:
     """Everything the network returns for a batch (K = M output mics, or 1 for reference-channel output).
@@ -263,7 +294,7 @@ class DeepASA(nn.Module):
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-            "versions": {"deepasa": str(__version__), "torch": str(torch.__version__), "python": platform.python_version()},
+            "versions": versions(),
             # what the weights mean: class index -> name, and the array format of the training data
             "meta": {"class_names": list(self.class_names) if self.class_names else None,
                      "audio_format": self.audio_format},
@@ -271,12 +302,7 @@ class DeepASA(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`serialize` to ``path`` (written to a temporary file, then moved into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        torch.save(self.serialize(), tmp)
-        tmp.replace(path)
-        return path
+        return write_checkpoint(self.serialize(), path)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, config: DeepASAConfig | str | None = None,
@@ -296,13 +322,7 @@ class DeepASA(nn.Module):
             raise DeepASAError(f"checkpoint not found: {DEFAULT_CHECKPOINT} (the shipped model is not installed; "
                                "name a checkpoint)")
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-        if not path.is_file():
-            raise DeepASAError(f"checkpoint not found: {path}")
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DeepASAError(f"cannot read checkpoint {path}: {reason}") from None
+        ckpt = read_checkpoint(path, map_location)
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise DeepASAError(f"{path} is not a DeepASA model checkpoint ({CHECKPOINT_FORMAT})")
         stored = DeepASAConfig.from_dict(ckpt["config"])

@@ -51,6 +51,7 @@ from deepasa.losses import (
 )
 from deepasa.metrics.seld_frame import FrameSELDStats, seld_decisions
 from deepasa.model import DeepASA, DeepASAConfig, get_config
+from deepasa.model.deepasa import read_checkpoint
 
 OBJECTIVES = ("asa", "seld", "uss", "s5")
 _SELD_KEYS = ("cls_logits", "sed", "onoff", "doa")
@@ -69,13 +70,7 @@ def load_model_weights(path: str | Path) -> tuple[DeepASAConfig, dict[str, torch
         DeepASAError: missing or unreadable file, or a file that holds no DeepASA model.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DeepASAError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)   # tensors and plain data only
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeepASAError(f"cannot read checkpoint {path}: {reason}") from None
+    ckpt = read_checkpoint(path)                                     # tensors and plain data only
     if not isinstance(ckpt, dict):
         raise DeepASAError(f"{path} is not a DeepASA checkpoint")
     if "deepasa_model" in ckpt and "state_dict" in ckpt:           # Lightning checkpoint of DeepASAModule
