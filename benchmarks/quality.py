@@ -47,6 +47,13 @@ MARK_START, MARK_END = "<!-- quality:start -->", "<!-- quality:end -->"
 
 
 # ---------------------------------------------------------------------------------------------- data
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"quality.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def ensure_test_set(root: Path) -> None:
     """Simulate the fixed test set into ``root/test`` unless it is there."""
     if (root / "test" / "mixed").is_dir() and any((root / "test" / "mixed").iterdir()):
@@ -107,7 +114,7 @@ def build_systems(names: list[str], args, n_classes: int) -> dict[str, dict]:
     model = None
     if "deepasa" in names or "deepasa-net1" in names:
         if not Path(args.checkpoint).is_file():
-            raise SystemExit(f"error: {args.checkpoint} not found (the shipped model; see checkpoints/README.md)")
+            fail(f"{args.checkpoint} not found (the shipped model; see checkpoints/README.md)")
         model = load_model(args.checkpoint).eval()
     if "deepasa" in names:
         coi = model.config.coi_steps > 0
@@ -351,16 +358,20 @@ def main() -> None:
     from torch.utils.data import Subset
 
     from deepasa.data.scenes import SceneDataset
+    from deepasa.errors import DeepASAError
     from deepasa.train.evaluate import score_system
 
     torch.set_num_threads(args.threads)
-    if args.split == "test":
-        ensure_test_set(args.data)
-    full = SceneDataset(args.data, args.split, n_slots=5)
+    try:
+        if args.split == "test":
+            ensure_test_set(args.data)
+        full = SceneDataset(args.data, args.split, n_slots=5)
+        systems = build_systems(args.systems, args, len(full.class_names))
+    except DeepASAError as exc:
+        fail(str(exc))
     ds = full if args.limit is None else Subset(full, range(min(args.limit, len(full))))
     ids = [full.ids[i] for i in range(len(ds))]
     names = full.class_names
-    systems = build_systems(args.systems, args, len(names))
     t_start = time.perf_counter()
     results: dict[str, dict] = {}
     clip_s = 4.0

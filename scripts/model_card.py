@@ -42,6 +42,12 @@ ROWS = [
 ]
 
 
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"model_card.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def _cell(report: dict, block: str, key: str) -> str:
     value = report.get(block, {}).get(key)
     if value is None:
@@ -60,7 +66,7 @@ def table(reports_dir: Path) -> str:
         if path.is_file():
             reports[title] = json.loads(path.read_text())
     if not reports:
-        raise SystemExit(f"error: no report in {reports_dir}")
+        fail(f"no report in {reports_dir}")
     cols = list(reports.items())
     if "net1" in cols[0][1]:
         cols.insert(1, ("default.pt, its Net-1 pass", {**cols[0][1]["net1"]}))

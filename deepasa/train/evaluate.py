@@ -237,7 +237,7 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
             scores.pred_frames[name] = frames_from_slots(sed_out[b], doa[b])
             scores.ref_frames[name] = frames_from_slots(sed_label[b], batch["doa"][b])
         if has_sources and out.image is not None:                               # CA-SDRi (DCASE 2025 Task 4)
-            est_ref = _ref(apply_permutation(out.image.float(), perm), ref_mic).numpy()   # (B, J, N)
+            est_ref = _ref(est_img, ref_mic).numpy()                                      # (B, J, N)
             tgt_ref = _ref(tgt_img.float(), ref_mic).numpy()                              # (B, J, N)
             present = sed_out.max(axis=(2, 3)) > 0                                        # (B, J)
             est_cls = cls_logits.argmax(-1).numpy()                                       # (B, J)
