@@ -121,3 +121,32 @@ def test_step_time_reports_a_positive_step_cost():
     res = step_seconds("tiny", batch=1, repeats=1)
     assert res["forward_s"] > 0 and res["backward_s"] > 0
     assert res["step_s"] == pytest.approx(res["forward_s"] + res["backward_s"], abs=2e-3)
+
+
+def test_validation_si_sdri_equals_the_evaluate_metric_and_a_silent_object_gains_nothing():
+    """The module's running validation SI-SDRi equals deepasa.metrics.separation.improvement (numpy, float64) on the
+    same estimates, including its rule that a silent estimate scores as the mixture (improvement exactly 0)."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from deepasa.metrics.separation import improvement, si_sdr
+
+    module = DeepASAModule(model="tiny")
+    module._reset_val_stats()
+    batch = Synthetic({"sources", "seld"})[0]
+    batch = {k: v[None] if torch.is_tensor(v) else [v] for k, v in batch.items()}
+    g = torch.Generator().manual_seed(5)
+    image = batch["direct"] + batch["reverb"]                                 # (1, J, M, N)
+    est = image + 0.02 * torch.randn(image.shape, generator=g)               # (1, J, M, N)
+    est[:, 1] = 0.0                                                           # object 1 dropped: silent
+    direct = batch["direct"] + 0.02 * torch.randn(image.shape, generator=g)
+    out = SimpleNamespace(image=est, direct=direct)
+    perm = torch.arange(J)[None]                                              # (1, J) identity
+    module._update_separation(out, perm, batch)
+    active = [0, 1]                                                           # Synthetic has two sources
+    mix = batch["mixture"][0, 0].double().numpy()
+    want = improvement(si_sdr, est[0, active, 0].double().numpy(), image[0, active, 0].double().numpy(), mix)
+    assert want[1] == 0.0 and want[0] > 10.0
+    assert module._sep[1] == 2 and module._sep[0] / module._sep[1] == pytest.approx(want.mean(), abs=1e-3)
+    want_d = improvement(si_sdr, direct[0, active, 0].double().numpy(), batch["direct"][0, active, 0].double().numpy(), mix)
+    assert module._sep[2] / module._sep[3] == pytest.approx(want_d.mean(), abs=1e-3)

@@ -93,6 +93,16 @@ def load_model(path: str | Path) -> DeepASA:
     return model
 
 
+def _gain(est: torch.Tensor, tgt: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """SI-SDR improvement (B, J) of estimates (B, J, N) over the mixture (B, J, N) for targets (B, J, N).
+
+    A silent (all-zero) estimate scores as the unprocessed mixture, i.e. improvement 0, the rule of
+    :func:`deepasa.metrics.separation.improvement`: otherwise dropping an object would gain over weak sources.
+    """
+    gain = si_sdr(est, tgt) - si_sdr(mix, tgt)                       # (B, J)
+    return torch.where(est.ne(0).any(-1), gain, torch.zeros_like(gain))
+
+
 def _mean_sum_count(values: list[float]) -> tuple[float, float]:
     finite = [v for v in values if np.isfinite(v)]
     return float(sum(finite)), float(len(finite))
@@ -321,14 +331,14 @@ class DeepASAModule(L.LightningModule):
         tgt_ref = self._ref(tgt).float()                             # (B, J, N)
         mix = self._ref(batch["mixture"]).float().unsqueeze(1).expand_as(tgt_ref)   # (B, J, N)
         active = tgt_ref.abs().amax(-1) > 0                          # (B, J)
-        gain = si_sdr(est, tgt_ref) - si_sdr(mix, tgt_ref)          # (B, J)
+        gain = _gain(est, tgt_ref, mix)                              # (B, J)
         s, n = _mean_sum_count(gain[active].tolist())
         self._sep[0] += s
         self._sep[1] += n
         if out.direct is not None and "direct" in batch:
             est_d = apply_permutation(self._ref(out.direct).float(), perm)
             tgt_d = self._ref(batch["direct"]).float()
-            gain_d = si_sdr(est_d, tgt_d) - si_sdr(mix, tgt_d)
+            gain_d = _gain(est_d, tgt_d, mix)                        # (B, J)
             s, n = _mean_sum_count(gain_d[active].tolist())
             self._sep[2] += s
             self._sep[3] += n
