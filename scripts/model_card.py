@@ -34,6 +34,10 @@ ROWS = [
     ("seld", "SELD", "frame SELD score ↓"),
     ("localization", "F", "class-agnostic frame F ↑"),
     ("localization", "LE", "class-agnostic frame LE (°) ↓"),
+    ("objects", "detection_rate", "analysed objects: true sources detected ↑"),
+    ("objects", "class_accuracy", "analysed objects: class accuracy of the detected ↑"),
+    ("objects", "doa_error_median_deg", "analysed objects: median DoA error of the detected (°) ↓"),
+    ("objects", "class_accuracy_all", "class accuracy of every source's slot, detected or not ↑"),
     ("dcase", "ER", "DCASE 2023 segment ER ↓"),
     ("dcase", "F", "DCASE 2023 segment F ↑"),
     ("dcase", "LE", "DCASE 2023 segment LE (°) ↓"),
@@ -50,10 +54,10 @@ def fail(message: str) -> None:
 
 def _cell(report: dict, block: str, key: str) -> str:
     value = report.get(block, {}).get(key)
-    if value is None:
+    if value is None or value != value:        # absent, or NaN (e.g. the DoA error when nothing is detected)
         return "—"
     lo, hi = report.get("ci95", {}).get(f"{block}.{key}", [None, None])
-    digits = 1 if key == "LE" else 2 if key.endswith("_db") else 3
+    digits = 1 if key in ("LE", "doa_error_median_deg") else 2 if key.endswith("_db") else 3
     ci = f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None and hi is not None else ""
     return f"{value:.{digits}f}{ci}"
 

@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["deepasa.losses.pit", "deepasa.metrics.seld_frame", "deepasa.metrics.seld_dcase"])
+@pytest.mark.parametrize("module", ["deepasa.losses.pit", "deepasa.metrics.seld_frame", "deepasa.metrics.seld_dcase",
+                                    "deepasa.train.evaluate"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -15,6 +15,10 @@ permutation (SPEC §5.2) — and then scored:
   systems without a classifier (the classical baseline) are scored on detection and DoA alone;
 * ``ca_sdri``: the class-aware SDR improvement of DCASE 2025 Task 4 (:mod:`deepasa.metrics.ca_sdri`), when
   the system returns both classes and images;
+* ``objects``: object-level recovery, what ``deepasa analyze`` delivers per object: over the true sources,
+  the share whose aligned slot is detected (at least one active frame), the class accuracy of the detected
+  ones, and the median over them of their mean DoA error on the frames where both are active
+  (:func:`object_recovery`); the model card quotes it as the typical error of an analysed object;
 * ``net1``: the same blocks for the Net-1 outputs of a CoI model (its own permutation).
 
 Any *system* — the network, a baseline of :mod:`deepasa.baselines`, the oracle — is scored the same way by
@@ -75,6 +79,7 @@ class _Scores:
         self.ref_frames: dict[str, dict] = {}
         self.clips: list[dict] = []       # detail: per clip {"id", "separation", "seld", "localization"}
         self.sources: list[dict] = []     # detail: per active source {"id", "slot", "si_sdri_db", ...}
+        self.objects: list[dict] = []     # per true source {"detected", "class_ok", "doa_error_deg"}
 
     def report(self, seld_average: str, workdir: Path) -> tuple[dict, dict]:
         """(blocks, intervals): ``{"separation", "seld", "dcase"}`` and ``{"block.key": [lo, hi]}``."""
@@ -102,6 +107,8 @@ class _Scores:
                                      for k in SELD_KEYS] for i in range(len(self.agnostic))])
                 for j, k in enumerate(SELD_KEYS):
                     ci[f"localization.{k}"] = jackknife_estimation(blocks["localization"][k], partial[:, j])["ci"]
+        if self.objects:
+            blocks["objects"] = object_recovery(self.objects)
         if self.ca:
             mean, interval = _t_interval(self.ca)
             blocks["ca_sdri"] = {"ca_sdri_db": mean}
@@ -121,6 +128,36 @@ class _Scores:
                 for k, jk in res.get("jackknife", {}).items():
                     ci[f"dcase.{k}"] = jk["ci"]
         return blocks, ci
+
+
+def object_recovery(objects: list[dict]) -> dict:
+    """Object-level recovery from per-source records.
+
+    Args:
+        objects: one dict per true source: ``detected`` (bool: its aligned slot has an active frame),
+            ``class_ok`` (bool: the slot's clip class is the source's), ``doa_error_deg`` (mean angular error
+            over the frames where source and slot are both active; None when there are none).
+
+    Returns:
+        ``{"n_sources", "n_detected", "detection_rate", "class_accuracy", "class_accuracy_all",
+        "doa_error_median_deg"}``: ``class_accuracy`` and ``doa_error_median_deg`` are over the detected
+        sources (NaN when none is detected); ``class_accuracy_all`` counts every source, detected or not.
+
+    >>> object_recovery([{"detected": True, "class_ok": True, "doa_error_deg": 10.0},
+    ...                  {"detected": True, "class_ok": False, "doa_error_deg": 30.0},
+    ...                  {"detected": False, "class_ok": True, "doa_error_deg": None}])["class_accuracy"]
+    0.5
+    """
+    det = [o for o in objects if o["detected"]]
+    errors = [o["doa_error_deg"] for o in det if o["doa_error_deg"] is not None]
+    return {
+        "n_sources": len(objects),
+        "n_detected": len(det),
+        "detection_rate": len(det) / len(objects) if objects else float("nan"),
+        "class_accuracy": float(np.mean([o["class_ok"] for o in det])) if det else float("nan"),
+        "class_accuracy_all": float(np.mean([o["class_ok"] for o in objects])) if objects else float("nan"),
+        "doa_error_median_deg": float(np.median(errors)) if errors else float("nan"),
+    }
 
 
 def _sum_stats(items: list[FrameSELDStats], n_classes: int) -> FrameSELDStats:
@@ -236,6 +273,7 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
             clips[b]["seld"] = stats
             scores.pred_frames[name] = frames_from_slots(sed_out[b], doa[b])
             scores.ref_frames[name] = frames_from_slots(sed_label[b], batch["doa"][b])
+        _add_objects(scores, sed_out, cls_logits, doa, batch)
         if has_sources and out.image is not None:                               # CA-SDRi (DCASE 2025 Task 4)
             est_ref = _ref(est_img, ref_mic).numpy()                                      # (B, J, N)
             tgt_ref = _ref(tgt_img.float(), ref_mic).numpy()                              # (B, J, N)
@@ -252,6 +290,25 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
     if scores.detail:
         scores.clips.extend(clips)
         scores.sources.extend(src[k] for k in sorted(src))
+
+
+def _add_objects(scores: _Scores, sed_out: np.ndarray, cls_logits: torch.Tensor, doa: torch.Tensor,
+                 batch: dict) -> None:
+    """Per true source of the batch, the record of :func:`object_recovery`.
+
+    sed_out (B, J, T', C) decisions, cls_logits (B, J, C) and doa (B, J, T', 3), all aligned with the
+    reference slots; ``batch["cls"] (B, J)``, ``batch["activity"] (B, J, T')``, ``batch["doa"] (B, J, T', 3)``.
+    """
+    act_out = sed_out.max(-1) > 0                                                # (B, J, T')
+    act_ref = batch["activity"].numpy() > 0.5                                    # (B, J, T')
+    est_cls = cls_logits.argmax(-1).numpy()                                      # (B, J)
+    ref_cls = batch["cls"].numpy()                                               # (B, J)
+    theta = angular_error_deg(doa, batch["doa"].float())                         # (B, J, T')
+    for b, j in zip(*np.nonzero((ref_cls >= 0) & act_ref.any(-1))):
+        both = act_ref[b, j] & act_out[b, j]                                     # (T',)
+        scores.objects.append({"detected": bool(act_out[b, j].any()),
+                               "class_ok": bool(est_cls[b, j] == ref_cls[b, j]),
+                               "doa_error_deg": float(theta[b, j, both].mean()) if both.any() else None})
 
 
 System = Callable[[dict], object]
@@ -278,8 +335,8 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
         desc: progress-bar label.
 
     Returns:
-        ``{"separation", "seld", "dcase", "localization", "ca_sdri", "ci95", "seconds", "n_items"}`` (blocks the
-        system or the data cannot support are left out), ``"net1"`` with the same blocks when ``net1``, and
+        ``{"separation", "seld", "dcase", "localization", "ca_sdri", "objects", "ci95", "seconds", "n_items"}``
+        (blocks the system or the data cannot support are left out), ``"net1"`` with the same blocks when ``net1``, and
         ``"details": {"clips": [...], "sources": [...]}`` when ``detail`` (each clip: ``id``, ``separation``
         dict, ``seld``/``localization`` :class:`FrameSELDStats`).
     """
@@ -372,7 +429,7 @@ def format_table(report: dict) -> str:
     rows = [("metric", "mean", "95% interval")]
 
     def add(prefix: str, rep: dict) -> None:
-        for block in ("separation", "seld", "dcase", "localization", "ca_sdri"):
+        for block in ("separation", "seld", "dcase", "localization", "ca_sdri", "objects"):
             for key, value in rep.get(block, {}).items():
                 if key == "n_files" or not isinstance(value, (int, float)):
                     continue
