@@ -251,6 +251,31 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def kept_rows(path: Path, args, n_items: int) -> dict[str, dict]:
+    """Rows of an earlier result to keep under ``--update``: every system not scored now, from the same test set.
+
+    Args:
+        path: the earlier ``quality.json``.
+        args: this run's arguments (``split``, ``systems``).
+        n_items: scenes scored now.
+
+    Returns:
+        ``{system: entry}``; each entry carries the ``command`` of the run that scored it.
+    """
+    if not path.is_file():
+        fail(f"--update needs an earlier result: {path} does not exist")
+    old = json.loads(path.read_text())
+    ts = old.get("test_set", {})
+    if ts.get("split") != args.split or ts.get("n_items") != n_items:
+        fail(f"--update: {path} scored {ts.get('n_items')} scenes of split {ts.get('split')!r}, "
+             f"this run {n_items} of {args.split!r}")
+    kept = {}
+    for name, entry in old.get("systems", {}).items():
+        if name not in args.systems:
+            kept[name] = {"command": old.get("command"), **entry} if "command" not in entry else entry
+    return kept
+
+
 def markdown(result: dict) -> str:
     """The README table (main metrics) and the breakdown tables, from the JSON result."""
     ts = result["test_set"]
@@ -258,6 +283,8 @@ def markdown(result: dict) -> str:
     lines = [f"Test set: {ts['n_items']} scenes of `{ts['data']}/{ts['split']}` (seed {ts['seed']}; MIC, 16 kHz, "
              f"4 s, 2–5 sources, moving, reverberant){'' if ts['n_items'] == ts['available'] else ' — a subset, --limit'}; "
              f"`{result['command']}`, {result['machine']['threads']} threads.",
+             *[f"Row `{name}`: `{e['command']}`." for name, e in systems.items()
+               if e.get("command") not in (None, result["command"])],
              "",
              "Cost and separation (reference channel, dB; `direct` = the direct-path estimate against the "
              "direct-path target; CA-SDRi as DCASE 2025 Task 4):",
@@ -351,6 +378,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timing-clips", type=int, default=10, help="clips timed for the Net-1 real-time factor")
     p.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    p.add_argument("--update", action="store_true",
+                   help="score only --systems and keep the other rows of the existing quality.json (same test set "
+                        "required); each row records the command that scored it")
     args = p.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -390,6 +420,7 @@ def main() -> None:
             entry1 = {**_jsonable(rep["net1"]), **sub["cost"], "rtf": round(per_clip / clip_s, 4),
                       "note": sub["note"]}
             results["deepasa-net1"] = (entry1, rep["net1"].get("details"))
+    kept = kept_rows(RESULTS / "quality.json", args, len(ds)) if args.update else {}
     meta = scene_meta(args.data, args.split, ids)
     out_systems = {}
     for name in SYSTEMS:                              # fixed row order
@@ -398,10 +429,14 @@ def main() -> None:
             if details:
                 entry["breakdown"] = breakdown(details, meta)
             out_systems[name] = entry
-    cmd = " ".join(["python benchmarks/quality.py", *sys.argv[1:]]).replace(f"{REPO}/", "")
+        elif name in kept:
+            out_systems[name] = kept[name]
+    cmd = " ".join(["python benchmarks/quality.py", *sys.argv[1:]]).replace(f"{REPO}/", "").strip()
+    for entry, _ in results.values():
+        entry["command"] = cmd
     result = {
         "benchmark": "side-by-side quality of every system on the held-out simulated test set (issue 7)",
-        "command": cmd.strip(),
+        "command": cmd if not kept else "python benchmarks/quality.py (rows from several runs: see each row's command)",
         "test_set": {"data": str(args.data.relative_to(REPO)) if args.data.is_relative_to(REPO) else str(args.data),
                      "split": args.split, "n_items": len(ds), "available": len(full), **{k: TEST_SET[k] for k in
                      ("seed", "subtype")}, "class_names": names},

@@ -6,6 +6,7 @@ permutation of the outputs must not change any score (the scoring aligns slots i
 """
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,28 @@ def test_returning_nothing_gains_nothing(scenes):
     assert si_sdr(np.zeros_like(tgt[0]), tgt[0]) == pytest.approx(0.0, abs=1e-9)
     one = evaluate_separation(np.zeros_like(tgt)[None], tgt[None], item["mixture"].double().numpy(), with_sdr=True)
     assert one["si_sdri_db"] == 0.0 and one["sdri_db"] == 0.0 and one["si_sdri_m2m_db"] == 0.0
+
+
+def test_quality_update_keeps_the_rows_it_does_not_rescore(tmp_path):
+    """`quality.py --update`: rows of systems not scored again are copied with the command that scored them;
+    an earlier result on another test set is refused (exit 2), and the table names each row's command."""
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("quality", QUALITY)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    old = {"command": "python benchmarks/quality.py --data d", "test_set": {"split": "test", "n_items": 3},
+           "systems": {"deepasa": {"rtf": 0.2}, "classical": {"rtf": 0.3}, "oracle": {"rtf": 0.1, "command": "c0"}}}
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps(old))
+    kept = quality.kept_rows(path, SimpleNamespace(split="test", systems=["deepasa"]), 3)
+    assert kept == {"classical": {"command": "python benchmarks/quality.py --data d", "rtf": 0.3},
+                    "oracle": {"rtf": 0.1, "command": "c0"}}
+    with pytest.raises(SystemExit) as exc:
+        quality.kept_rows(path, SimpleNamespace(split="test", systems=["deepasa"]), 200)
+    assert exc.value.code == 2
+    result = {"test_set": {"data": "d", "split": "test", "n_items": 3, "available": 3, "seed": 1},
+              "command": "several", "machine": {"threads": 2},
+              "systems": {"deepasa": {"rtf": 0.2, "command": "new"}, **kept}}
+    text = quality.markdown(result)
+    assert "Row `deepasa`: `new`." in text and "Row `oracle`: `c0`." in text
