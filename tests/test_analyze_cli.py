@@ -105,6 +105,25 @@ def test_analyze_writes_the_design_layout(tiny_ckpt, scene_wav, tmp_path, capsys
     assert "exists" in capsys.readouterr().err
 
 
+def test_a_model_that_detects_nothing_says_so(scene_wav, tmp_path, capsys):
+    """All slots silent (on/off bias −8): no object, an empty events.csv, and the summary and the report say
+    why (the decision rule) instead of showing an empty table."""
+    from deepasa.inference.result import NO_OBJECT
+
+    torch.manual_seed(0)
+    model = DeepASA(get_config("tiny"))
+    sd = model.state_dict()
+    sd["seld.classnet.onoff.1.bias"].fill_(-8.0)
+    model.load_state_dict(sd)
+    ckpt = model.save(tmp_path / "silent.pt")
+    out = tmp_path / "analysis"
+    assert main(["analyze", str(scene_wav), "--out", str(out), "--checkpoint", str(ckpt)]) == 0
+    assert NO_OBJECT in capsys.readouterr().out
+    assert json.loads((out / "objects.json").read_text())["objects"] == []
+    assert (out / "events.csv").read_text() == "" and not any((out / "objects").iterdir())
+    assert "No object found: no slot had a 100-ms frame" in (out / "report.html").read_text()
+
+
 def _write(path, data, rate=8000, **kw):
     sf.write(path, data, rate, **kw)
     return path

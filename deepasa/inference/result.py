@@ -31,6 +31,9 @@ from deepasa.errors import DeepASAError
 __all__ = ["SceneObject", "SceneAnalysis", "OBJECTS_JSON_VERSION", "activity_segments"]
 
 OBJECTS_JSON_VERSION = "deepasa-objects/1"
+#: What the summary and the report say when no slot passed the decision rule (SPEC §1) in any frame.
+NO_OBJECT = ("no object found: no slot had a 100-ms frame with on/off probability > 0.5 and DoA-vector norm > 0.5 "
+             "(the decision rule of the model); see the model card for how often this model detects")
 
 
 def activity_segments(active: np.ndarray, hop_s: float, duration_s: float) -> list[tuple[float, float]]:
@@ -238,6 +241,7 @@ class SceneAnalysis:
                         shutil.copyfile(self.root / rel, partial / rel)
                 shutil.copyfile(self.noise_path, partial / "noise.wav")
             self.root = partial
+            (partial / "objects").mkdir(exist_ok=True)  # the layout is the same when nothing was found
             self._write_tables(partial)
             if report:
                 from deepasa.report.analysis_report import write_report
@@ -271,6 +275,8 @@ class SceneAnalysis:
         """A few lines: one per object (class, confidence, active time, mean direction)."""
         lines = [f"{self.source}: {self.duration:.1f} s, {self.n_channels} ch, {self.sample_rate} Hz, "
                  f"{len(self.objects)} object(s), {self.n_windows} window(s)"]
+        if not self.objects:
+            lines.append(f"  {NO_OBJECT}")
         for obj in self.objects:
             act = obj.activity
             az = np.nanmedian(obj.azimuth) if act.any() else float("nan")

@@ -233,7 +233,9 @@ def write_report(analysis, folder: Path) -> Path:
                  f"src='data:image/png;base64,{_png_base64(top_png)}'>")
     parts.append("<h2>Objects</h2>")
     if not analysis.objects:
-        parts.append("<p>No active object was found.</p>")
+        from deepasa.inference.result import NO_OBJECT
+
+        parts.append(f"<p>{html.escape(NO_OBJECT[0].upper() + NO_OBJECT[1:])}.</p>")
     for obj in analysis.objects:
         png = plot_object(analysis, obj, figs / f"object_{obj.id}.png")
         onset = obj.segments[0][0] if obj.segments else 0.0
