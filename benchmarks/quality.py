@@ -280,9 +280,11 @@ def markdown(result: dict) -> str:
     """The README table (main metrics) and the breakdown tables, from the JSON result."""
     ts = result["test_set"]
     systems = result["systems"]
+    several = len({e.get("command", result["command"]) for e in systems.values()}) > 1
+    source = "rows from the runs named below" if several else f"`{result['command']}`"
     lines = [f"Test set: {ts['n_items']} scenes of `{ts['data']}/{ts['split']}` (seed {ts['seed']}; MIC, 16 kHz, "
              f"4 s, 2–5 sources, moving, reverberant){'' if ts['n_items'] == ts['available'] else ' — a subset, --limit'}; "
-             f"`{result['command']}`, {result['machine']['threads']} threads.",
+             f"{source}, {result['machine']['threads']} threads.",
              *[f"Row `{name}`: `{e['command']}`." for name, e in systems.items()
                if e.get("command") not in (None, result["command"])],
              "",
@@ -436,7 +438,7 @@ def main() -> None:
         entry["command"] = cmd
     result = {
         "benchmark": "side-by-side quality of every system on the held-out simulated test set (issue 7)",
-        "command": cmd if not kept else "python benchmarks/quality.py (rows from several runs: see each row's command)",
+        "command": cmd if not kept else "several runs (see each row's command)",
         "test_set": {"data": str(args.data.relative_to(REPO)) if args.data.is_relative_to(REPO) else str(args.data),
                      "split": args.split, "n_items": len(ds), "available": len(full), **{k: TEST_SET[k] for k in
                      ("seed", "subtype")}, "class_names": names},

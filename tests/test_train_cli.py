@@ -251,3 +251,30 @@ def test_train_on_the_fly_without_data_on_disk(tiny_bank_home, tmp_path):
                  "--data.scene_config={num_sources: [1, 2], num_sources_weights: [1, 1]}"]) == 0
     rows = metrics_rows(run)
     assert any(r.get("train/loss") for r in rows) and any(r.get("val/seld_score") for r in rows)
+
+
+def test_head_diagnostics_reports_what_the_heads_output(scenes, tmp_path):
+    """scripts/head_diagnostics.py on a tiny model whose on/off head always fires and whose DoA head outputs a
+    fixed vector: the printed norms equal ‖tanh(bias)‖ and the on/off shares are 100 %; bad input exits 2."""
+    import numpy as np
+
+    from deepasa.model import DeepASA, get_config
+
+    bias = torch.tensor([0.3, 0.2, 0.1])
+    model = DeepASA(get_config("tiny"))
+    sd = model.state_dict()
+    sd["seld.classnet.onoff.1.bias"].fill_(8.0)
+    sd["seld.doanet.out.1.weight"].zero_()
+    sd["seld.doanet.out.1.bias"].copy_(bias)
+    model.load_state_dict(sd)
+    ckpt = model.save(tmp_path / "m.pt")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "head_diagnostics.py"
+    run = subprocess.run([sys.executable, str(script), str(ckpt), "--data", str(scenes), "--split", "test",
+                          "--threads", "1"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    norm = float(np.linalg.norm(np.tanh(bias.numpy())))
+    assert f"DoA-vector norm: active frames {norm:.3f}, silent frames {norm:.3f}" in run.stdout
+    assert "> 0.5 on 100.0%; silent frames mean 1.000, > 0.5 on 100.0%" in run.stdout
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "none.pt"), "--data", str(scenes)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -225,7 +225,7 @@ def run_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- evaluate
 def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of ``deepasa evaluate``."""
-    from deepasa.train.evaluate import evaluate, format_table
+    from deepasa.train.evaluate import evaluate, format_table, strict_json
 
     report = evaluate(args.checkpoint, args.data, split=args.split, dataset=args.dataset,
                       batch_size=args.batch_size, limit=args.limit, seld_average=args.seld_average,
@@ -236,7 +236,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_name(f".{args.out.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(strict_json(report), indent=1, sort_keys=True, allow_nan=False) + "\n")
         os.replace(tmp, args.out)
     print(format_table(report))
     return 0

@@ -424,6 +424,21 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     return report
 
 
+def strict_json(value):
+    """``value`` with every non-finite float replaced by None, so the report is standard JSON (NaN is not).
+
+    >>> strict_json({"a": [1.0, float("nan")], "b": {"c": float("inf")}})
+    {'a': [1.0, None], 'b': {'c': None}}
+    """
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def format_table(report: dict) -> str:
     """The report as an aligned text table: metric, mean, 95 % interval (and Net 1 next to it for CoI)."""
     rows = [("metric", "mean", "95% interval")]
@@ -433,8 +448,10 @@ def format_table(report: dict) -> str:
             for key, value in rep.get(block, {}).items():
                 if key == "n_files" or not isinstance(value, (int, float)):
                     continue
-                lo, hi = rep.get("ci95", {}).get(f"{block}.{key}", [float("nan")] * 2)
-                rows.append((f"{prefix}{block}.{key}", f"{value:.4f}", f"[{lo:.4f}, {hi:.4f}]"))
+                ci = rep.get("ci95", {}).get(f"{block}.{key}")
+                interval = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci and None not in ci else "—"
+                shown = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+                rows.append((f"{prefix}{block}.{key}", shown, interval))
 
     add("", report)
     if "net1" in report:
