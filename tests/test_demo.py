@@ -14,6 +14,10 @@ def test_demo_writes_ground_truth(tiny_bank_home, tmp_path, capsys):
     assert rows and all(r["class"] in text for r in rows)
     assert (out / "ground_truth.png").stat().st_size > 10_000
     assert (out / "scene" / "test" / "mixed" / "000000.wav").is_file()
+    if "\n0 object(s) estimated" in text:            # the model found nothing: the demo says why
+        from deepasa.inference.result import NO_OBJECT
+
+        assert NO_OBJECT in text
     # refuses to overwrite without --overwrite, and leaves the old result alone
     assert main(["demo", "--home", str(tiny_bank_home), "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err and (out / "ground_truth.png").is_file()

@@ -185,6 +185,10 @@ def _demo_analysis(args, scene, tmp: Path) -> list[dict] | None:
                   for r in rows])
     extra = len(result.objects) - sum(r["estimate"] is not None for r in rows)
     print(f"{len(result.objects)} object(s) estimated, {extra} not matched to a true source")
+    if not result.objects:
+        from deepasa.inference.result import NO_OBJECT
+
+        print(NO_OBJECT)
     return rows
 
 
