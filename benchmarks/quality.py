@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deepasa.errors import DeepASAError, run_script
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "README.md"
@@ -47,12 +49,6 @@ MARK_START, MARK_END = "<!-- quality:start -->", "<!-- quality:end -->"
 
 
 # ---------------------------------------------------------------------------------------------- data
-
-def fail(message: str) -> None:
-    """Bad input: one line on stderr, exit code 2."""
-    print(f"quality.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
 
 def ensure_test_set(root: Path) -> None:
     """Simulate the fixed test set into ``root/test`` unless it is there."""
@@ -114,7 +110,7 @@ def build_systems(names: list[str], args, n_classes: int) -> dict[str, dict]:
     model = None
     if "deepasa" in names or "deepasa-net1" in names:
         if not Path(args.checkpoint).is_file():
-            fail(f"{args.checkpoint} not found (the shipped model; see checkpoints/README.md)")
+            raise DeepASAError(f"{args.checkpoint} not found (the shipped model; see checkpoints/README.md)")
         model = load_model(args.checkpoint).eval()
     if "deepasa" in names:
         coi = model.config.coi_steps > 0
@@ -263,11 +259,11 @@ def kept_rows(path: Path, args, n_items: int) -> dict[str, dict]:
         ``{system: entry}``; each entry carries the ``command`` of the run that scored it.
     """
     if not path.is_file():
-        fail(f"--update needs an earlier result: {path} does not exist")
+        raise DeepASAError(f"--update needs an earlier result: {path} does not exist")
     old = json.loads(path.read_text())
     ts = old.get("test_set", {})
     if ts.get("split") != args.split or ts.get("n_items") != n_items:
-        fail(f"--update: {path} scored {ts.get('n_items')} scenes of split {ts.get('split')!r}, "
+        raise DeepASAError(f"--update: {path} scored {ts.get('n_items')} scenes of split {ts.get('split')!r}, "
              f"this run {n_items} of {args.split!r}")
     kept = {}
     for name, entry in old.get("systems", {}).items():
@@ -390,17 +386,13 @@ def main() -> None:
     from torch.utils.data import Subset
 
     from deepasa.data.scenes import SceneDataset
-    from deepasa.errors import DeepASAError
     from deepasa.train.evaluate import score_system
 
     torch.set_num_threads(args.threads)
-    try:
-        if args.split == "test":
-            ensure_test_set(args.data)
-        full = SceneDataset(args.data, args.split, n_slots=5)
-        systems = build_systems(args.systems, args, len(full.class_names))
-    except DeepASAError as exc:
-        fail(str(exc))
+    if args.split == "test":
+        ensure_test_set(args.data)
+    full = SceneDataset(args.data, args.split, n_slots=5)
+    systems = build_systems(args.systems, args, len(full.class_names))
     ds = full if args.limit is None else Subset(full, range(min(args.limit, len(full))))
     ids = [full.ids[i] for i in range(len(ds))]
     names = full.class_names
@@ -458,4 +450,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

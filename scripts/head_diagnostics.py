@@ -12,15 +12,10 @@ and the true direction on active frames (90° is chance). The model card quotes 
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
-
-def fail(message: str) -> None:
-    """Bad input: one line on stderr, exit code 2."""
-    print(f"head_diagnostics.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
+from deepasa.errors import DeepASAError, run_script
 
 
 def main() -> int:
@@ -34,20 +29,19 @@ def main() -> int:
 
     import torch
 
-    from deepasa.errors import DeepASAError
     from deepasa.losses import LossWeights, apply_permutation, multitask_loss
     from deepasa.metrics.seld_frame import angular_error_deg
     from deepasa.train.data import open_dataset
     from deepasa.train.module import load_model
 
     torch.set_num_threads(args.threads)
+    model = load_model(args.checkpoint).eval()
+    cfg = model.config
     try:
-        model = load_model(args.checkpoint).eval()
-        cfg = model.config
         ds = open_dataset("scenes", args.data, args.split, n_slots=cfg.n_slots, sample_rate=cfg.sample_rate,
                           clip_seconds=cfg.clip_seconds)
-    except (DeepASAError, OSError) as exc:
-        fail(str(exc))
+    except OSError as exc:
+        raise DeepASAError(f"cannot read {args.data}/{args.split}: {exc}") from None
     cls_ok, on_act, on_sil, norm_act, norm_sil, angle = [], [], [], [], [], []
     for i in range(min(args.scenes, len(ds))):
         batch = {k: v.unsqueeze(0) for k, v in ds[i].items() if torch.is_tensor(v)}
@@ -80,4 +74,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+from deepasa.errors import DeepASAError, run_script
+
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "checkpoints" / "README.md"
 REPORTS = {"default.pt (Net 1 + CoI)": "default.json", "net1.pt (Net-1 stage)": "net1.json"}
@@ -46,12 +48,6 @@ ROWS = [
 ]
 
 
-def fail(message: str) -> None:
-    """Bad input: one line on stderr, exit code 2."""
-    print(f"model_card.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def _cell(report: dict, block: str, key: str) -> str:
     value = report.get(block, {}).get(key)
     if value is None or value != value:        # absent, or NaN (e.g. the DoA error when nothing is detected)
@@ -70,7 +66,7 @@ def table(reports_dir: Path) -> str:
         if path.is_file():
             reports[title] = json.loads(path.read_text())
     if not reports:
-        fail(f"no report in {reports_dir}")
+        raise DeepASAError(f"no report in {reports_dir}")
     cols = list(reports.items())
     if "net1" in cols[0][1]:
         cols.insert(1, ("default.pt, its Net-1 pass", {**cols[0][1]["net1"]}))
@@ -94,8 +90,7 @@ def main() -> int:
     pattern = re.compile(re.escape(START) + r"\n(.*?)" + re.escape(END), re.S)
     found = pattern.search(text)
     if not found:
-        print(f"error: {args.card} has no {START} … {END} block", file=sys.stderr)
-        return 2
+        raise DeepASAError(f"{args.card} has no {START} … {END} block")
     new = table(args.reports)
     if args.check:
         if found.group(1) != new:
@@ -108,4 +103,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

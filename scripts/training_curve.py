@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
+
+from deepasa.errors import DeepASAError, run_script
 
 KEYS = ("val/si_sdri_db", "val/direct_si_sdri_db", "val/seld_score", "val/ER", "val/F", "val/LE", "val/LR",
         "val/net1_seld_score", "val/loss")
-
-
-def fail(message: str) -> None:
-    """Bad input: one line on stderr, exit code 2."""
-    print(f"training_curve.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def read_run(run: Path) -> list[dict]:
@@ -49,11 +44,11 @@ def main() -> None:
     offset = 0
     limits = args.max_step or [-1] * len(args.runs)
     if len(limits) != len(args.runs):
-        fail("give one --max-step per run")
+        raise DeepASAError("give one --max-step per run")
     for run, limit in zip(args.runs, limits):
         rows = [r for r in read_run(run) if limit < 0 or r["step"] <= limit]
         if not rows:
-            fail(f"no validation rows in {run}/logs")
+            raise DeepASAError(f"no validation rows in {run}/logs")
         for r in rows:
             table.append({"run": run.name, "global_step": r["step"] + offset, **r})
         offset += rows[-1]["step"] + 1 if limit < 0 else limit + 1
@@ -89,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

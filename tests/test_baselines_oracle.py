@@ -7,6 +7,8 @@ permutation of the outputs must not change any score (the scoring aligns slots i
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +168,8 @@ def test_quality_update_keeps_the_rows_it_does_not_rescore(tmp_path):
     an earlier result on another test set is refused (exit 2), and the table names each row's command."""
     from types import SimpleNamespace
 
+    from deepasa.errors import DeepASAError
+
     spec = importlib.util.spec_from_file_location("quality", QUALITY)
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
@@ -176,9 +180,13 @@ def test_quality_update_keeps_the_rows_it_does_not_rescore(tmp_path):
     kept = quality.kept_rows(path, SimpleNamespace(split="test", systems=["deepasa"]), 3)
     assert kept == {"classical": {"command": "python benchmarks/quality.py --data d", "rtf": 0.3},
                     "oracle": {"rtf": 0.1, "command": "c0"}}
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(DeepASAError, match="scored 3 scenes of split 'test', this run 200"):
         quality.kept_rows(path, SimpleNamespace(split="test", systems=["deepasa"]), 200)
-    assert exc.value.code == 2
+    bad = subprocess.run([sys.executable, str(QUALITY), "--update", "--systems", "oracle", "--limit", "1",
+                          "--data", str(tmp_path / "data"), "--split", "val"], capture_output=True, text=True)
+    val = tmp_path / "data" / "val"
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [               # the script: one line, exit 2
+        f"quality.py: error: no scenes at {val} (expected {val}/mixed/*.wav)"]
     result = {"test_set": {"data": "d", "split": "test", "n_items": 3, "available": 3, "seed": 1},
               "command": "several", "machine": {"threads": 2},
               "systems": {"deepasa": {"rtf": 0.2, "command": "new"}, **kept}}
