@@ -31,3 +31,21 @@ def tiny_bank_home(tmp_path_factory):
         w.writeheader()
         w.writerows(rows)
     return home
+
+
+def tiny_model_with_fixed_heads(onoff_bias: float, doa=None):
+    """An untrained ``tiny`` DeepASA whose on/off logits are ``onoff_bias`` everywhere (±8: always / never
+    active) and, when ``doa`` (3 values) is given, whose DoA head outputs tanh(doa) for every slot and frame."""
+    import torch
+
+    from deepasa.model import DeepASA, get_config
+
+    torch.manual_seed(0)
+    model = DeepASA(get_config("tiny"))
+    sd = model.state_dict()
+    sd["seld.classnet.onoff.1.bias"].fill_(onoff_bias)
+    if doa is not None:
+        sd["seld.doanet.out.1.weight"].zero_()
+        sd["seld.doanet.out.1.bias"].copy_(torch.as_tensor(doa, dtype=torch.float32))
+    model.load_state_dict(sd)
+    return model

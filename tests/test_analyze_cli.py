@@ -14,11 +14,9 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-
+from conftest import tiny_model_with_fixed_heads
 from deepasa.cli import main
 from deepasa.metrics.seld_dcase import read_dcase_csv
-from deepasa.model import DeepASA, get_config
 
 DOA_BIAS = (3.0, 1.0, 0.5)  # tanh -> (0.995, 0.762, 0.462): azimuth 37.4°, elevation 19.2°
 
@@ -26,13 +24,7 @@ DOA_BIAS = (3.0, 1.0, 0.5)  # tanh -> (0.995, 0.762, 0.462): azimuth 37.4°, ele
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     """A saved tiny model whose slots are all active towards DOA_BIAS."""
-    torch.manual_seed(0)
-    model = DeepASA(get_config("tiny"))
-    sd = model.state_dict()
-    sd["seld.classnet.onoff.1.bias"].fill_(8.0)
-    sd["seld.doanet.out.1.weight"].zero_()
-    sd["seld.doanet.out.1.bias"].copy_(torch.tensor(DOA_BIAS))
-    model.load_state_dict(sd)
+    model = tiny_model_with_fixed_heads(8.0, DOA_BIAS)
     return model.save(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
@@ -110,12 +102,7 @@ def test_a_model_that_detects_nothing_says_so(scene_wav, tmp_path, capsys):
     why (the decision rule) instead of showing an empty table."""
     from deepasa.inference.result import NO_OBJECT
 
-    torch.manual_seed(0)
-    model = DeepASA(get_config("tiny"))
-    sd = model.state_dict()
-    sd["seld.classnet.onoff.1.bias"].fill_(-8.0)
-    model.load_state_dict(sd)
-    ckpt = model.save(tmp_path / "silent.pt")
+    ckpt = tiny_model_with_fixed_heads(-8.0).save(tmp_path / "silent.pt")
     out = tmp_path / "analysis"
     assert main(["analyze", str(scene_wav), "--out", str(out), "--checkpoint", str(ckpt)]) == 0
     assert NO_OBJECT in capsys.readouterr().out

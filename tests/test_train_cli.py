@@ -258,21 +258,15 @@ def test_head_diagnostics_reports_what_the_heads_output(scenes, tmp_path):
     fixed vector: the printed norms equal ‖tanh(bias)‖ and the on/off shares are 100 %; bad input exits 2."""
     import numpy as np
 
-    from deepasa.model import DeepASA, get_config
+    from conftest import tiny_model_with_fixed_heads
 
-    bias = torch.tensor([0.3, 0.2, 0.1])
-    model = DeepASA(get_config("tiny"))
-    sd = model.state_dict()
-    sd["seld.classnet.onoff.1.bias"].fill_(8.0)
-    sd["seld.doanet.out.1.weight"].zero_()
-    sd["seld.doanet.out.1.bias"].copy_(bias)
-    model.load_state_dict(sd)
-    ckpt = model.save(tmp_path / "m.pt")
+    bias = [0.3, 0.2, 0.1]
+    ckpt = tiny_model_with_fixed_heads(8.0, bias).save(tmp_path / "m.pt")
     script = Path(__file__).resolve().parents[1] / "scripts" / "head_diagnostics.py"
     run = subprocess.run([sys.executable, str(script), str(ckpt), "--data", str(scenes), "--split", "test",
                           "--threads", "1"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    norm = float(np.linalg.norm(np.tanh(bias.numpy())))
+    norm = float(np.linalg.norm(np.tanh(bias)))
     assert f"DoA-vector norm: active frames {norm:.3f}, silent frames {norm:.3f}" in run.stdout
     assert "> 0.5 on 100.0%; silent frames mean 1.000, > 0.5 on 100.0%" in run.stdout
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "none.pt"), "--data", str(scenes)],

@@ -273,12 +273,12 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
             clips[b]["seld"] = stats
             scores.pred_frames[name] = frames_from_slots(sed_out[b], doa[b])
             scores.ref_frames[name] = frames_from_slots(sed_label[b], batch["doa"][b])
-        _add_objects(scores, sed_out, cls_logits, doa, batch)
+        est_cls = cls_logits.argmax(-1).numpy()                                       # (B, J)
+        _add_objects(scores, sed_out, est_cls, doa, batch)
         if has_sources and out.image is not None:                               # CA-SDRi (DCASE 2025 Task 4)
             est_ref = _ref(est_img, ref_mic).numpy()                                      # (B, J, N)
             tgt_ref = _ref(tgt_img.float(), ref_mic).numpy()                              # (B, J, N)
             present = sed_out.max(axis=(2, 3)) > 0                                        # (B, J)
-            est_cls = cls_logits.argmax(-1).numpy()                                       # (B, J)
             for b in range(n_batch):
                 ref_cls = batch["cls"][b].numpy()                                         # (J,)
                 e = [j for j in range(est_ref.shape[1]) if present[b, j]]
@@ -292,16 +292,14 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
         scores.sources.extend(src[k] for k in sorted(src))
 
 
-def _add_objects(scores: _Scores, sed_out: np.ndarray, cls_logits: torch.Tensor, doa: torch.Tensor,
-                 batch: dict) -> None:
+def _add_objects(scores: _Scores, sed_out: np.ndarray, est_cls: np.ndarray, doa: torch.Tensor, batch: dict) -> None:
     """Per true source of the batch, the record of :func:`object_recovery`.
 
-    sed_out (B, J, T', C) decisions, cls_logits (B, J, C) and doa (B, J, T', 3), all aligned with the
+    sed_out (B, J, T', C) decisions, est_cls (B, J) clip classes and doa (B, J, T', 3), all aligned with the
     reference slots; ``batch["cls"] (B, J)``, ``batch["activity"] (B, J, T')``, ``batch["doa"] (B, J, T', 3)``.
     """
     act_out = sed_out.max(-1) > 0                                                # (B, J, T')
     act_ref = batch["activity"].numpy() > 0.5                                    # (B, J, T')
-    est_cls = cls_logits.argmax(-1).numpy()                                      # (B, J)
     ref_cls = batch["cls"].numpy()                                               # (B, J)
     theta = angular_error_deg(doa, batch["doa"].float())                         # (B, J, T')
     for b, j in zip(*np.nonzero((ref_cls >= 0) & act_ref.any(-1))):
