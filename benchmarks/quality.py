@@ -395,6 +395,7 @@ def main() -> None:
     systems = build_systems(args.systems, args, len(full.class_names))
     ds = full if args.limit is None else Subset(full, range(min(args.limit, len(full))))
     ids = [full.ids[i] for i in range(len(ds))]
+    kept = kept_rows(RESULTS / "quality.json", args, len(ds)) if args.update else {}   # refuse before scoring
     names = full.class_names
     t_start = time.perf_counter()
     results: dict[str, dict] = {}
@@ -414,7 +415,6 @@ def main() -> None:
             entry1 = {**_jsonable(rep["net1"]), **sub["cost"], "rtf": round(per_clip / clip_s, 4),
                       "note": sub["note"]}
             results["deepasa-net1"] = (entry1, rep["net1"].get("details"))
-    kept = kept_rows(RESULTS / "quality.json", args, len(ds)) if args.update else {}
     meta = scene_meta(args.data, args.split, ids)
     out_systems = {}
     for name in SYSTEMS:                              # fixed row order

@@ -59,6 +59,9 @@ def test_load_with_other_config_fails_clearly(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DeepASAError, match="cannot read checkpoint"):
         DeepASA.from_pretrained(tmp_path / "junk.pt")
+    (tmp_path / "text.pt").write_text("hi\n")                 # the unpickler says only "105" about this one
+    with pytest.raises(DeepASAError, match=r"text\.pt \(not a PyTorch checkpoint\? KeyError: '?105"):
+        DeepASA.from_pretrained(tmp_path / "text.pt")
 
 
 @pytest.mark.parametrize("name", NAMED_CONFIGS)

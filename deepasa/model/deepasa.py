@@ -85,8 +85,10 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeepASAError(f"cannot read checkpoint {path}: {reason}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        # the unpickler's message alone can be a bare key ("105" for a text file): name the failure too
+        reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        raise DeepASAError(f"cannot read checkpoint {path} (not a PyTorch checkpoint? {reason})") from None
 
 
 @dataclass
