@@ -32,6 +32,8 @@ each slot's heads still read only their own object (tests check both facts).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -141,8 +143,14 @@ class ChainOfInference(nn.Module):
         self.splitter = ObjectSplitter(d, j)
         self.heads = SELDHeads(cfg, encoder)
 
-    def forward(self, z: torch.Tensor, prev: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """z (B, D, T, F), prev {cls_logits, sed, onoff, doa} -> (objects (B, J, D, T, F), refined dict)."""
+    def forward(self, z: torch.Tensor, prev: dict[str, torch.Tensor],
+                spatial_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """z (B, D, T, F), prev {cls_logits, sed, onoff, doa} -> (objects (B, J, D, T, F), refined dict).
+
+        ``spatial_fn(objects (B, J, D, T, F)) -> (B, J, T', S)`` gives the DoA decoder's spatial features of
+        this step's own objects (models with ``doa_spatial``; None otherwise).
+        """
         b, d, t, f = z.shape
         e_sed = hard_sed_map(prev["cls_logits"], prev["onoff"], prev["doa"])  # (B, T', C*J)
         e_doa = doa_map(prev["doa"])  # (B, T', 3*J)
@@ -150,5 +158,6 @@ class ChainOfInference(nn.Module):
         beta, gamma = self.film(clue.transpose(1, 2)).chunk(2, dim=-1)  # (B, T, D) each
         z2 = beta.transpose(1, 2).unsqueeze(-1) * z + gamma.transpose(1, 2).unsqueeze(-1)  # (B, D, T, F)
         obj = self.splitter(z2)  # (B, J, D, T, F)
-        new = self.heads(obj, prev["onoff"].shape[-1])
+        spatial = spatial_fn(obj) if spatial_fn is not None else None  # (B, J, T', S) or None
+        new = self.heads(obj, prev["onoff"].shape[-1], spatial)
         return obj, {k: new[k] + prev[k] for k in new}

@@ -58,6 +58,7 @@ class DeepASAConfig:
     # --- front end ------------------------------------------------------------------------------------
     gabor_width: int = 64            # D_w, conv features predicting the Gaussian window per frame
     trainable_window: bool = False   # the released config freezes the Gabor front end (SPEC §2.2)
+    freq_embedding: bool = False     # learned frequency-position embedding (D, F) added to the encoder output
     # --- aggregator -----------------------------------------------------------------------------------
     emb_dim: int = 64                # D
     n_blocks: int = 6                # N_b
@@ -84,6 +85,10 @@ class DeepASAConfig:
     doa_freq_pools: tuple[int, ...] = (8, 8)
     clsf_freq_pools: tuple[int, ...] = (4, 4)
     clsf_time_pool: int = 4          # second time pool of the clip-level frequency branch (T' -> T'/4)
+    doa_spatial: str = ""            # "" (paper DoANet) | "gcc_mixture" | "gcc_image": per-object GCC-PHAT input
+    doa_gcc_lags: int = 25           # lag points of the GCC-PHAT features over [-max, +max]
+    doa_gcc_max_lag_s: float = 3.0e-4  # largest lag (s); the 4.2-cm tetrahedron's largest TDOA is 245 us
+    doa_spatial_norm: bool = False   # LayerNorm over the spatial features before their projection
     pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
     pretrained_encoder_kwargs: dict = field(default_factory=dict)
     # --- chain of inference ---------------------------------------------------------------------------
@@ -104,6 +109,10 @@ class DeepASAConfig:
             (self.time_ffn in ("mamba", "ffn"), "time_ffn is 'mamba' or 'ffn'"),
             (self.tcm_combine in ("product", "residual_sum"), "tcm_combine is 'product' or 'residual_sum'"),
             (self.coi_steps >= 0, "coi_steps must be >= 0"),
+            (self.doa_spatial in ("", "gcc_mixture", "gcc_image"), "doa_spatial is '', 'gcc_mixture' or 'gcc_image'"),
+            (not (self.doa_spatial and not self.seld_heads), "doa_spatial needs the SED/DoA heads"),
+            (not (self.doa_spatial and self.output_mode != "multichannel"), "doa_spatial needs multichannel output"),
+            (self.doa_gcc_lags >= 1 and self.doa_gcc_max_lag_s > 0, "need doa_gcc_lags >= 1 and doa_gcc_max_lag_s > 0"),
             (not (self.coi_steps and not self.seld_heads), "chain-of-inference needs the SED/DoA heads"),
             (self.label_samples >= self.hop, "label_hop_s must be at least one STFT hop"),
             (self.n_label_frames >= self.clsf_time_pool, "clip too short for the frequency branch time pool"),

@@ -33,11 +33,20 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
    ``trainable_window`` flag for the paper's learnable window.
 10. **Fused parameter storage**: the two GCB convs are one D → 2D conv and q/k/v one Linear; parameter counts
     and the function are unchanged.
+11. **Optional spatial input of the DoA decoders** (``doa_spatial``, off in ``paper``/``paper-coi``): per-object
+    GCC-PHAT over inter-capsule lags, weighted by the object's estimated direct-path mask
+    (:mod:`deepasa.model.spatial`), joined at DoANet's GRU input. The trunk is frequency-shift equivariant, so
+    the paper's DoANet must learn τ = Δφ / 2πf from F_d coarse bands; on CPU budgets it never did (the
+    direction issue; numbers in docs/training.md).
+12. **Optional frequency-position embedding** (``freq_embedding``, off in ``paper``/``paper-coi``): a learned
+    (D, F) map, sinusoidal at initialisation, added to the encoder output, so the trunk is no longer
+    frequency-shift equivariant (tests/test_spatial.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +63,7 @@ from deepasa.model.configs import DeepASAConfig, get_config
 from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.model.frontend import FrequencyNorm, GaborSTFT, HannISTFT, channels_to_spec, spec_to_channels
 from deepasa.model.heads import AudioDecoder, ObjectSplitter, SELDHeads, build_pretrained_encoder
+from deepasa.model.spatial import GCCPhatFeatures, object_weight
 
 CHECKPOINT_FORMAT = "deepasa-model/1"
 
@@ -166,6 +176,15 @@ def decide(out: DeepASAOutput, onoff_threshold: float = 0.5, doa_threshold: floa
     )
 
 
+def sinusoidal_frequency_embedding(dim: int, n_freqs: int) -> torch.Tensor:
+    """Transformer-style sinusoids over the frequency-bin index. -> (1, dim, 1, n_freqs), amplitude 0.1."""
+    pos = torch.arange(n_freqs, dtype=torch.float32)  # (F,)
+    rates = torch.exp(-math.log(1000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (ceil(D/2),)
+    arg = rates[:, None] * pos[None, :]  # (ceil(D/2), F)
+    emb = torch.cat([torch.sin(arg), torch.cos(arg)], dim=0)[:dim]  # (D, F)
+    return 0.1 * emb.reshape(1, dim, 1, n_freqs)  # (1, D, 1, F)
+
+
 class DeepASA(nn.Module):
     """Object-oriented one-for-all network for auditory scene analysis.
 
@@ -191,6 +210,8 @@ class DeepASA(nn.Module):
         self.norm = FrequencyNorm(cfg.ref_mic)
         self.istft = HannISTFT(cfg.n_fft, cfg.hop)
         self.encoder = AudioEncoder(2 * cfg.n_mics, d)
+        # frequency position (deviation 12): breaks the trunk's frequency-shift equivariance; sinusoidal init
+        self.freq_pos = nn.Parameter(sinusoidal_frequency_embedding(d, cfg.n_freqs)) if cfg.freq_embedding else None
         mamba_kw = dict(d_state=cfg.mamba_d_state, d_conv=cfg.mamba_d_conv, expand=cfg.mamba_expand,
                         headdim=cfg.mamba_headdim, chunk_size=cfg.mamba_chunk_size)
         self.blocks = nn.ModuleList(
@@ -201,6 +222,9 @@ class DeepASA(nn.Module):
         self.splitter = ObjectSplitter(d, cfg.n_objects)
         self.audio = AudioDecoder(d, cfg.out_mics, cfg.reverb_head)
         self.seld = SELDHeads(cfg, build_pretrained_encoder(cfg)) if cfg.seld_heads else None
+        # per-object GCC-PHAT input of the DoA decoders (doa_spatial; deviation 11 of the module docstring)
+        self.gcc = (GCCPhatFeatures(cfg.n_fft, cfg.sample_rate, cfg.n_mics, cfg.doa_gcc_max_lag_s, cfg.doa_gcc_lags)
+                    if cfg.doa_spatial else None)
         n_coi = 1 if (cfg.coi_share_weights and cfg.coi_steps) else cfg.coi_steps
         self.coi = nn.ModuleList(ChainOfInference(cfg, build_pretrained_encoder(cfg)) for _ in range(n_coi))
 
@@ -216,13 +240,40 @@ class DeepASA(nn.Module):
         return self.config.n_mics
 
     # ------------------------------------------------------------------ forward
-    def aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Front end + encoder + aggregator. x (B, M, N) -> Z (B, D, T, F), norm scale (B, 1, 1, T)."""
+    def aggregate(self, x: torch.Tensor, return_spec: bool = False):
+        """Front end + encoder + aggregator. x (B, M, N) -> Z (B, D, T, F), norm scale (B, 1, 1, T).
+
+        With ``return_spec`` also the normalised input spectrum X (B, M, F, T) complex (a third element).
+        """
         X, scale = self.norm(self.stft(x))  # (B, M, F, T) complex, (B, 1, 1, T)
         z = self.encoder(spec_to_channels(X))  # (B, D, T, F)
+        if self.freq_pos is not None:
+            z = z + self.freq_pos  # (B, D, T, F) + (1, D, 1, F)
         for blk in self.blocks:
             z = blk(z)
-        return z, scale
+        return (z, scale, X) if return_spec else (z, scale)
+
+    def _spatial_fn(self, X: torch.Tensor, n_label: int, cache: dict):
+        """The DoA decoder's spatial features of a set of objects (``doa_spatial``), or None when off.
+
+        X (B, M, F, T) normalised mixture spectrum. The returned function maps objects (B, J, D, T, F) to
+        (B, J, T', P·L + 1) (deepasa.model.spatial) and leaves the objects' head outputs in ``cache`` so the
+        final audio decode does not run the heads twice.
+        """
+        cfg = self.config
+        if not cfg.doa_spatial:
+            return None
+        ref = cfg.ref_mic
+
+        def fn(obj: torch.Tensor) -> torch.Tensor:
+            heads = self.audio.objects(obj)  # direct, reverb (B, J, 2K, T, F)
+            cache["obj"], cache["heads"] = obj, heads
+            direct = channels_to_spec(heads[0], cfg.out_mics)  # (B, J, K, F, T) complex
+            weight = object_weight(direct[:, :, ref], X[:, ref])  # (B, J, F, T)
+            spec = X.unsqueeze(1) if cfg.doa_spatial == "gcc_mixture" else direct  # (B, 1|J, M, F, T)
+            return self.gcc(spec, weight, n_label)  # (B, J, T', S)
+
+        return fn
 
     def _check_input(self, x: torch.Tensor, coi_steps: int) -> None:
         cfg = self.config
@@ -245,9 +296,16 @@ class DeepASA(nn.Module):
         Y = channels_to_spec(spec_ch, self.config.out_mics)  # (B, ..., K, F, T)
         return self.istft(FrequencyNorm.inverse(Y, scale), n)  # (B, ..., K, N)
 
-    def _audio(self, obj: torch.Tensor, scale: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
-        """obj (B, J, D, T, F) -> {direct, reverb, image} waveforms (B, J, K, N)."""
-        direct, reverb = self.audio.objects(obj)  # (B, J, 2K, T, F) each
+    def _audio(self, obj: torch.Tensor, scale: torch.Tensor, n: int, cache: dict | None = None
+               ) -> dict[str, torch.Tensor]:
+        """obj (B, J, D, T, F) -> {direct, reverb, image} waveforms (B, J, K, N).
+
+        ``cache`` may hold the audio-head outputs of these very objects (from the spatial features).
+        """
+        if cache is not None and cache.get("obj") is obj:
+            direct, reverb = cache["heads"]  # (B, J, 2K, T, F) each
+        else:
+            direct, reverb = self.audio.objects(obj)  # (B, J, 2K, T, F) each
         if reverb is None:
             return {"image": self._waveforms(direct, scale, n)}
         d_wav, r_wav = self._waveforms(direct, scale, n), self._waveforms(reverb, scale, n)
@@ -269,19 +327,23 @@ class DeepASA(nn.Module):
         self._check_input(x, steps)
         n = x.shape[-1]
         n_label = cfg.label_frames(n)
-        z, scale = self.aggregate(x)  # (B, D, T, F), (B, 1, 1, T)
+        z, scale, X = self.aggregate(x, return_spec=True)  # (B, D, T, F), (B, 1, 1, T), (B, M, F, T)
         objects = self.splitter(z)  # (B, K_obj, D, T, F)
         obj = objects[:, : cfg.n_slots]  # (B, J, D, T, F)
         noise_src = objects[:, cfg.n_slots] if cfg.noise_object else z  # (B, D, T, F): noise object or Z
         noise = self._waveforms(self.audio.noise_head(noise_src), scale, n)  # (B, K, N)
-        seld = self.seld(obj, n_label) if self.seld is not None else {}
+        cache: dict = {}
+        spatial_fn = self._spatial_fn(X, n_label, cache)
+        seld = {}
+        if self.seld is not None:
+            seld = self.seld(obj, n_label, spatial_fn(obj) if spatial_fn is not None else None)
         net1 = None
         if steps:
-            net1 = DeepASAOutput(noise=noise, **seld, **(self._audio(obj, scale, n) if net1_audio else {}))
+            net1 = DeepASAOutput(noise=noise, **seld, **(self._audio(obj, scale, n, cache) if net1_audio else {}))
             for k in range(steps):
                 step = self.coi[0 if cfg.coi_share_weights else k]
-                obj, seld = step(z, seld)
-        return DeepASAOutput(noise=noise, net1=net1, **seld, **self._audio(obj, scale, n))
+                obj, seld = step(z, seld, spatial_fn)
+        return DeepASAOutput(noise=noise, net1=net1, **seld, **self._audio(obj, scale, n, cache))
 
     # ------------------------------------------------------------------ decisions
     @torch.no_grad()

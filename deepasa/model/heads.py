@@ -278,18 +278,36 @@ class DoANet(nn.Module):
             ConvBlock(d if i == 0 else hc, hc, p, cfg.label_time_pool if i == 0 else 1, cfg.head_dropout)
             for i, p in enumerate(pools)
         )
-        self.gru = nn.GRU(hc * f_d, h, cfg.head_gru_layers, batch_first=True, bidirectional=True)
+        # optional per-object spatial features (deepasa.model.spatial), projected and joined at the GRU input
+        self.n_spatial = spatial_features(cfg)
+        self.spatial = None
+        if self.n_spatial:  # GCC values are weighted means of cosines (std ~0.08): optionally normalised first
+            norm = [nn.LayerNorm(self.n_spatial)] if cfg.doa_spatial_norm else []
+            self.spatial = nn.Sequential(*norm, nn.Linear(self.n_spatial, cfg.head_fuse_dim), nn.Mish())
+        g_in = hc * f_d + (cfg.head_fuse_dim if self.n_spatial else 0)
+        self.gru = nn.GRU(g_in, h, cfg.head_gru_layers, batch_first=True, bidirectional=True)
         self.out = nn.Sequential(nn.Linear(2 * h, fc), nn.Linear(fc, 3), nn.Tanh())
 
-    def forward(self, obj: torch.Tensor, n_label: int) -> torch.Tensor:
-        """obj (N, D, T, F) -> (N, T', 3)."""
+    def forward(self, obj: torch.Tensor, n_label: int, spatial: torch.Tensor | None = None) -> torch.Tensor:
+        """obj (N, D, T, F), spatial (N, T', S) or None -> (N, T', 3)."""
         x = obj.transpose(2, 3)  # (N, D, F, T)
         n = x.shape[0]
         for i, blk in enumerate(self.cnn):
             x = blk(x, n_label if i == 0 else None)  # (N, hc, F_i, T')
         x = x.permute(0, 3, 1, 2).reshape(n, n_label, -1)  # (N, T', hc*F_d)
+        if self.spatial is not None:
+            if spatial is None:
+                raise ValueError("this DoANet reads spatial features (doa_spatial is set); none were given")
+            x = torch.cat([x, self.spatial(spatial.to(x.dtype))], dim=-1)  # (N, T', hc*F_d + fuse)
         g, _ = self.gru(x)  # (N, T', 2h)
         return self.out(g)
+
+
+def spatial_features(cfg: DeepASAConfig) -> int:
+    """Width S of the per-object spatial features DoANet reads: P·L + 1 for GCC-PHAT, 0 when off."""
+    if not cfg.doa_spatial:
+        return 0
+    return cfg.n_mics * (cfg.n_mics - 1) // 2 * cfg.doa_gcc_lags + 1
 
 
 class SELDHeads(nn.Module):
@@ -303,12 +321,13 @@ class SELDHeads(nn.Module):
         self.classnet = ClassNet(cfg, encoder)
         self.doanet = DoANet(cfg)
 
-    def forward(self, obj: torch.Tensor, n_label: int) -> dict[str, torch.Tensor]:
-        """obj (B, J, D, T, F) -> dict (see class docstring)."""
+    def forward(self, obj: torch.Tensor, n_label: int, spatial: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """obj (B, J, D, T, F), spatial (B, J, T', S) or None -> dict (see class docstring)."""
         b, j, d, t, f = obj.shape
         flat = obj.reshape(b * j, d, t, f)  # (B*J, D, T, F)
         cls, sed, onoff = self.classnet(flat, n_label)
-        doa = self.doanet(flat, n_label)
+        flat_sp = spatial.reshape(b * j, n_label, -1) if spatial is not None else None  # (B*J, T', S)
+        doa = self.doanet(flat, n_label, flat_sp)
         return {
             "cls_logits": cls.reshape(b, j, -1),  # (B, J, C)
             "sed": sed.reshape(b, j, n_label, -1),  # (B, J, T', C)
