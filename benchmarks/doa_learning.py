@@ -1,0 +1,268 @@
+"""Learning-speed benchmark for direction: train from scratch, score unseen scenes at fixed scene-pass budgets.
+
+    python benchmarks/doa_learning.py --data /work/data/doa --scenes 1-static --variants baseline gcc_mixture \
+        --budgets 500 1000 2000 4000 --threads 2
+
+``--data`` holds one folder per scene set (``1-static``, ``2-moving``, ``default``), each the output of
+``deepasa simulate`` with ``train`` and ``val`` splits; the commands that build them are in docs/training.md
+("Direction learning speed"): 16 kHz, the default rooms and noise (RT60 0.2–0.6 s, SNR 6–30 dB), 2-s clips,
+800 training and 100 unseen scenes per set.
+
+Model: ``--model`` names a config and ``--set`` overrides fields; the default ``bench`` is the ``tiny`` trunk
+at 16 kHz with the paper's STFT (n_fft 640, hop 320) on 2-s clips and the heads of ``small``; ``tiny16`` keeps
+the tiny heads (see MODELS). Training: Adam, batch 4, the
+ASA2 multi-task loss (image-PIT master permutation), gradient clipping at 5; a plain loop (no Lightning), one
+process. At each budget the model scores the first ``--val-n`` unseen scenes:
+
+* ``doa_error_median_deg``: per true source, the mean angle between its aligned slot's DoA and the label over
+  the source's active frames (whether the slot is detected or not); the median over sources;
+* ``doa_error_detected_deg``: the same over frames where slot and source are both active, detected sources;
+* ``detection_rate``: share of true sources whose slot has an active frame (sigmoid(onoff) > 0.5 and
+  ‖doa‖ > 0.5, SPEC §1) while the source is active... (any frame of the clip);
+* ``class_accuracy`` (of the detected) and ``class_accuracy_all`` (every source's slot);
+* ``si_sdri_db``: reference-channel image SI-SDR improvement, mean over true sources;
+* ``scene_passes_per_s``: training throughput of that variant in this run (machine shared: compare ratios).
+
+Rows go to ``benchmarks/results/doa_learning.json`` (``rows``, one per variant × scene set × budget; a rerun
+replaces the rows of the same variant and scene set and keeps the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepasa.data.augment import RandomSwap
+from deepasa.data.scenes import SceneDataset
+from deepasa.errors import DeepASAError, run_script
+from deepasa.losses import LossWeights, apply_permutation, multitask_loss
+from deepasa.metrics.separation import improvement, si_sdr
+from deepasa.model import DeepASA, get_config
+from deepasa.train.evaluate import strict_json
+
+RESULTS = Path(__file__).resolve().parent / "results" / "doa_learning.json"
+
+#: Benchmark model sizes (overrides of a named config).
+MODELS = {
+    # the tiny trunk at 16 kHz with the paper's STFT on 2-s clips, tiny heads (GRU hidden 8, fuse 16)
+    "tiny16": ("tiny", {"sample_rate": 16000, "n_fft": 640, "hop": 320, "clip_seconds": 2.0, "gabor_width": 16,
+                        "attn_dropout": 0.0, "n_classes": 10}),
+    # the same trunk with the heads of `small` (channels 16, fuse 64, 2-layer GRU of 32, fc 32)
+    "bench": ("tiny", {"sample_rate": 16000, "n_fft": 640, "hop": 320, "clip_seconds": 2.0, "gabor_width": 16,
+                       "attn_dropout": 0.0, "n_classes": 10, "head_channels": 16, "head_fuse_dim": 64,
+                       "head_gru_hidden": 32, "head_gru_layers": 2, "head_fc_dim": 32, "asp_hidden": 16}),
+    "small2s": ("small", {"clip_seconds": 2.0}),
+}
+
+#: Variants: model-config overrides, loss-weight overrides, training options. One change at a time.
+VARIANTS = {
+    "baseline": {},
+    "gcc_mixture": {"model": {"doa_spatial": "gcc_mixture"}},
+    "gcc_image": {"model": {"doa_spatial": "gcc_image"}},
+    "gcc_mixture+ln": {"model": {"doa_spatial": "gcc_mixture", "doa_spatial_norm": True}},
+    "gcc_mixture+swap": {"model": {"doa_spatial": "gcc_mixture"}, "swap": True},
+    "baseline+swap": {"swap": True},
+    "gcc_mixture+doa5": {"model": {"doa_spatial": "gcc_mixture"}, "loss": {"doa": 5.0}},
+}
+
+
+def collate(items: list[dict]) -> dict:
+    """List of SceneDataset items -> batch dict of stacked tensors (scene ids dropped)."""
+    return {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "scene_id"}
+
+
+def angles_deg(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Angle between DoA vectors. est, ref (..., 3) -> (...) degrees (est normalised; ref unit)."""
+    cos = (est * ref).sum(-1) / est.norm(dim=-1).clamp_min(1e-8)  # (...)
+    return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
+
+
+@torch.no_grad()
+def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
+    """Score unseen scenes. items: SceneDataset items -> metric dict (module docstring)."""
+    model.eval()
+    per_src = {"err_all": [], "err_det": [], "det": [], "cls_ok": [], "sdri": []}
+    ref = model.config.ref_mic
+    for s in range(0, len(items), batch):
+        b = collate(items[s:s + batch])
+        out = model(b["mixture"])
+        perm = multitask_loss(out, b).perm  # (B, J): π*, the image-PIT assignment every head shares
+        doa = apply_permutation(out.doa, perm)  # (B, J, T', 3)
+        on = torch.sigmoid(apply_permutation(out.onoff, perm)) > 0.5  # (B, J, T')
+        act_hat = on & (doa.norm(dim=-1) > 0.5)  # (B, J, T')
+        cls_hat = apply_permutation(out.cls_logits, perm).argmax(-1)  # (B, J)
+        image = apply_permutation(out.image, perm)[:, :, ref].numpy()  # (B, J, N)
+        t_image = (b["direct"] + b["reverb"])[:, :, ref].numpy()  # (B, J, N)
+        mix = b["mixture"][:, ref].numpy()  # (B, N)
+        ang = angles_deg(doa, b["doa"])  # (B, J, T')
+        act = b["activity"] > 0.5  # (B, J, T')
+        for i in range(b["cls"].shape[0]):
+            for j in range(b["cls"].shape[1]):
+                if b["cls"][i, j] < 0 or not act[i, j].any():
+                    continue
+                det = bool(act_hat[i, j].any())
+                per_src["det"].append(det)
+                per_src["err_all"].append(float(ang[i, j][act[i, j]].mean()))
+                both = act[i, j] & act_hat[i, j]
+                if det and both.any():
+                    per_src["err_det"].append(float(ang[i, j][both].mean()))
+                ok = bool(cls_hat[i, j] == b["cls"][i, j])
+                per_src["cls_ok"].append((det, ok))
+                per_src["sdri"].append(float(improvement(si_sdr, image[i, j], t_image[i, j], mix[i])))
+    model.train()
+    det_ok = [ok for d, ok in per_src["cls_ok"] if d]
+    nan = float("nan")
+    return {
+        "n_sources": len(per_src["det"]),
+        "doa_error_median_deg": float(np.median(per_src["err_all"])) if per_src["err_all"] else nan,
+        "doa_error_detected_deg": float(np.median(per_src["err_det"])) if per_src["err_det"] else nan,
+        "detection_rate": float(np.mean(per_src["det"])) if per_src["det"] else nan,
+        "class_accuracy": float(np.mean(det_ok)) if det_ok else nan,
+        "class_accuracy_all": float(np.mean([ok for _, ok in per_src["cls_ok"]])) if per_src["cls_ok"] else nan,
+        "si_sdri_db": float(np.mean(per_src["sdri"])) if per_src["sdri"] else nan,
+    }
+
+
+def build_model(name: str, variant: dict, sets: list[str]) -> DeepASA:
+    """Benchmark model: MODELS[name] + the variant's model overrides + ``--set`` overrides."""
+    base, over = MODELS.get(name, (name, {}))
+    extra = {k: json.loads(v) if v[:1] in "[{0123456789-tf\"" else v for k, v in (s.split("=", 1) for s in sets)}
+    return DeepASA(get_config(base, **{**over, **variant.get("model", {}), **extra}))
+
+
+def run_variant(args, name: str, scenes: str, log) -> list[dict]:
+    """Train one variant on one scene set; one row per budget."""
+    variant = VARIANTS[name]
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    root = Path(args.data) / scenes
+    train = SceneDataset(root, "train")
+    val = SceneDataset(root, "val")
+    val_items = [val[i] for i in range(min(args.val_n, len(val)))]
+    model = build_model(args.model, variant, args.set)
+    if train.sample_rate != model.sample_rate:
+        raise DeepASAError(f"{root} is at {train.sample_rate} Hz, the model at {model.sample_rate} Hz")
+    weights = LossWeights(**variant.get("loss", {}))
+    swap = RandomSwap(args.seed) if variant.get("swap") else None
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-5)
+    budgets = sorted(args.budgets)
+    last = budgets[-1]
+    rows, passes, t_train, t_data, order = [], 0, 0.0, 0.0, []
+    model.train()
+    while passes < last:
+        t0 = time.perf_counter()
+        if len(order) < args.batch:
+            order.extend(rng.permutation(len(train)).tolist())
+        idx, order = order[: args.batch], order[args.batch:]
+        items = [train[i] for i in idx]
+        if swap is not None:
+            items = [swap(it) for it in items]
+        b = collate(items)
+        t1 = time.perf_counter()
+        out = model(b["mixture"])
+        loss = multitask_loss(out, b, weights)
+        opt.zero_grad(set_to_none=True)
+        loss.total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        t2 = time.perf_counter()
+        t_data += t1 - t0
+        t_train += t2 - t1
+        passes += args.batch
+        if budgets and passes >= budgets[0]:
+            budgets.pop(0)
+            m = score(model, val_items)
+            row = {"variant": name, "scenes": scenes, "scene_passes": passes, **m,
+                   "scene_passes_per_s": round(passes / (t_train + t_data), 3),
+                   "data_wait_fraction": round(t_data / (t_train + t_data), 3),
+                   "loss": round(float(loss.total.detach()), 3), "model": args.model,
+                   "model_overrides": {**variant.get("model", {})}, "loss_weights": variant.get("loss", {}),
+                   "swap": bool(variant.get("swap")), "lr": args.lr, "batch": args.batch, "seed": args.seed,
+                   "val_scenes": len(val_items), "command": args.command, "chosen": False}
+            rows.append(row)
+            log(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
+                            if k not in ("command", "model_overrides", "loss_weights")}))
+    return rows
+
+
+def merge(path: Path, new_rows: list[dict]) -> None:
+    """Replace the rows of the same (variant, scenes, model) in the results file, keep the others."""
+    data = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    keys = {(r["variant"], r["scenes"], r.get("model")) for r in new_rows}
+    rows = [r for r in data["rows"] if (r["variant"], r["scenes"], r.get("model")) not in keys] + new_rows
+    data["rows"] = rows
+    data["about"] = ("Direction learning speed: trained from scratch, scored on unseen scenes at fixed scene-pass "
+                     "budgets (benchmarks/doa_learning.py docstring).")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(strict_json(data), indent=1, allow_nan=False))
+    tmp.replace(path)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The results rows as a markdown table (docs/training.md), in file order."""
+    def f(v, fmt):
+        return "–" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
+    lines = ["| variant | scenes | model | scene passes | DoA err. every slot (°) | DoA err. detected (°) | "
+             "detection | class acc. (detected) | class acc. (all) | SI-SDRi (dB) | passes/s | chosen |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['scenes']} | {r.get('model', '')} | {r['scene_passes']} | "
+                     f"{f(r['doa_error_median_deg'], '.1f')} | {f(r['doa_error_detected_deg'], '.1f')} | "
+                     f"{f(r['detection_rate'], '.2f')} | {f(r['class_accuracy'], '.2f')} | "
+                     f"{f(r.get('class_accuracy_all'), '.2f')} | {f(r['si_sdri_db'], '.1f')} | "
+                     f"{f(r['scene_passes_per_s'], '.2f')} | {'yes' if r.get('chosen') else ''} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", help="folder with one subfolder per scene set")
+    ap.add_argument("--table", action="store_true", help="print the results file as a markdown table and exit")
+    ap.add_argument("--scenes", nargs="+", default=["1-static"], choices=["1-static", "2-moving", "default"])
+    ap.add_argument("--variants", nargs="+", default=["baseline"], choices=sorted(VARIANTS))
+    ap.add_argument("--budgets", nargs="+", type=int, default=[500, 1000, 2000, 4000])
+    ap.add_argument("--model", default="bench")
+    ap.add_argument("--set", action="append", default=[], help="model config override KEY=VALUE")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--val-n", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--quick", action="store_true", help="a one-minute check: budgets 8 16, 4 unseen scenes")
+    args = ap.parse_args(argv)
+    if args.table:
+        if not Path(args.out).is_file():
+            raise DeepASAError(f"no results at {args.out}")
+        print(markdown_table(json.loads(Path(args.out).read_text())["rows"]))
+        return 0
+    if not args.data:
+        raise DeepASAError("--data is required (the folder of scene sets)")
+    args.command = "python benchmarks/doa_learning.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.quick:
+        args.budgets, args.val_n = [8, 16], 4
+    if min(args.budgets) < args.batch:
+        raise DeepASAError("every budget must be at least one batch")
+    for s in args.scenes:
+        for split in ("train", "val"):
+            if not (Path(args.data) / s / split / "mixed").is_dir():
+                raise DeepASAError(f"no scenes at {Path(args.data) / s / split} (see docs/training.md)")
+    torch.set_num_threads(args.threads)
+    for scenes in args.scenes:
+        for name in args.variants:
+            rows = run_variant(args, name, scenes, lambda line: print(line, flush=True))
+            if not args.quick or args.out != str(RESULTS):
+                merge(Path(args.out), rows)
+    return 0
+
+
+if __name__ == "__main__":
+    run_script(main)

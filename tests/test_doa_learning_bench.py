@@ -1,0 +1,85 @@
+"""benchmarks/doa_learning.py: the scoring against hand-computed truth, and a quick end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import doa_learning  # noqa: E402
+
+from deepasa.cli import main  # noqa: E402
+from tests.conftest import tiny_model_with_fixed_heads  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sets(tiny_bank_home, tmp_path_factory):
+    """A '1-static' scene set (8 kHz, 1 s, one static source): 8 training and 4 unseen scenes."""
+    out = tmp_path_factory.mktemp("doa_sets")
+    for split, n, seed in (("train", 8, 1), ("val", 4, 2)):
+        assert main(["simulate", "--home", str(tiny_bank_home), "--out", str(out / "1-static"), "--split",
+                     split, "--num-scenes", str(n), "--seed", str(seed),
+                     "--quiet", "--set", "sample_rate=8000", "--set", "duration=1.0",
+                     "--set", "event_duration=0.8,1.0", "--set", "num_sources=[1]",
+                     "--set", "num_sources_weights=[1.0]", "--set", "moving_prob=0.0"]) == 0
+    return out
+
+
+def items(root, split, n):
+    from deepasa.data.scenes import SceneDataset
+
+    ds = SceneDataset(root, split)
+    return [ds[i] for i in range(n)]
+
+
+def test_score_of_a_fixed_direction_model_equals_the_hand_computed_angles(sets):
+    """Every slot always active and pointing at +x: detection 1 and the angle to +x of each label."""
+    model = tiny_model_with_fixed_heads(8.0, doa=[5.0, 0.0, 0.0])  # tanh(5) ≈ 1: ‖doa‖ > 0.5, direction +x
+    its = items(sets / "1-static", "val", 4)
+    m = doa_learning.score(model, its)
+    expected = []
+    for it in its:
+        act = it["activity"][0] > 0.5
+        ref = it["doa"][0][act]  # (n, 3) unit
+        expected.append(float(torch.rad2deg(torch.acos(ref[:, 0].clamp(-1, 1))).mean()))
+    assert m["n_sources"] == 4 and m["detection_rate"] == 1.0
+    assert m["doa_error_median_deg"] == pytest.approx(float(np.median(expected)), abs=1e-3)
+    assert m["doa_error_detected_deg"] == pytest.approx(float(np.median(expected)), abs=1e-3)
+
+
+def test_score_of_a_silent_model_detects_nothing(sets):
+    model = tiny_model_with_fixed_heads(-8.0)
+    m = doa_learning.score(model, items(sets / "1-static", "val", 4))
+    assert m["detection_rate"] == 0.0 and m["doa_error_detected_deg"] != m["doa_error_detected_deg"]  # NaN
+
+
+def test_quick_run_writes_rows_with_the_required_fields(sets, tmp_path):
+    out = tmp_path / "doa.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--data", str(sets),
+                           "--scenes", "1-static", "--variants", "gcc_mixture", "--model", "tiny",
+                           "--quick", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["scene_passes"] for r in rows] == [8, 16]
+    need = {"variant", "scenes", "scene_passes", "doa_error_median_deg", "doa_error_detected_deg",
+            "detection_rate", "class_accuracy", "si_sdri_db", "command", "chosen", "scene_passes_per_s"}
+    assert all(need <= set(r) for r in rows)
+    assert rows[0]["model_overrides"] == {"doa_spatial": "gcc_mixture"} and "doa_learning.py" in rows[0]["command"]
+    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--table", "--out",
+                            str(out)], capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and table.stdout.count("| gcc_mixture | 1-static |") == 2
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--data", str(tmp_path),
+                           "--scenes", "1-static"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no scenes at" in proc.stderr
