@@ -38,8 +38,9 @@ EVAL_EXAMPLE = """examples:
 """
 
 
-EXPORT_EXAMPLE = """example:
+EXPORT_EXAMPLE = """examples:
   deepasa export runs/sim_small_coi/checkpoints/last.ckpt checkpoints/default.pt --data data/scenes
+  deepasa export runs/shipped/checkpoints/last.ckpt checkpoints/default.pt --bank-classes
 """
 
 
@@ -82,7 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     x.add_argument("checkpoint", type=Path, help="Lightning checkpoint (.ckpt) or model file")
     x.add_argument("out", type=Path, help="model file to write (.pt)")
-    x.add_argument("--data", type=Path, help="dataset root whose classes.json names the classes")
+    names = x.add_mutually_exclusive_group()
+    names.add_argument("--data", type=Path, help="dataset root whose classes.json names the classes")
+    names.add_argument("--bank-classes", action="store_true",
+                       help="name the classes after the sound-bank taxonomy (training on simulated scenes, "
+                       "data.simulate)")
     x.add_argument("--format", choices=("mic", "foa"), default="mic", help="array format of the training data")
     x.set_defaults(func=run_export)
 
@@ -215,6 +220,14 @@ def run_export(args: argparse.Namespace) -> int:
         if len(names) != model.config.n_classes:
             raise DeepASAError(f"{classes} has {len(names)} classes but the model has {model.config.n_classes}")
         model.class_names = [str(n) for n in names]
+    elif args.bank_classes:
+        from deepasa.scenes.soundbank import class_names
+
+        names = class_names()
+        if len(names) != model.config.n_classes:
+            raise DeepASAError(f"the sound-bank taxonomy has {len(names)} classes but the model has "
+                               f"{model.config.n_classes}")
+        model.class_names = names
     model.audio_format = args.format
     model.save(args.out)
     print(f"deepasa export: {args.checkpoint} -> {args.out} ({sum(p.numel() for p in model.parameters()):,} "

@@ -8,16 +8,20 @@ separation-only data add ``image (J, K, N)``). Batches are the default collation
 
 Training data come from disk (``dataset`` + ``root``) or from the simulator (``simulate: true``: an endless
 stream of new scenes, see :mod:`deepasa.data.onthefly`); validation/test data come from disk when ``root``
-is given, otherwise from ``val_scenes`` fixed simulated scenes.
+is given, otherwise from ``val_scenes`` fixed simulated scenes. Simulated training scenes can follow a
+``curriculum`` over scene difficulty (:func:`~deepasa.data.onthefly.curriculum_stages`), and ``augment: swap``
+passes every training item (never a validation/test one) through the tetrahedral channel swap
+(:class:`WorkerSwap`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from deepasa.errors import DeepASAError
 
@@ -28,6 +32,9 @@ DATASETS = {
     "mcfuss": "deepasa.data.mcfuss:MCFussDataset",
     "dcase25t4": "deepasa.data.dcase25t4:DCASE25T4Dataset",
 }
+
+#: Values of ``DeepASADataModule(augment=...)``.
+AUGMENTS = (None, "swap")
 
 
 def _dataset_class(name: str):
@@ -70,6 +77,83 @@ def open_dataset(name: str, root: str | Path, split: str, *, n_slots: int, sampl
     return cls(root, split, n_slots=n_slots, sample_rate=sample_rate, clip_seconds=clip_seconds, train=train, **kw)
 
 
+class WorkerSwap:
+    """The tetrahedral channel-swap augmentation (:class:`~deepasa.data.augment.RandomSwap`), seeded per worker.
+
+    The first call in a process (a DataLoader worker, or the main process without workers) seeds that
+    process's generator with :meth:`seed_of` ``= [seed, rank, worker]``: workers and DDP ranks draw different
+    swaps, and the same run (same seed, workers, ranks, starting point) draws the same ones.
+
+    Args:
+        seed: base seed (the DataModule's ``seed``).
+        rank: DDP rank (set by :meth:`DeepASADataModule.train_dataloader`).
+    """
+
+    def __init__(self, seed: int = 0, rank: int = 0):
+        self.seed, self.rank = int(seed), int(rank)
+        self._swap = None
+
+    def seed_of(self, worker: int) -> list[int]:
+        """The seed of the generator of DataLoader worker ``worker`` (0 without workers) on this rank."""
+        return [self.seed, self.rank, int(worker)]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_swap"] = None                                        # each worker seeds its own generator
+        return state
+
+    def __call__(self, item: dict) -> dict:
+        """A MIC training item -> a copy with one uniformly drawn swap (:func:`~deepasa.data.augment.apply_swap`).
+
+        Args:
+            item: mixture (4, N), direct/reverb (J, 4, N), noise (4, N), doa (J, T', 3), other keys kept.
+
+        Returns:
+            the same keys and shapes: channels reordered, every DoA label turned with them.
+        """
+        if self._swap is None:
+            from deepasa.data.augment import RandomSwap
+
+            info = get_worker_info()
+            self._swap = RandomSwap(seed=self.seed_of(0 if info is None else info.id))
+        return self._swap(item)
+
+
+class Augmented(Dataset):
+    """A map-style dataset whose items go through ``transform`` (on-disk training data with ``augment``).
+
+    Args:
+        dataset: the dataset (its ``class_names`` and ``sample_rate`` are passed on).
+        transform: item dict -> item dict.
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable[[dict], dict]):
+        self.dataset, self.transform = dataset, transform
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The wrapped dataset's class list."""
+        return getattr(self.dataset, "class_names", None)
+
+    @property
+    def sample_rate(self) -> int:
+        """The wrapped dataset's sample rate."""
+        return self.dataset.sample_rate
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        """Item ``i`` of the dataset (mixture (M, N), …) through ``transform``."""
+        return self.transform(self.dataset[i])
+
+
+def _scenes_format(ds) -> str | None:
+    """Array format ("mic"/"foa") of an on-disk :class:`~deepasa.data.scenes.SceneDataset` (from its meta files)."""
+    meta = ds.dir / "meta" / f"{ds.ids[0]}.json"
+    return json.loads(meta.read_text()).get("format") if meta.is_file() else None
+
+
 class DeepASADataModule(L.LightningDataModule):
     """Data for ``deepasa train``.
 
@@ -93,6 +177,11 @@ class DeepASADataModule(L.LightningDataModule):
         epoch_size: simulated training scenes per epoch (all devices together).
         val_scenes: simulated validation scenes when ``root`` is not given.
         pin_memory: DataLoader pin_memory.
+        curriculum: with ``simulate``, stages ``[{until: U, scene_config: {...}}, ...]``: training scene ``i``
+            uses the overrides of the first stage with ``until > i``, the plain ``scene_config`` after the last
+            (:func:`~deepasa.data.onthefly.curriculum_stages`). Validation scenes never follow it.
+        augment: ``None`` or ``"swap"``: every training item through the tetrahedral channel swap
+            (:class:`WorkerSwap`; MIC scenes only, simulated or ``deepasa simulate`` output).
     """
 
     def __init__(self, dataset: str = "scenes", root: str | None = None, train_split: str = "train",
@@ -100,7 +189,8 @@ class DeepASADataModule(L.LightningDataModule):
                  val_batch_size: int = 2, num_workers: int = 0, n_slots: int = 5, sample_rate: int = 16000,
                  clip_seconds: float = 4.0, dataset_options: dict | None = None, simulate: bool = False,
                  bank_home: str | None = None, scene_config: dict | None = None, scene_format: str = "mic",
-                 seed: int = 0, epoch_size: int = 1000, val_scenes: int = 32, pin_memory: bool = False):
+                 seed: int = 0, epoch_size: int = 1000, val_scenes: int = 32, pin_memory: bool = False,
+                 curriculum: list[dict] | None = None, augment: str | None = None):
         super().__init__()
         if dataset not in DATASETS:
             raise DeepASAError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
@@ -108,7 +198,20 @@ class DeepASADataModule(L.LightningDataModule):
             raise DeepASAError("data.root is required unless data.simulate is true")
         if batch_size < 1 or val_batch_size < 1:
             raise DeepASAError("batch sizes must be at least 1")
+        if augment not in AUGMENTS:
+            raise DeepASAError(f"unknown augment {augment!r}: use null or swap")
+        if augment == "swap" and (scene_format != "mic" if simulate else dataset != "scenes"):
+            raise DeepASAError("augment: swap permutes the 4 capsules of the tetrahedral MIC array: it needs MIC "
+                               "scenes (data.simulate with scene_format mic, or `deepasa simulate` output), not "
+                               f"{'simulated ' + scene_format if simulate else dataset} data")
+        if curriculum and not simulate:
+            raise DeepASAError("data.curriculum sets the difficulty of simulated training scenes: it needs "
+                               "data.simulate: true")
         self.save_hyperparameters()
+        from deepasa.data.onthefly import curriculum_stages
+
+        curriculum_stages(curriculum, self._scene_config())         # a bad curriculum fails before any data
+        self._swap = WorkerSwap(seed) if augment == "swap" else None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -131,7 +234,8 @@ class DeepASADataModule(L.LightningDataModule):
         h = self.hparams
         common = dict(home=h.bank_home, scene_config=self._scene_config(), fmt=h.scene_format, n_slots=h.n_slots)
         if train:
-            return OnTheFlyScenes(split="train", seed=h.seed, epoch_size=h.epoch_size, **common)
+            return OnTheFlyScenes(split="train", seed=h.seed, epoch_size=h.epoch_size, curriculum=h.curriculum,
+                                  transform=self._swap, **common)
         return SimulatedScenes(split="val" if split != "test" else "test", seed=h.seed + 1,
                                num_scenes=h.val_scenes, **common)
 
@@ -139,11 +243,22 @@ class DeepASADataModule(L.LightningDataModule):
         """Open the splits needed by ``stage`` (fit / validate / test)."""
         h = self.hparams
         if stage in ("fit", None) and self.train_set is None:
-            self.train_set = self._simulated("train", True) if h.simulate else self._disk(h.train_split, True)
+            self.train_set = (self._simulated("train", True) if h.simulate
+                              else self._augmented(self._disk(h.train_split, True)))
         if stage in ("fit", "validate", None) and self.val_set is None:
             self.val_set = self._disk(h.val_split, False) if h.root is not None else self._simulated("val", False)
         if stage in ("test", None) and self.test_set is None:
             self.test_set = self._disk(h.test_split, False) if h.root is not None else self._simulated("test", False)
+
+    def _augmented(self, ds: Dataset) -> Dataset:
+        """On-disk training data through the swap (when ``augment`` is set); MIC scenes only."""
+        if self._swap is None:
+            return ds
+        fmt = _scenes_format(ds)
+        if fmt != "mic":
+            raise DeepASAError(f"augment: swap needs MIC scenes, but {ds.dir} is "
+                               f"{fmt or 'of unknown format (no meta/ files)'}")
+        return Augmented(ds, self._swap)
 
     @property
     def class_names(self) -> list[str] | None:
@@ -165,8 +280,10 @@ class DeepASADataModule(L.LightningDataModule):
         from deepasa.data.onthefly import OnTheFlyScenes
 
         ds = self.train_set
+        trainer = self.trainer
+        if self._swap is not None and trainer is not None:
+            self._swap.rank = trainer.global_rank                    # each rank its own swaps
         if isinstance(ds, OnTheFlyScenes):
-            trainer = self.trainer
             if trainer is not None:
                 ds.set_distributed(trainer.global_rank, trainer.world_size)
                 ds.first_pass = trainer.current_epoch      # a resumed run continues with new scenes

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The shipped run (configs/train/sim_small_shipped.yaml), resumable, in the background.
+#   scripts/train_shipped.sh start [deepasa train options]
+#                                     resume runs/shipped (or checkpoints/shipped_resume.ckpt, or start fresh)
+#   scripts/train_shipped.sh status   last logged step and whether the process runs
+#   scripts/train_shipped.sh save     checkpoints/shipped_resume.ckpt (≤ 10 MB) + checkpoints/default.pt
+#   scripts/train_shipped.sh stop     SIGTERM (last.ckpt is written at the current step), wait for the exit
+# PYTHON (default .venv/bin/python) and THREADS (default 2) can be set in the environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-.venv/bin/python}
+RUN=runs/shipped
+LAST=$RUN/checkpoints/last.ckpt
+RESUME=checkpoints/shipped_resume.ckpt
+PIDFILE=$RUN/train.pid
+
+# the PID file names a live `deepasa.cli train` process (not a reused PID)
+running() { [[ -f $PIDFILE ]] && ps -o args= -p "$(cat "$PIDFILE")" 2>/dev/null | grep -q "deepasa.cli train"; }
+usage() { echo "usage: $0 start [deepasa train options] | status | save | stop" >&2; exit 2; }
+
+cmd=${1:-}; shift || true
+[[ $cmd == start || $# -eq 0 ]] || usage
+case "$cmd" in
+start)
+    if running; then echo "already running (pid $(cat "$PIDFILE"))"; exit 1; fi
+    mkdir -p "$RUN/checkpoints"
+    if [[ ! -f $LAST && -f $RESUME ]]; then cp "$RESUME" "$LAST"; echo "resuming from $RESUME"; fi
+    resume=(); [[ -f $LAST ]] && resume=(--resume)
+    OMP_NUM_THREADS=${THREADS:-2} nohup "$PY" -m deepasa.cli train --config configs/train/sim_small_shipped.yaml \
+        "${resume[@]}" "$@" >>"$RUN/train.log" 2>&1 </dev/null &
+    echo $! >"$PIDFILE"
+    echo "started (pid $!${resume:+, resuming $LAST}), log: $RUN/train.log"
+    ;;
+status)
+    csv=$(ls -t "$RUN"/logs/version_*/metrics.csv 2>/dev/null | head -n 1 || true)
+    if [[ -n $csv ]]; then
+        awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) col[$i] = i; next}
+                 $col["step"] != "" {step = $col["step"]; epoch = $col["epoch"]}
+                 END {print "last logged step: " step " (epoch " epoch ")"}' "$csv"
+    else
+        echo "last logged step: none yet"
+    fi
+    if running; then echo "process: running (pid $(cat "$PIDFILE"))"
+    else echo "process: not running; last log line: $(tail -n 1 "$RUN/train.log" 2>/dev/null)"; fi
+    ;;
+save)
+    [[ -f $LAST ]] || { echo "no $LAST to save"; exit 1; }
+    "$PY" -m deepasa.train.resume_state "$LAST" "$RESUME"
+    "$PY" -m deepasa.cli export "$LAST" checkpoints/default.pt --bank-classes
+    ;;
+stop)
+    if ! running; then echo "not running"; exit 0; fi
+    pid=$(cat "$PIDFILE")
+    kill -TERM "$pid"                       # Lightning stops after the current batch and writes last.ckpt
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 2; done
+    if kill -0 "$pid" 2>/dev/null; then echo "pid $pid still running after 10 min"; exit 1; fi
+    rm -f "$PIDFILE"
+    echo "stopped (pid $pid)"
+    ;;
+*)
+    usage
+    ;;
+esac
