@@ -17,10 +17,12 @@ process. At each budget the model scores the first ``--val-n`` unseen scenes:
 * ``doa_error_median_deg``: per true source, the mean angle between its aligned slot's DoA and the label over
   the source's active frames (whether the slot is detected or not); the median over sources;
 * ``doa_error_detected_deg``: the same over frames where slot and source are both active, detected sources;
-* ``detection_rate``: share of true sources whose slot has an active frame (sigmoid(onoff) > 0.5 and
-  ‖doa‖ > 0.5, SPEC §1) while the source is active... (any frame of the clip);
+* ``detection_rate``: share of true sources whose aligned slot has an active frame anywhere in the clip
+  (sigmoid(onoff) > 0.5 and ‖doa‖ > 0.5, SPEC §1);
 * ``class_accuracy`` (of the detected) and ``class_accuracy_all`` (every source's slot);
 * ``si_sdri_db``: reference-channel image SI-SDR improvement, mean over true sources;
+* ``onoff_recall`` and ``doa_norm_active``: the two halves of the decision rule on the sources' active
+  frames (share with sigmoid(onoff) > 0.5; mean ‖doa‖), to see which one keeps a source undetected;
 * ``scene_passes_per_s``: training throughput of that variant in this run (machine shared: compare ratios).
 
 Rows go to ``benchmarks/results/doa_learning.json`` (``rows``, one per variant × scene set × budget; a rerun
@@ -88,7 +90,7 @@ def angles_deg(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
     """Score unseen scenes. items: SceneDataset items -> metric dict (module docstring)."""
     model.eval()
-    per_src = {"err_all": [], "err_det": [], "det": [], "cls_ok": [], "sdri": []}
+    per_src = {"err_all": [], "err_det": [], "det": [], "cls_ok": [], "sdri": [], "on": [], "norm": []}
     ref = model.config.ref_mic
     for s in range(0, len(items), batch):
         b = collate(items[s:s + batch])
@@ -110,6 +112,8 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
                 det = bool(act_hat[i, j].any())
                 per_src["det"].append(det)
                 per_src["err_all"].append(float(ang[i, j][act[i, j]].mean()))
+                per_src["on"].append(float(on[i, j][act[i, j]].float().mean()))  # on/off recall, active frames
+                per_src["norm"].append(float(doa[i, j][act[i, j]].norm(dim=-1).mean()))  # ‖doa‖, active frames
                 both = act[i, j] & act_hat[i, j]
                 if det and both.any():
                     per_src["err_det"].append(float(ang[i, j][both].mean()))
@@ -127,6 +131,9 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
         "class_accuracy": float(np.mean(det_ok)) if det_ok else nan,
         "class_accuracy_all": float(np.mean([ok for _, ok in per_src["cls_ok"]])) if per_src["cls_ok"] else nan,
         "si_sdri_db": float(np.mean(per_src["sdri"])) if per_src["sdri"] else nan,
+        # the two halves of the decision rule on the sources' active frames (which one fails)
+        "onoff_recall": float(np.mean(per_src["on"])) if per_src["on"] else nan,
+        "doa_norm_active": float(np.mean(per_src["norm"])) if per_src["norm"] else nan,
     }
 
 

@@ -50,7 +50,8 @@ def test_score_of_a_fixed_direction_model_equals_the_hand_computed_angles(sets):
         act = it["activity"][0] > 0.5
         ref = it["doa"][0][act]  # (n, 3) unit
         expected.append(float(torch.rad2deg(torch.acos(ref[:, 0].clamp(-1, 1))).mean()))
-    assert m["n_sources"] == 4 and m["detection_rate"] == 1.0
+    assert m["n_sources"] == 4 and m["detection_rate"] == 1.0 and m["onoff_recall"] == 1.0
+    assert m["doa_norm_active"] == pytest.approx(float(np.tanh(5.0)), abs=1e-5)
     assert m["doa_error_median_deg"] == pytest.approx(float(np.median(expected)), abs=1e-3)
     assert m["doa_error_detected_deg"] == pytest.approx(float(np.median(expected)), abs=1e-3)
 
