@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from deepasa.data.augment import RandomSwap
 from deepasa.data.scenes import SceneDataset
@@ -140,7 +141,7 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
 def build_model(name: str, variant: dict, sets: list[str]) -> DeepASA:
     """Benchmark model: MODELS[name] + the variant's model overrides + ``--set`` overrides."""
     base, over = MODELS.get(name, (name, {}))
-    extra = {k: json.loads(v) if v[:1] in "[{0123456789-tf\"" else v for k, v in (s.split("=", 1) for s in sets)}
+    extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in sets)}  # as deepasa.train.step_time
     return DeepASA(get_config(base, **{**over, **variant.get("model", {}), **extra}))
 
 
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     args.command = "python benchmarks/doa_learning.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.quick:
         args.budgets, args.val_n = [8, 16], 4
+    bad = [s for s in args.set if "=" not in s]
+    if bad:
+        raise DeepASAError(f"--set needs KEY=VALUE, got {bad[0]!r}")
     if min(args.budgets) < args.batch:
         raise DeepASAError("every budget must be at least one batch")
     for s in args.scenes:

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from deepasa.data.augment import TETRA_DIRECTIONS_DEG, apply_swap, tetra_swaps, unit_vectors
+from deepasa.audio.geometry import SPEED_OF_SOUND as C, tetra_mic_offsets, unit_vector
+from deepasa.data.augment import apply_swap, tetra_swaps
 from deepasa.model import DeepASA, get_config
 from deepasa.model.spatial import GCCPhatFeatures, capsule_pairs, object_weight
 
 FS, NFFT, HOP = 16000, 640, 320
-RADIUS, C = 0.042, 343.0
-CAPSULES = RADIUS * unit_vectors(TETRA_DIRECTIONS_DEG)  # (4, 3) metres
+CAPSULES = tetra_mic_offsets()  # (4, 3) metres, radius 4.2 cm
 
 
 def plane_wave(direction: np.ndarray, n: int = 16000, seed: int = 0) -> np.ndarray:
@@ -43,7 +43,7 @@ def stft(x: np.ndarray) -> torch.Tensor:
 
 
 def test_gcc_phat_peaks_at_geometric_delays():
-    u = unit_vectors([(70.0, 20.0)])[0]
+    u = unit_vector(70.0, 20.0)
     X = stft(plane_wave(u))  # (1, 4, F, T)
     gcc = GCCPhatFeatures(NFFT, FS, 4, max_lag_s=3e-4, n_lags=121)
     w = torch.ones(1, 1, X.shape[2], X.shape[3])
@@ -103,7 +103,7 @@ def test_tetra_swaps_are_the_eight_array_symmetries():
 @pytest.mark.parametrize("k", range(8))
 def test_channel_swap_of_a_plane_wave_is_the_turned_plane_wave(k):
     sigma, r = tetra_swaps()[k]
-    u = unit_vectors([(33.0, -12.0)])[0]
+    u = unit_vector(33.0, -12.0)
     x = plane_wave(u)
     n = x.shape[1]
     item = {"mixture": torch.as_tensor(x, dtype=torch.float32), "noise": torch.zeros(4, n),

@@ -16,16 +16,7 @@ import itertools
 import numpy as np
 import torch
 
-#: Capsule directions of the tetrahedral MIC array (azimuth, elevation) in degrees (SPEC §1).
-TETRA_DIRECTIONS_DEG = ((45.0, 35.0), (-45.0, -35.0), (135.0, -35.0), (-135.0, 35.0))
-
-
-def unit_vectors(az_el_deg) -> np.ndarray:
-    """(K, 2) azimuth/elevation in degrees -> (K, 3) Cartesian unit vectors (x front, y left, z up)."""
-    a = np.deg2rad(np.asarray(az_el_deg, dtype=np.float64))
-    az, el = a[:, 0], a[:, 1]
-    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
-
+from deepasa.audio.geometry import tetra_mic_offsets
 
 def tetra_swaps() -> list[tuple[tuple[int, ...], np.ndarray]]:
     """The symmetries of the tetrahedral array among {rotate z by k·90°} × {mirror y} × {mirror z}.
@@ -34,7 +25,7 @@ def tetra_swaps() -> list[tuple[tuple[int, ...], np.ndarray]]:
         list of (σ, R): σ a channel order (new channel i = old channel σ[i]) and R (3, 3) the direction map
         (new DoA = R · old DoA). The identity comes first.
     """
-    p = unit_vectors(TETRA_DIRECTIONS_DEG)  # (4, 3)
+    p = tetra_mic_offsets(1.0)  # (4, 3) capsule directions (unit vectors), channel order
     out = []
     for k, flip_y, flip_z in itertools.product(range(4), (1, -1), (1, -1)):
         c, s = np.cos(k * np.pi / 2), np.sin(k * np.pi / 2)

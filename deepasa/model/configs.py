@@ -29,6 +29,9 @@ from typing import Any
 
 from deepasa.errors import DeepASAError
 
+#: Values of ``DeepASAConfig.doa_spatial`` ("" = the paper's DoANet; see deepasa.model.spatial).
+SPATIAL_MODES = ("", "gcc_mixture", "gcc_image")
+
 #: Folder of the model YAML files in a source checkout (``<repo>/configs/model``).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 
@@ -109,7 +112,7 @@ class DeepASAConfig:
             (self.time_ffn in ("mamba", "ffn"), "time_ffn is 'mamba' or 'ffn'"),
             (self.tcm_combine in ("product", "residual_sum"), "tcm_combine is 'product' or 'residual_sum'"),
             (self.coi_steps >= 0, "coi_steps must be >= 0"),
-            (self.doa_spatial in ("", "gcc_mixture", "gcc_image"), "doa_spatial is '', 'gcc_mixture' or 'gcc_image'"),
+            (self.doa_spatial in SPATIAL_MODES, f"doa_spatial is one of {', '.join(map(repr, SPATIAL_MODES))}"),
             (not (self.doa_spatial and not self.seld_heads), "doa_spatial needs the SED/DoA heads"),
             (not (self.doa_spatial and self.output_mode != "multichannel"), "doa_spatial needs multichannel output"),
             (self.doa_gcc_lags >= 1 and self.doa_gcc_max_lag_s > 0, "need doa_gcc_lags >= 1 and doa_gcc_max_lag_s > 0"),

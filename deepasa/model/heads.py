@@ -23,6 +23,7 @@ from torch import nn
 
 from deepasa.errors import DeepASAError
 from deepasa.model.configs import DeepASAConfig
+from deepasa.model.spatial import gcc_feature_width
 
 
 class ObjectSplitter(nn.Module):
@@ -305,9 +306,7 @@ class DoANet(nn.Module):
 
 def spatial_features(cfg: DeepASAConfig) -> int:
     """Width S of the per-object spatial features DoANet reads: P·L + 1 for GCC-PHAT, 0 when off."""
-    if not cfg.doa_spatial:
-        return 0
-    return cfg.n_mics * (cfg.n_mics - 1) // 2 * cfg.doa_gcc_lags + 1
+    return gcc_feature_width(cfg.n_mics, cfg.doa_gcc_lags) if cfg.doa_spatial else 0
 
 
 class SELDHeads(nn.Module):

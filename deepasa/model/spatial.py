@@ -19,7 +19,7 @@ delays of the time-frequency points that belong to it. Two sources of P and w (`
   w_j = min(|D̂_j,ref| / |X_ref|, 1), the ratio mask of the object's estimated direct path at the reference
   mic (detached: the DoA loss does not train the separation through the mask).
 * ``"gcc_image"``: P from the object's own estimated direct-path image (M2M output; its inter-channel phase
-  must be learned), w_j = |D̂_j,ref| / |X_ref| (detached as well).
+  must be learned), with the same weight w_j.
 
 A plane wave that reaches capsule a at d_a has P_ab = e^{-iω(d_a − d_b)}, so G peaks at τ = d_a − d_b
 (tests/test_spatial.py checks this against the array geometry). The last feature per frame is
@@ -35,12 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SPATIAL_MODES = ("", "gcc_mixture", "gcc_image")
-
-
 def capsule_pairs(n_mics: int) -> list[tuple[int, int]]:
     """All pairs (a, b), a < b, of n_mics capsules (6 for 4 mics), in lexicographic order."""
     return list(itertools.combinations(range(n_mics), 2))
+
+
+def gcc_feature_width(n_mics: int, n_lags: int) -> int:
+    """Features per object and label frame: P·L GCC values (P = M(M−1)/2 pairs) + 1 weight mass."""
+    return len(capsule_pairs(n_mics)) * n_lags + 1
 
 
 class GCCPhatFeatures(nn.Module):
@@ -59,7 +61,7 @@ class GCCPhatFeatures(nn.Module):
 
     def __init__(self, n_fft: int, sample_rate: int, n_mics: int, max_lag_s: float = 3.0e-4, n_lags: int = 25):
         super().__init__()
-        self.pairs = capsule_pairs(n_mics)
+        self.n_mics, self.pairs = n_mics, capsule_pairs(n_mics)
         self.n_lags = n_lags
         freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft  # (F,) Hz
         lags = torch.linspace(-max_lag_s, max_lag_s, n_lags, dtype=torch.float64)  # (L,) s
@@ -77,7 +79,7 @@ class GCCPhatFeatures(nn.Module):
     @property
     def n_features(self) -> int:
         """P·L + 1 features per object and label frame."""
-        return len(self.pairs) * self.n_lags + 1
+        return gcc_feature_width(self.n_mics, self.n_lags)
 
     def phase_transform(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """spec (..., M, F, T) complex -> cos, sin of the pair phase differences, each (..., P, F, T)."""
