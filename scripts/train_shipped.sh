@@ -27,7 +27,7 @@ start)
     mkdir -p "$RUN/checkpoints"
     if [[ ! -f $LAST && -f $RESUME ]]; then cp "$RESUME" "$LAST"; echo "resuming from $RESUME"; fi
     resume=(); [[ -f $LAST ]] && resume=(--resume)
-    OMP_NUM_THREADS=${THREADS:-2} nohup "$PY" -m deepasa.cli train --config configs/train/sim_small_shipped.yaml \
+    OMP_NUM_THREADS=${THREADS:-2} setsid nohup "$PY" -m deepasa.cli train --config configs/train/sim_small_shipped.yaml \
         "${resume[@]}" "$@" >>"$RUN/train.log" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     echo "started (pid $!${resume:+, resuming $LAST}), log: $RUN/train.log"

@@ -56,6 +56,25 @@ def test_curriculum_picks_the_stage_of_each_scene_index(tiny_bank_home, capsys):
     assert all(torch.equal(a["mixture"], b["mixture"]) for a, b in zip(again, items[2:4]))
 
 
+def test_a_run_resumed_mid_pass_continues_with_the_scenes_it_has_not_seen():
+    from deepasa.data.onthefly import OnTheFlyScenes
+    from deepasa.train.data import resumed_position
+
+    # batch 2 on 1 rank, passes of 10 scenes: after step 3 scenes 0-5 are seen; pass 1 starts at step 5
+    assert resumed_position(3, 2, 1, 10) == (0, 6)
+    assert resumed_position(5, 2, 1, 10) == (1, 0)                  # a checkpoint written at a pass's end
+    assert resumed_position(7, 2, 1, 10) == (1, 4)
+    assert resumed_position(2, 2, 2, 10) == (0, 8)                  # 2 ranks: 4 scenes a step
+    assert resumed_position(0, 2, 1, 10) == (0, 0)
+    ds = OnTheFlyScenes.__new__(OnTheFlyScenes)                     # indices() needs no sound bank
+    ds.epoch_size, ds.rank, ds.world_size = 10, 0, 1
+    full = [list(ds.indices(1, w, 2)) for w in range(2)]
+    assert full == [[10, 12, 14, 16, 18], [11, 13, 15, 17, 19]]
+    rest = [list(ds.indices(1, w, 2, offset=6)) for w in range(2)]
+    assert rest == [[16, 18], [17, 19]]                             # the remaining scenes, each once
+    assert sorted(sum(rest, [])) == list(range(16, 20))
+
+
 @pytest.mark.parametrize("curriculum, message", [
     ({"until": 3}, "must be a list"),
     ([{"until": 4}, {"until": 2}], "stage 2: until must be an integer scene index above the previous stage's 4"),

@@ -250,6 +250,7 @@ class OnTheFlyScenes(_SourceBacked, IterableDataset):
         self.transform = transform
         self.rank, self.world_size = 0, 1
         self.first_pass = 0
+        self.first_offset = 0                                       # scenes of pass first_pass already seen
         self._passes = 0
         self._logged_stage: int | None = None
 
@@ -284,19 +285,20 @@ class OnTheFlyScenes(_SourceBacked, IterableDataset):
         """Scenes this rank yields per pass."""
         return len(range(self.rank, self.epoch_size, self.world_size))
 
-    def indices(self, pass_index: int, worker: int = 0, num_workers: int = 1) -> range:
-        """Scene indices of one (rank, worker) stream in pass ``pass_index``."""
+    def indices(self, pass_index: int, worker: int = 0, num_workers: int = 1, offset: int = 0) -> range:
+        """Scene indices of one (rank, worker) stream in pass ``pass_index``, from scene ``offset`` of the pass."""
         streams = self.world_size * num_workers
         stream = self.rank + self.world_size * worker               # rank-major: per-rank share = __len__
-        start = pass_index * self.epoch_size
-        return range(start + stream, start + self.epoch_size, streams)
+        start = pass_index * self.epoch_size + offset
+        return range(start + stream, (pass_index + 1) * self.epoch_size, streams)
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         pass_index = self.first_pass + self._passes
+        offset = self.first_offset if self._passes == 0 else 0     # a run resumed mid-pass skips what it saw
         self._passes += 1
-        for index in self.indices(pass_index, worker, num_workers):
+        for index in self.indices(pass_index, worker, num_workers, offset):
             if self.rank == 0 and worker == 0:
                 self._log_stage(index)
             item = self.source.render(index)

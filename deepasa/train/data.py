@@ -154,6 +154,17 @@ def _scenes_format(ds) -> str | None:
     return json.loads(meta.read_text()).get("format") if meta.is_file() else None
 
 
+def resumed_position(global_step: int, batch_size: int, world_size: int, epoch_size: int) -> tuple[int, int]:
+    """(pass, offset): where in the simulated scene stream a run resumed at ``global_step`` continues.
+
+    One optimiser step consumes ``batch_size`` scenes on each of ``world_size`` ranks, so the run has seen
+    ``global_step · batch_size · world_size`` scenes: ``offset`` scenes into pass ``pass`` of ``epoch_size``.
+    Counted from the step, not from Lightning's epoch counter, which still names the finished epoch when a
+    run is resumed from a checkpoint written at its end (and a mid-epoch resume restarts the data loader).
+    """
+    return divmod(global_step * batch_size * world_size, epoch_size)
+
+
 class DeepASADataModule(L.LightningDataModule):
     """Data for ``deepasa train``.
 
@@ -286,7 +297,9 @@ class DeepASADataModule(L.LightningDataModule):
         if isinstance(ds, OnTheFlyScenes):
             if trainer is not None:
                 ds.set_distributed(trainer.global_rank, trainer.world_size)
-                ds.first_pass = trainer.current_epoch      # a resumed run continues with new scenes
+                # a resumed run continues with the scenes it has not seen
+                ds.first_pass, ds.first_offset = resumed_position(trainer.global_step, self.hparams.batch_size,
+                                                                  trainer.world_size, ds.epoch_size)
             return self._loader(ds, self.hparams.batch_size, shuffle=False)
         return self._loader(ds, self.hparams.batch_size, shuffle=True)
 
