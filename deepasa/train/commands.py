@@ -119,12 +119,22 @@ def _make_cli_class():
             parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume from this checkpoint")
             parser.add_argument("--export", type=str | None, default=None,
                                 help="write the best model as a DeepASA.save file at the end")
+            parser.add_argument("--fast_path", action=ActionYesNo, default=True,
+                                help="where trainer.precision is not set: bf16-mixed if this machine has bf16 "
+                                     "matrix units, else 32-true (deepasa.train.fastpath); torch.compile is "
+                                     "the recipes' model.compile")
 
         def before_instantiate_classes(self) -> None:
             cfg = self.config
             root = Path(cfg.trainer.default_root_dir or ".")
             if cfg.checkpoint.dirpath is None:
                 cfg.checkpoint.dirpath = str(root / "checkpoints")
+            if cfg.fast_path:
+                from deepasa.train.fastpath import FAST, resolve_precision
+
+                if cfg.trainer.precision is None:      # a recipe that names a precision keeps it
+                    cfg.trainer.precision, why = resolve_precision(FAST, str(cfg.trainer.accelerator))
+                    print(f"deepasa train: {why}", file=sys.stderr, flush=True)
 
         def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
             if config.get("logger") in (True, None):
