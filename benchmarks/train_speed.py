@@ -15,7 +15,8 @@ It also reports:
   baseline and the fast path.
 
     python benchmarks/train_speed.py                 # the issue's cases (takes ~1 h on 2 busy cores)
-    python benchmarks/train_speed.py --quick         # `tiny`, batch 1, eager only: a one-minute check
+    python benchmarks/train_speed.py --quick         # `tiny`, batch 1, no compilation: checks the harness
+                                                     # (the fast path is then bf16 only where it pays)
 
 Writes ``benchmarks/results/train_speed.json`` (``--out`` elsewhere) with a list ``cases``.
 """
