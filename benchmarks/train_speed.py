@@ -193,30 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.quick:
         specs = [("tiny", False, 1)]
-    else:
-        specs = [("small", coi, b) for coi in (False, True) for b in (2, 4)]
-    cases = []
-    for config, coi, batch in specs:
-        case = train_case(config, coi, batch, args.threads, 1 if args.quick else args.repeats,
-                          compile=not args.quick)
-        cases.append(case)
-        print(json.dumps(case), flush=True)
-    data = []
-    if not (args.quick or args.skip_data):
-        for source in ("onthefly", "disk"):
-            data.append(data_wait(source, args.threads, steps=args.repeats))
-            print(json.dumps(data[-1]), flush=True)
-        for case in cases:                     # the wait of the recipes' loader against this case's fast step
-            w = next(d for d in data if d["source"] == "onthefly")["wait_s_mean"]
-            case["data_wait_fraction"] = round(w / (w + case["fast_step_s"]), 4)
-    else:
-        for case in cases:
-            case["data_wait_fraction"] = None
-    rtf = []
-    if not (args.quick or args.skip_rtf):
-        for config in ("small", "paper"):
-            rtf.append(forward_rtf(config, args.threads, args.repeats))
-            print(json.dumps(rtf[-1]), flush=True)
+    else:                                        # batch 2 first: the cases the targets are set on
+        specs = [("small", coi, b) for b in (2, 4) for coi in (False, True)]
     ok, why = compile_available()
     result = {
         "benchmark": "train_speed", "command": "python benchmarks/train_speed.py" + (" --quick" if args.quick else ""),
@@ -224,14 +202,48 @@ def main(argv: list[str] | None = None) -> int:
                     "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "bf16_matrix_units": bf16_is_fast("cpu"), "compile_available": ok, "compile_note": why,
                     "load_average_1min": round(os.getloadavg()[0], 2)},
-        "cases": cases, "data_wait": data, "forward_rtf": rtf,
+        "complete": False, "cases": [], "data_wait": [], "forward_rtf": [],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
+    cases, data, rtf = result["cases"], result["data_wait"], result["forward_rtf"]
+
+    def wait_of(case: dict) -> float | None:
+        """The recipes' on-the-fly loader wait against this case's fast step (None before it is measured)."""
+        w = next((d["wait_s_mean"] for d in data if d["source"] == "onthefly"), None)
+        return None if w is None else round(w / (w + case["fast_step_s"]), 4)
+
+    def write() -> None:                         # after every measurement: a cut-short run keeps what it did
+        for case in cases:
+            case["data_wait_fraction"] = wait_of(case)
+        _write_json(args.out, result)
+
+    for i, (config, coi, batch) in enumerate(specs):
+        case = train_case(config, coi, batch, args.threads, 1 if args.quick else args.repeats,
+                          compile=not args.quick)
+        cases.append(case)
+        print(json.dumps(case), flush=True)
+        write()
+        if i == 1 and not (args.quick or args.skip_data):     # after the batch-2 cases
+            for source in ("onthefly", "disk"):
+                data.append(data_wait(source, args.threads, steps=args.repeats))
+                print(json.dumps(data[-1]), flush=True)
+                write()
+    if not (args.quick or args.skip_rtf):
+        for config in ("small", "paper"):
+            rtf.append(forward_rtf(config, args.threads, args.repeats))
+            print(json.dumps(rtf[-1]), flush=True)
+            write()
+    result["complete"] = True
+    write()
     print(f"wrote {args.out}")
     return 0
+
+
+def _write_json(path: Path, result: dict) -> None:
+    """Write ``result`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
