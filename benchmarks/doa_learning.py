@@ -26,7 +26,14 @@ process. At each budget the model scores the first ``--val-n`` unseen scenes:
 * ``scene_passes_per_s``: training throughput of that variant in this run (machine shared: compare ratios).
 
 Rows go to ``benchmarks/results/doa_learning.json`` (``rows``, one per variant × scene set × budget; a rerun
-replaces the rows of the same variant and scene set and keeps the others).
+replaces the rows of the same variant and scene set and keeps the others). The file is rewritten after every
+budget, so a run stopped between budgets keeps the rows it has measured.
+
+Long runs (4,000 passes take hours on this CPU) can span sessions: ``--state DIR`` writes
+``DIR/<variant>__<scenes>.pt`` (weights, optimizer, the random generators, the scene order, the rows so far)
+every ``--state-every`` seconds and at every budget, atomically; a rerun with the same arguments continues
+from it, as if it had not stopped (the same scenes in the same order). ``--compile`` compiles the model's
+blocks, splitter and heads (``deepasa.train.fastpath.compile_model``; a few minutes at the start).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from deepasa.losses import LossWeights, apply_permutation, multitask_loss
 from deepasa.metrics.separation import improvement, si_sdr
 from deepasa.model import DeepASA, get_config
 from deepasa.train.evaluate import strict_json
+from deepasa.train.fastpath import compile_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "doa_learning.json"
 
@@ -145,8 +153,21 @@ def build_model(name: str, variant: dict, sets: list[str]) -> DeepASA:
     return DeepASA(get_config(base, **{**over, **variant.get("model", {}), **extra}))
 
 
-def run_variant(args, name: str, scenes: str, log) -> list[dict]:
-    """Train one variant on one scene set; one row per budget."""
+def state_path(args, name: str, scenes: str) -> Path | None:
+    """Where the resumable state of one (variant, scene set) run lives, or None without ``--state``."""
+    return Path(args.state) / f"{name}__{scenes}.pt" if args.state else None
+
+
+def save_state(path: Path, payload: dict) -> None:
+    """Atomic torch.save (a kill mid-write leaves the previous state)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def run_variant(args, name: str, scenes: str, log, on_row=None) -> list[dict]:
+    """Train one variant on one scene set; one row per budget (``on_row(rows)`` after each)."""
     variant = VARIANTS[name]
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -163,7 +184,36 @@ def run_variant(args, name: str, scenes: str, log) -> list[dict]:
     budgets = sorted(args.budgets)
     last = budgets[-1]
     rows, passes, t_train, t_data, order = [], 0, 0.0, 0.0, []
+    spath = state_path(args, name, scenes)
+    # the arguments that must match for a saved state to be continued
+    key = {"model": args.model, "set": args.set, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+           "val_n": args.val_n, "budgets": sorted(args.budgets)}
+    if spath is not None and spath.is_file():
+        st = torch.load(spath, weights_only=False)
+        if st["key"] != key:
+            raise DeepASAError(f"{spath} was written with other arguments ({st['key']}); remove it or match them")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        if swap is not None:
+            swap.rng.bit_generator.state = st["swap_rng"]
+        rows, passes, t_train, t_data, order = st["rows"], st["passes"], st["t_train"], st["t_data"], st["order"]
+        budgets = [x for x in budgets if x > passes]
+        log(f"continuing {name} on {scenes} from {spath} at {passes} scene passes")
+
+    def checkpoint() -> None:
+        if spath is not None:
+            save_state(spath, {"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
+                               "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                               "swap_rng": swap.rng.bit_generator.state if swap is not None else None,
+                               "rows": rows, "passes": passes, "t_train": t_train, "t_data": t_data,
+                               "order": order})
+
+    if args.compile:
+        compile_model(model, log=log)
     model.train()
+    t_saved = time.monotonic()
     while passes < last:
         t0 = time.perf_counter()
         if len(order) < args.batch:
@@ -193,10 +243,18 @@ def run_variant(args, name: str, scenes: str, log) -> list[dict]:
                    "loss": round(float(loss.total.detach()), 3), "model": args.model,
                    "model_overrides": {**variant.get("model", {})}, "loss_weights": variant.get("loss", {}),
                    "swap": bool(variant.get("swap")), "lr": args.lr, "batch": args.batch, "seed": args.seed,
-                   "val_scenes": len(val_items), "command": args.command, "chosen": False}
+                   "val_scenes": len(val_items), "compiled": bool(args.compile), "command": args.command,
+                   "chosen": False}
             rows.append(row)
             log(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
                             if k not in ("command", "model_overrides", "loss_weights")}))
+            checkpoint()
+            t_saved = time.monotonic()
+            if on_row is not None:
+                on_row(rows)
+        elif spath is not None and time.monotonic() - t_saved > args.state_every:
+            checkpoint()
+            t_saved = time.monotonic()
     return rows
 
 
@@ -245,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-n", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--state", help="folder for resumable run states (module docstring)")
+    ap.add_argument("--state-every", type=float, default=600.0, help="seconds between state saves")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the blocks, splitter and heads")
     ap.add_argument("--quick", action="store_true", help="a one-minute check: budgets 8 16, 4 unseen scenes")
     args = ap.parse_args(argv)
     if args.table:
@@ -269,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     for scenes in args.scenes:
         for name in args.variants:
-            rows = run_variant(args, name, scenes, lambda line: print(line, flush=True))
-            if not args.quick or args.out != str(RESULTS):
-                merge(Path(args.out), rows)
+            keep = not args.quick or args.out != str(RESULTS)
+            run_variant(args, name, scenes, lambda line: print(line, flush=True),
+                        on_row=(lambda rows: merge(Path(args.out), rows)) if keep else None)
     return 0
 
 

@@ -84,3 +84,38 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--data", str(tmp_path),
                            "--scenes", "1-static"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no scenes at" in proc.stderr
+
+
+class _Stop(Exception):
+    pass
+
+
+def _args(sets, state, budgets):
+    import argparse
+
+    return argparse.Namespace(data=str(sets), model="tiny", set=[], batch=4, lr=1e-3, seed=0, val_n=2,
+                              budgets=budgets, state=str(state) if state else None, state_every=1e9,
+                              compile=False, command="test")
+
+
+def test_a_stopped_run_continues_from_its_state_as_if_it_had_not_stopped(sets, tmp_path):
+    """Stopped after the first budget, rerun: the second budget's row equals an uninterrupted run's."""
+    torch.set_num_threads(1)
+    straight = doa_learning.run_variant(_args(sets, None, [8, 16]), "gcc_mixture", "1-static", lambda _: None)
+
+    def stop_after_first(rows):
+        if len(rows) == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        doa_learning.run_variant(_args(sets, tmp_path, [8, 16]), "gcc_mixture", "1-static", lambda _: None,
+                                 on_row=stop_after_first)
+    assert (tmp_path / "gcc_mixture__1-static.pt").is_file()
+    lines = []
+    resumed = doa_learning.run_variant(_args(sets, tmp_path, [8, 16]), "gcc_mixture", "1-static", lines.append)
+    assert any("continuing gcc_mixture on 1-static" in line for line in lines)
+    assert [r["scene_passes"] for r in resumed] == [8, 16]
+    for k in ("doa_error_median_deg", "si_sdri_db", "loss", "class_accuracy_all"):
+        assert resumed[1][k] == pytest.approx(straight[1][k], rel=1e-4, abs=1e-4), k
+    with pytest.raises(doa_learning.DeepASAError, match="other arguments"):
+        doa_learning.run_variant(_args(sets, tmp_path, [8, 32]), "gcc_mixture", "1-static", lambda _: None)
