@@ -7,9 +7,15 @@ The model is the shipped ``checkpoints/default.pt``; while it is absent, the ``s
 weights (same architecture and cost; meaningless outputs) — the JSON says which.
 
     python benchmarks/analyze.py [--seconds 10 60 240 600] [--threads 1] [--max-minutes 5]
+    python benchmarks/analyze.py --seconds 3600 --threads 1 --max-minutes 0   # one hour (~1-2 h; background)
 
 A length whose estimated run time (from the previous length's real-time factor) exceeds ``--max-minutes``
-is skipped and listed as such. Writes ``benchmarks/results/analyze.json``.
+(0: no limit) is skipped and listed as such. The peak RSS is recorded after windows 1, 5, 10, 100, 1000 and
+the last one (and at the quarters); the child prints each of windows 10, 100, 1000 to stderr as it passes
+them, so a long background run can be followed. ``memory_growth_from_window_100`` is the relative growth of
+the peak RSS from window 100 to the end (the issue-15 bound: at most 5 %). Rows are merged into
+``benchmarks/results/analyze.json`` by length (a length run again replaces its row; the others are kept,
+each with its own command and time).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analyze.json"
+MILESTONES = (10, 100, 1000)  # windows after which the child reports its peak RSS on stderr
 
 
 def _hwm_mb() -> float:
@@ -72,6 +79,9 @@ def child(seconds: float, threads: int, out_dir: str) -> dict:
     def run_window(x):
         out = _run_window(model, x)
         hwm.append(_hwm_mb())
+        if len(hwm) in MILESTONES:
+            print(f"window {len(hwm)}: peak RSS {hwm[-1]:.1f} MB after {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
         return out
 
     t0 = time.perf_counter()
@@ -92,7 +102,9 @@ def child(seconds: float, threads: int, out_dir: str) -> dict:
         "real_time_factor_with_outputs": round((t_analyze + t_save) / seconds, 3),
         "rss_before_analyze_mb": round(rss_ready, 1), "peak_rss_analyze_mb": round(rss_analyze, 1),
         "peak_rss_after_window_mb": {str(i + 1): round(hwm[i], 1) for i in sorted(
-            {0, min(4, len(hwm) - 1), len(hwm) // 4, len(hwm) // 2, 3 * len(hwm) // 4, len(hwm) - 1})},
+            {0, min(4, len(hwm) - 1), len(hwm) // 4, len(hwm) // 2, 3 * len(hwm) // 4, len(hwm) - 1}
+            | {m - 1 for m in MILESTONES if m <= len(hwm)})},
+        "memory_growth_from_window_100": round(hwm[-1] / hwm[99] - 1, 4) if len(hwm) >= 100 else None,
         "peak_rss_total_mb": round(_hwm_mb(), 1),
     }
 
@@ -102,15 +114,18 @@ def main() -> None:
     ap.add_argument("--seconds", nargs="+", type=float, default=[10, 60, 240, 600])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-minutes", type=float, default=5.0)
+    ap.add_argument("--results", type=Path, default=RESULTS, help="JSON file to merge the rows into")
     ap.add_argument("--child", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
         print(json.dumps(child(args.child, args.threads, args.dir)))
         return
+    command = ("python benchmarks/analyze.py --seconds " + " ".join(f"{s:g}" for s in args.seconds)
+               + f" --threads {args.threads} --max-minutes {args.max_minutes:g}")
     runs, skipped, rtf = [], [], None
     for seconds in sorted(args.seconds):
-        if rtf is not None and rtf * seconds / 60 > args.max_minutes:
+        if args.max_minutes > 0 and rtf is not None and rtf * seconds / 60 > args.max_minutes:
             skipped.append({"seconds": seconds, "reason": f"estimated {rtf * seconds / 60:.1f} min "
                             f"(real-time factor {rtf:.2f} with outputs) > --max-minutes {args.max_minutes:g}"})
             print(json.dumps(skipped[-1]))
@@ -118,27 +133,43 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="deepasa-bench-") as tmp:
             make_input(Path(tmp) / "input.wav", seconds)
             cmd = [sys.executable, __file__, "--child", str(seconds), "--threads", str(args.threads), "--dir", tmp]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            # stderr passes through: the child's per-milestone lines show the progress of a long run
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
-            sys.exit(f"{seconds} s failed:\n{proc.stderr}")
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            sys.exit(f"{seconds} s failed (exit {proc.returncode}; its error is above)")
+        runs.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "command": command,
+                     "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         rtf = runs[-1]["real_time_factor_with_outputs"]
-        print(json.dumps(runs[-1]))
-    peaks = [r["peak_rss_total_mb"] for r in runs]
+        print(json.dumps(runs[-1]), flush=True)
+    write_results(args.results, runs, skipped, command)
+
+
+def write_results(path: Path, runs: list[dict], skipped: list[dict], command: str) -> None:
+    """Merge this invocation's rows into the JSON at ``path`` by length (a new row replaces the old one of its length)."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    new_lengths = {r["seconds"] for r in runs} | {s["seconds"] for s in skipped}
+    kept = [{"command": old.get("command"), "time_utc": old.get("time_utc"), **r}
+            for r in old.get("runs", []) if r["seconds"] not in new_lengths]
+    merged = sorted(kept + runs, key=lambda r: r["seconds"])
+    same = [r for r in merged if r["threads"] == merged[-1]["threads"]] if merged else []
+    peaks = [r["peak_rss_total_mb"] for r in same]
     result = {
         "benchmark": "deepasa analyze: real-time factor (wall time / audio duration) and peak RSS vs input length",
-        "command": "python benchmarks/analyze.py --seconds " + " ".join(f"{s:g}" for s in args.seconds)
-                   + f" --threads {args.threads} --max-minutes {args.max_minutes:g}",
+        "command": command,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine(),
                     "note": "shared, noisy CPU (other jobs running); compare lengths within one run"},
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "runs": runs, "skipped": skipped,
+        "runs": merged,
+        "skipped": [s for s in old.get("skipped", []) if s["seconds"] not in new_lengths] + skipped,
         "peak_rss_ratio_longest_to_shortest": round(peaks[-1] / peaks[0], 3) if len(peaks) > 1 else None,
+        "peak_rss_ratio_note": "over the rows run with the longest row's thread count",
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
