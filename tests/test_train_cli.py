@@ -119,7 +119,7 @@ def test_last_checkpoint_follows_training_even_when_validation_does_not_improve(
     assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 6
 
     class Trainer:                                         # the callback's step schedule, without a Trainer
-        global_step, sanity_checking = 4, False
+        global_step, sanity_checking, world_size = 4, False, 1
 
     cb = LastCheckpoint(tmp_path, every_n_steps=2)
     saved = []
@@ -128,6 +128,55 @@ def test_last_checkpoint_follows_training_even_when_validation_does_not_improve(
         Trainer.global_step = step
         cb.on_train_batch_end(Trainer, None, None, None, step)
     assert saved == [2, 4, 6]
+
+
+def test_last_checkpoint_time_schedule():
+    """every_n_minutes: due once that much time has passed since the last save; never under DDP (a collective)."""
+    from deepasa.train.callbacks import LastCheckpoint
+
+    cb = LastCheckpoint(".", every_n_steps=0, every_n_minutes=5)
+    t0 = cb._saved_at
+    assert not cb.due(7, now=t0 + 299.0) and cb.due(7, now=t0 + 300.0)
+    assert not cb.due(7, single_process=False, now=t0 + 1e6)   # only the step schedule triggers under DDP
+    assert not cb.due(0, now=t0 + 1e6)
+    both = LastCheckpoint(".", every_n_steps=10, every_n_minutes=5)
+    assert both.due(10, single_process=False, now=both._saved_at) and not both.due(11, now=both._saved_at + 1)
+
+
+def test_kill_9_mid_run_resumes_from_a_recent_intact_last_checkpoint(scenes, tmp_path):
+    """SIGKILL a real `deepasa train` while it saves by time (no step schedule, no validation): last.ckpt is
+    intact, was rewritten while the run went on, and a --resume run continues from it and clears the debris."""
+    import random
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    args = ["--config", RECIPE, f"--data.root={scenes}", f"--trainer.default_root_dir={run}",
+            "--trainer.enable_progress_bar=false", "--checkpoint.save_top_k=0", "--last_every_n_steps=0",
+            "--trainer.check_val_every_n_epoch=100000", "--trainer.logger=false"]
+    proc = subprocess.Popen([sys.executable, "-m", "deepasa.cli", "train", *args, "--trainer.max_steps=100000",
+                             "--last_every_minutes=0.005"],                       # a save every 0.3 s of training
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        stamps, deadline = set(), time.monotonic() + 240
+        while len(stamps) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            if last.is_file():
+                stamps.add(last.stat().st_mtime_ns)                            # distinct rewrites seen
+            time.sleep(0.05)
+        time.sleep(random.uniform(0.0, 0.4))                                    # any moment, a write included
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(stamps) >= 3, proc.stderr.read().decode()[-2000:]               # the time schedule rewrote it
+    saved = torch.load(last, map_location="cpu", weights_only=True)            # intact (atomic rename)
+    step = saved["global_step"]
+    assert step >= 2
+    assert main(["train", *args, f"--trainer.max_steps={step + 1}", "--resume"]) == 0
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == step + 1
+    assert not [p.name for p in last.parent.iterdir() if p.name != "last.ckpt"]   # no temporary left
 
 
 def test_export_bad_input_exits_2(scenes, tmp_path, capsys):

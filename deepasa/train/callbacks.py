@@ -9,30 +9,40 @@ plateaus would resume from its last *improvement*, possibly hours back. :class:`
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import lightning as L
 
+from deepasa.staging import remove_stale, temp_sibling
+
 
 class LastCheckpoint(L.Callback):
-    """Write ``<dirpath>/last.ckpt`` every ``every_n_steps`` optimiser steps, after every validation, at the end
-    of training and when training stops on an exception (Ctrl-C included).
+    """Write ``<dirpath>/last.ckpt`` every ``every_n_steps`` optimiser steps or ``every_n_minutes`` of training,
+    whichever comes first, after every validation, at the end of training and when training stops on an exception
+    (Ctrl-C included). A ``kill -9`` at any moment therefore loses at most ``every_n_minutes`` plus one step.
 
-    The file is written beside the target and renamed into place, so a kill during the write leaves the previous
-    ``last.ckpt`` intact. Every rank calls :meth:`~lightning.pytorch.Trainer.save_checkpoint` (a collective under
+    The file is written beside the target (``.last.ckpt.part-<pid>``) and renamed into place, so a kill during the
+    write leaves the previous ``last.ckpt`` intact; such a temporary of a process that no longer runs is removed
+    when the next training starts (:func:`deepasa.staging.remove_stale`, one line on stderr). Every rank calls :meth:`~lightning.pytorch.Trainer.save_checkpoint` (a collective under
     DDP); rank 0 renames.
 
     Args:
         dirpath: the checkpoint folder.
-        every_n_steps: optimiser steps between saves (0: only after validation, at the end and on exceptions).
+        every_n_steps: optimiser steps between saves (0: no step schedule).
+        every_n_minutes: wall-clock minutes between saves, checked after every step (0 or None: no time schedule).
+            With neither schedule, last.ckpt is written only after validation, at the end and on exceptions.
     """
 
     FILENAME = "last.ckpt"
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int = 50):
+    def __init__(self, dirpath: str | Path, every_n_steps: int = 50, every_n_minutes: float | None = None):
         self.dirpath = Path(dirpath)
         self.every_n_steps = int(every_n_steps)
+        self.every_s = 60.0 * float(every_n_minutes) if every_n_minutes else 0.0
         self._saved_step = -1
+        self._saved_at = time.monotonic()       # the time schedule counts from the start of training
 
     @property
     def path(self) -> Path:
@@ -43,16 +53,40 @@ class LastCheckpoint(L.Callback):
         """Write ``last.ckpt`` now (once per optimiser step)."""
         if trainer.global_step == self._saved_step or trainer.sanity_checking:
             return
-        tmp = self.dirpath / f".{self.FILENAME}.part"
+        tmp = temp_sibling(self.path, "part")
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         trainer.strategy.barrier("last_checkpoint")
         self._saved_step = trainer.global_step
+        self._saved_at = time.monotonic()
+
+    def remove_stale(self) -> list:
+        """Remove the ``.last.ckpt.part-<pid>`` files of killed runs (never a live process's); returns them."""
+        return remove_stale(self.dirpath, self.FILENAME, tags=("part",),
+                            log=lambda msg: print(f"deepasa train: {msg}", file=sys.stderr, flush=True))
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """Before fitting (rank 0): clear what killed runs left in the checkpoint folder."""
+        if stage == "fit" and trainer.is_global_zero:
+            self.remove_stale()
+        self._saved_at = time.monotonic()
+
+    def due(self, global_step: int, single_process: bool = True, now: float | None = None) -> bool:
+        """Whether the step or the time schedule asks for a save after optimiser step ``global_step``.
+
+        The time schedule applies to single-process runs only: a save is a collective under DDP and the ranks'
+        clocks differ, so there only the step schedule triggers."""
+        if global_step <= 0:
+            return False
+        if self.every_n_steps > 0 and global_step % self.every_n_steps == 0:
+            return True
+        now = time.monotonic() if now is None else now
+        return single_process and self.every_s > 0 and now - self._saved_at >= self.every_s
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        """Every ``every_n_steps`` steps."""
-        if self.every_n_steps > 0 and trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:
+        """After every step: save when :meth:`due`."""
+        if self.due(trainer.global_step, trainer.world_size == 1):
             self.save(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:

@@ -114,6 +114,8 @@ def _make_cli_class():
             })
             parser.add_argument("--last_every_n_steps", type=int, default=50,
                                 help="write <checkpoint.dirpath>/last.ckpt every N steps (and after each validation)")
+            parser.add_argument("--last_every_minutes", type=float, default=5.0,
+                                help="also write last.ckpt after M minutes without a save (single process; 0: off)")
             parser.add_argument("--resume", action=ActionYesNo, default=False,
                                 help="continue from <checkpoint.dirpath>/last.ckpt")
             parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume from this checkpoint")
@@ -143,7 +145,8 @@ def _make_cli_class():
             if config.get("logger") is not False:
                 callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
             cfg = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-            callbacks = [*callbacks, LastCheckpoint(cfg.checkpoint.dirpath, cfg.last_every_n_steps)]
+            callbacks = [*callbacks, LastCheckpoint(cfg.checkpoint.dirpath, cfg.last_every_n_steps,
+                                                      cfg.last_every_minutes)]
             return super()._instantiate_trainer(config, callbacks)
 
     return DeepASACLI
@@ -195,6 +198,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def export_best(trainer, path: Path) -> Path:
     """Write the best checkpoint's network (else the last one) as a ``DeepASA.save`` file at ``path``."""
+    from deepasa.staging import remove_stale
     from deepasa.train.module import load_model
 
     cb = trainer.checkpoint_callback
@@ -206,6 +210,7 @@ def export_best(trainer, path: Path) -> Path:
     names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
     if names and len(names) == model.config.n_classes:
         model.class_names = list(names)  # stored in the file: analyze names the objects by it
+    remove_stale(path.parent, path.name, tags=("part",), log=lambda msg: print(f"deepasa train: {msg}", file=sys.stderr))
     model.save(path)
     print(f"deepasa train: exported {source or 'the current weights'} to {path}")
     return path
@@ -216,6 +221,7 @@ def run_export(args: argparse.Namespace) -> int:
     """Entry point of ``deepasa export``."""
     import json
 
+    from deepasa.staging import remove_stale
     from deepasa.train.module import load_model
 
     if args.out.exists() and args.out.is_dir():
@@ -239,6 +245,8 @@ def run_export(args: argparse.Namespace) -> int:
                                f"{model.config.n_classes}")
         model.class_names = names
     model.audio_format = args.format
+    remove_stale(args.out.parent, args.out.name, tags=("part",),
+                 log=lambda msg: print(f"deepasa export: {msg}", file=sys.stderr))
     model.save(args.out)
     print(f"deepasa export: {args.checkpoint} -> {args.out} ({sum(p.numel() for p in model.parameters()):,} "
           f"parameters, classes: {', '.join(model.class_names) if model.class_names else 'unnamed'})")
@@ -248,8 +256,12 @@ def run_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- evaluate
 def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of ``deepasa evaluate``."""
+    from deepasa.staging import remove_stale, temp_sibling
     from deepasa.train.evaluate import evaluate, format_table, strict_json
 
+    if args.out is not None:   # what a killed evaluation left beside the report
+        remove_stale(args.out.parent, args.out.name, tags=("tmp",),
+                     log=lambda msg: print(f"deepasa evaluate: {msg}", file=sys.stderr))
     report = evaluate(args.checkpoint, args.data, split=args.split, dataset=args.dataset,
                       batch_size=args.batch_size, limit=args.limit, seld_average=args.seld_average,
                       with_sdr=not args.no_sdr, progress=not args.quiet)
@@ -258,7 +270,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         import os
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp{os.getpid()}")
+        tmp = temp_sibling(args.out, "tmp")
         tmp.write_text(json.dumps(strict_json(report), indent=1, sort_keys=True, allow_nan=False) + "\n")
         os.replace(tmp, args.out)
     print(format_table(report))
