@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "deepasa.metrics.commands",  # evaluate-seld
     "deepasa.train.commands",    # train, evaluate
     "deepasa.inference.commands",  # demo
+    "deepasa.inference.remix_commands",  # remix
 )
 
 

@@ -267,6 +267,94 @@ class SceneAnalysis:
             self._cleanup = None
         return out
 
+    @classmethod
+    def load(cls, directory: str | Path) -> "SceneAnalysis":
+        """Open an analysis folder (what :meth:`save` or ``deepasa analyze`` wrote, or an oracle analysis).
+
+        Signals stay on disk; ``objects.json`` gives the objects (activity = the frames it lists a DoA for).
+        The files are checked: each WAV exists with ``n_channels`` channels, the analysed sample rate and length.
+
+        Returns:
+            :class:`SceneAnalysis` with ``root = directory`` (``mixture_spectrogram`` etc. are None).
+        Raises:
+            DeepASAError: not an analysis folder, another format, or damaged (one line saying what).
+        """
+        root = Path(directory)
+        doc_path = root / "objects.json"
+        if not root.is_dir():
+            raise DeepASAError(f"no such analysis folder: {root}")
+        if not doc_path.is_file():
+            raise DeepASAError(f"{root} is not an analysis folder (no objects.json; make one with deepasa analyze)")
+        try:
+            doc = json.loads(doc_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DeepASAError(f"{doc_path} is damaged (not valid JSON: {str(exc).splitlines()[0]})") from None
+        if not isinstance(doc, dict) or doc.get("format") != OBJECTS_JSON_VERSION:
+            got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+            raise DeepASAError(f"{doc_path} is not a {OBJECTS_JSON_VERSION} analysis (format {got!r})")
+        try:
+            sr, m = int(doc["sample_rate"]), int(doc["n_channels"])
+            n, hop, n_frames = int(round(float(doc["duration_s"]) * sr)), float(doc["label_hop_s"]), int(doc["n_frames"])
+            objects = []
+            for o in doc["objects"]:
+                activity = np.zeros(n_frames, dtype=bool)
+                doa = np.zeros((n_frames, 3))
+                for d in o["doa"]:
+                    activity[int(d["frame"])] = True
+                    doa[int(d["frame"])] = d["xyz"]
+                doa /= np.maximum(np.linalg.norm(doa, axis=-1, keepdims=True), 1e-12)  # (T, 3) unit, zero if unknown
+                objects.append(SceneObject(
+                    id=int(o["id"]), class_index=int(o["class_index"]), class_name=str(o["class"]),
+                    confidence=float(o["confidence"]), activity=activity, doa=doa,
+                    segments=[(float(s["onset_s"]), float(s["offset_s"])) for s in o["segments"]],
+                    files={str(k): str(v) for k, v in o["files"].items()}, folder=str(o["folder"])))
+            analysis = cls(objects=objects, root=root, sample_rate=sr, model_sample_rate=int(doc["model_sample_rate"]),
+                           n_samples=n, n_channels=m, n_frames=n_frames, label_hop_s=hop, fmt=str(doc["audio_format"]),
+                           class_names=list(doc["class_names"]), window_s=float(doc["window_s"]),
+                           hop_s=float(doc["hop_s"]), n_windows=int(doc["n_windows"]), source=str(doc["input"]),
+                           messages=list(doc.get("messages", [])), model_info=dict(doc.get("model") or {}))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DeepASAError(f"{doc_path} is damaged (bad or missing entry: {exc})") from None
+        if len({o.id for o in objects}) != len(objects):
+            raise DeepASAError(f"{doc_path} is damaged (two objects with the same id)")
+        wavs = [rel for o in objects for rel in o.files.values()] + [str(doc.get("noise", "noise.wav"))]
+        for rel in wavs:
+            path = root / rel
+            try:
+                info = sf.info(str(path))
+            except Exception:
+                raise DeepASAError(f"{root} is damaged: {rel} is missing or unreadable") from None
+            if (info.channels, info.samplerate, info.frames) != (m, sr, n):
+                raise DeepASAError(f"{root} is damaged: {rel} has {info.channels} channel(s), {info.samplerate} Hz, "
+                                   f"{info.frames} samples; objects.json says {m}, {sr} Hz, {n}")
+        return analysis
+
+    def remix(self, edits=None, *, extract: str | None = None, workers: int = 1, **kw) -> np.ndarray:
+        """Re-render the scene with object-wise edits (:func:`deepasa.inference.remix.remix`).
+
+        Args:
+            edits: a :class:`~deepasa.inference.remix.RemixEdits`, or the same as keywords: ``mute=[...]``,
+                ``gain={obj: dB}``, ``move={obj: (az, el)}``, ``rotate={obj: (daz, del)}``, ``dry=[...]``,
+                ``rotate_scene=daz``, ``noise_gain=dB``, ``fmt="mic"|"foa"``; obj is an id or a class name.
+            extract: "beamformer" (default) or "reference" (mono direct signal of re-rendered objects).
+        Returns:
+            (4, N) float32 at ``sample_rate``.
+
+        Example::
+
+            analysis = SceneAnalysis.load("rec_analysis")
+            y = analysis.remix(move={0: (90, 0)}, mute=["dog_bark"])   # (4, N)
+        """
+        from deepasa.inference.remix import EXTRACTORS, RemixEdits, remix
+
+        if edits is None:
+            if "fmt" in kw:
+                kw["format"] = kw.pop("fmt")
+            edits = RemixEdits.from_mapping(kw, "remix()")
+        elif kw:
+            raise TypeError("pass either a RemixEdits or keyword edits, not both")
+        return remix(self, edits, extract=extract or EXTRACTORS[0], workers=workers)
+
     def own_temporary_root(self) -> None:
         """Delete ``root`` when this object is garbage-collected unless it was saved (temporary results)."""
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.root), True)

@@ -58,6 +58,9 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing split folder")
     p.add_argument("--home", type=Path, help="sound-bank folder (default $DEEPASA_HOME or ~/.cache/deepasa)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--oracle-analysis", action="store_true",
+                   help="also write each scene's own source images as an analysis folder, OUT/<split>/oracle/<id>/ "
+                   "(the layout of deepasa analyze; ground truth for deepasa remix)")
     p.set_defaults(func=run)
 
 
@@ -77,13 +80,13 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
 _STATE: dict = {}
 
 
-def _init_worker(home, split, cfg_dict, class_names, fmts, targets, subtype):
+def _init_worker(home, split, cfg_dict, class_names, fmts, targets, subtype, oracle=False):
     from deepasa.scenes.soundbank import SoundBank
 
     bank = SoundBank.open(home)
     cfg = SceneConfig.from_dict(cfg_dict)
     _STATE.update(bank=bank, cfg=cfg, split=split, names=class_names, fmts=fmts, targets=targets,
-                  subtype=subtype, pool=clips_for_split(bank, split, cfg))
+                  subtype=subtype, oracle=oracle, pool=clips_for_split(bank, split, cfg))
 
 
 def _render_one(args) -> dict:
@@ -99,6 +102,11 @@ def _render_one(args) -> dict:
     for fmt, target in zip(st["fmts"], st["targets"]):
         scene = render_scene(spec, dry, fmt, timings)
         t0 = time.perf_counter()
+        if st.get("oracle"):  # before the scene, whose mixture (written last) marks it complete
+            from deepasa.scenes.oracle_analysis import write_oracle_analysis
+
+            write_oracle_analysis(Path(target) / "oracle" / spec["scene_id"], scene,
+                                  f"../../mixed/{spec['scene_id']}.wav")
         write_scene(Path(target), scene, st["subtype"])
         timings["io"] += time.perf_counter() - t0
     return timings
@@ -148,7 +156,8 @@ def run(args) -> int:
     for b in builds:
         b.mkdir(parents=True, exist_ok=True)
 
-    init = (args.home, args.split, cfg.to_dict(), class_names, fmts, [str(b) for b in builds], args.subtype)
+    init = (args.home, args.split, cfg.to_dict(), class_names, fmts, [str(b) for b in builds], args.subtype,
+            args.oracle_analysis)
     totals: dict = {}
     t_start = time.perf_counter()
     try:
