@@ -67,11 +67,18 @@ def register(sub) -> None:
 
 
 def run_analyze(args) -> int:
-    """Entry point of ``deepasa analyze``: checks, analysis into a temporary folder, then rename."""
-    import os
+    """Entry point of ``deepasa analyze``: checks, analysis into a temporary folder, then rename.
+
+    One process at a time writes a given ``--out`` (:class:`deepasa.staging.OutputLock`; a second one exits
+    with code 2), and temporaries that killed runs left beside it are removed first (one line says so).
+    """
     import shutil
 
     from deepasa.inference.analyze import analyze, load_model
+    from deepasa.staging import OutputLock, remove_stale, temp_sibling
+
+    def note(msg: str) -> None:
+        print(f"deepasa analyze: {msg}", file=sys.stderr)
 
     out = args.out
     if out.exists() and not args.overwrite:
@@ -79,15 +86,27 @@ def run_analyze(args) -> int:
     if not args.input.is_file():
         raise DeepASAError(f"no such audio file: {args.input}")
     model = load_model(args.checkpoint)
-    work = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+    new_parent = not out.parent.exists()
     try:
-        result = analyze(model, args.input, window=args.window, hop=args.hop, fmt=args.format, workdir=work,
-                         progress=True, log=lambda msg: print(f"deepasa analyze: {msg}", file=sys.stderr))
-        result.own_temporary_root()  # the partial folder goes away if anything below fails
-        result.save(out, overwrite=args.overwrite, report=not args.no_report)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with OutputLock(out, "deepasa analyze"):
+            remove_stale(out.parent, out.name, tags=("partial", "old"), log=note)
+            if out.exists() and not args.overwrite:   # written by a run that finished while this one started
+                raise DeepASAError(f"output folder exists: {out} (use --overwrite to replace it)")
+            work = temp_sibling(out, "partial")
+            try:
+                result = analyze(model, args.input, window=args.window, hop=args.hop, fmt=args.format,
+                                 workdir=work, progress=True, log=note)
+                result.own_temporary_root()  # the partial folder goes away if anything below fails
+                result.save(out, overwrite=args.overwrite, report=not args.no_report)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        if new_parent:   # a refused or failed run leaves no empty folder behind
+            try:
+                out.parent.rmdir()
+            except OSError:
+                pass
+        raise
     print(result.summary())
     print(f"wrote {out}/ (objects/, noise.wav, events.csv, objects.json"
           + ("" if args.no_report else f"); report: {out / 'report.html'}"))
@@ -125,7 +144,10 @@ def run(args) -> int:
         raise DeepASAError(f"output folder exists: {out} (use --overwrite to replace it)")
     bank = _ensure_test_bank(args.home)
     scene = simulate_scene(seed=args.seed, index=0, split="test", bank=bank, fmt=args.format)
-    tmp = out.with_name(f".{out.name}.partial")
+    from deepasa.staging import remove_stale, temp_sibling
+
+    remove_stale(out.parent, out.name, tags=("partial",), log=lambda msg: print(f"deepasa demo: {msg}", file=sys.stderr))
+    tmp = temp_sibling(out, "partial")
     shutil.rmtree(tmp, ignore_errors=True)
     write_scene(tmp / "scene" / "test", scene)
     write_classes(tmp / "scene", list(bank.classes))

@@ -74,10 +74,16 @@ def versions() -> dict[str, str]:
 
 
 def write_checkpoint(obj: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then moved into place (no half-written file)."""
+    """``torch.save`` to a temporary file beside ``path``, then moved into place (no half-written file).
+
+    The temporary is ``.<name>.part-<pid>`` (:func:`deepasa.staging.temp_sibling`): one that a killed process
+    left is removed by the next ``deepasa export`` / ``deepasa train --export`` to the same file.
+    """
+    from deepasa.staging import temp_sibling
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    tmp = temp_sibling(path, "part")
     torch.save(obj, tmp)
     tmp.replace(path)
     return path

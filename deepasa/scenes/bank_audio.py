@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from deepasa.staging import temp_sibling
+
 SAMPLE_RATE = 16000
 MAX_SECONDS = 10.0          # longer sources are cropped (music tracks from the manifest's offset)
 MIN_SECONDS = 0.15          # shorter clips (after trimming) are not worth a source slot in a scene
@@ -85,6 +87,6 @@ def condition_file(path: Path, offset_s: float = 0.0) -> np.ndarray | None:
 def write_clip(path: Path, x: np.ndarray) -> None:
     """Write a conditioned clip as 16-bit FLAC atomically (temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.flac")
+    tmp = temp_sibling(path, "tmp", ".flac")  # .<name>.tmp-<pid>.flac: a killed fetch's is removed by the next
     sf.write(str(tmp), x, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     os.replace(tmp, path)

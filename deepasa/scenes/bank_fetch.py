@@ -23,6 +23,7 @@ from tqdm import tqdm
 from deepasa.errors import DeepASAError
 from deepasa.scenes import bank_audio, bank_synth
 from deepasa.scenes.soundbank import INDEX_FIELDS, check_splits, clip_relpath, load_manifest
+from deepasa.staging import remove_stale as remove_dead_temporaries, temp_sibling
 
 SYNTH_SOURCES = ("espeak-ng", "flite", "fluidsynth")
 
@@ -65,7 +66,7 @@ def download_deb(home: Path, package: str, private: bool = False) -> Path:
         return found[-1]
     if shutil.which("apt-get") is None:
         raise DeepASAError("apt-get not found: the sound bank needs a Debian/Ubuntu system to download packages")
-    tmp = debs / ".partial"
+    tmp = temp_sibling(debs / "download", "partial")   # this process's download folder
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     result = None if private else _apt(["download", package], tmp)
@@ -94,7 +95,7 @@ def extract_deb(deb: Path, dest: Path) -> Path:
         return dest
     if shutil.which("dpkg") is None:
         raise DeepASAError("dpkg not found: the sound bank needs a Debian/Ubuntu system to unpack packages")
-    tmp = dest.with_name(dest.name + ".partial")
+    tmp = temp_sibling(dest, "partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["dpkg", "-x", str(deb), str(tmp)], capture_output=True, text=True)
@@ -138,7 +139,7 @@ def write_index(home: Path, manifest: list[dict]) -> int:
     """Write ``bank/index.csv`` for every manifest clip present on disk (temp file + rename); returns rows."""
     index = home / "bank" / "index.csv"
     index.parent.mkdir(parents=True, exist_ok=True)
-    tmp = index.with_name(f".index.{os.getpid()}.tmp")
+    tmp = temp_sibling(index, "tmp")
     n = 0
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=INDEX_FIELDS, lineterminator="\n")
@@ -160,13 +161,22 @@ def write_index(home: Path, manifest: list[dict]) -> int:
 def remove_stale(home: Path, manifest: list[dict]) -> int:
     """Delete bank clips that the current manifest no longer lists (left by an older manifest); returns count."""
     keep = {(home / clip_relpath(r)).resolve() for r in manifest}
-    stale = [p for p in (home / "bank").glob("*/*/*.flac") if p.resolve() not in keep]
+    stale = [p for p in (home / "bank").glob("*/*/*.flac")   # not the temp files (.x.tmp-<pid>.flac) of live fetches
+             if not p.name.startswith(".") and p.resolve() not in keep]
     for p in stale:
         p.unlink()
     return len(stale)
 
 
 # ------------------------------------------------------------------------------------------ fetch
+def remove_stale_fetch_temporaries(home: Path) -> list[Path]:
+    """Remove what killed fetches left in ``home``: download and unpack folders, index and clip temp files of
+    processes that no longer run (:mod:`deepasa.staging`); one line says so. Returns the removed paths."""
+    folders = [home / "debs", home / "debs" / "ex", home / "bank"]
+    folders += [d for d in (home / "bank").glob("*/*") if d.is_dir()]   # bank/<split>/<class>/
+    return remove_dead_temporaries(folders, tags=("partial", "tmp"), log=_note)
+
+
 def _tally(summary: dict, err: str | None) -> None:
     if err:
         summary["failed"].append(err)
@@ -219,6 +229,7 @@ def fetch(home: Path, splits: list[str], packages: list[str] | None = None, synt
         by_package[r["package"]].append(r)
     total = len(deb_rows) + len(synth_rows)
     home.mkdir(parents=True, exist_ok=True)
+    remove_stale_fetch_temporaries(home)
     pool: Executor = ProcessPoolExecutor(workers) if workers > 1 and total > 1 else _InlineExecutor()
     bar = tqdm(total=total, unit="clip", desc="sound bank", disable=not progress or total == 0)
     try:

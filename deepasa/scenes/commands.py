@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -153,6 +154,7 @@ def run(args) -> int:
         builds = finals
         indices = [i for i in range(shard_k, args.num_scenes, shard_n)
                    if not all((b / "mixed" / f"{i:06d}.wav").exists() for b in builds)]
+    _remove_stale_builds(roots, finals, args.split, sharded)
     for b in builds:
         b.mkdir(parents=True, exist_ok=True)
 
@@ -187,6 +189,18 @@ def run(args) -> int:
                "cpu_s": {k: round(v, 3) for k, v in totals.items()}, "out": [str(f) for f in finals]}
     print(json.dumps(summary))
     return 0
+
+
+def _remove_stale_builds(roots: list[Path], finals: list[Path], split: str, sharded: bool) -> None:
+    """Remove what killed runs left: ``.<split>.partial-<pid>`` / ``.old-<pid>`` folders beside the split and,
+    as a sharded run writes in place, half-written ``.<file>.tmp<pid>`` files inside it; one line says so."""
+    from deepasa.staging import remove_temporaries, stale_temporaries
+
+    found = [hit for r in roots for hit in stale_temporaries(r, split, ("partial", "old"))]
+    if sharded:
+        found += [hit for f in finals if f.is_dir() for d, _, _ in os.walk(f)
+                  for hit in stale_temporaries(d, None, ("tmp",))]
+    remove_temporaries(found, log=lambda msg: print(f"deepasa simulate: {msg}", file=sys.stderr))
 
 
 def _check_classes(root: Path, class_names: list[str], overwrite: bool) -> None:
