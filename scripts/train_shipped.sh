@@ -4,6 +4,8 @@
 #                                     resume runs/shipped (or checkpoints/shipped_resume.ckpt, or start fresh)
 #   scripts/train_shipped.sh status   last logged step and whether the process runs
 #   scripts/train_shipped.sh save     checkpoints/shipped_resume.ckpt (≤ 10 MB) + checkpoints/default.pt
+#   scripts/train_shipped.sh curve    export last.ckpt as checkpoints/shipped_latest.pt, evaluate it on the fixed
+#                                     validation sets, append rows to checkpoints/eval/shipped_curve.csv
 #   scripts/train_shipped.sh stop     SIGTERM (last.ckpt is written at the current step), wait for the exit
 # PYTHON (default .venv/bin/python) and THREADS (default 2) can be set in the environment.
 set -euo pipefail
@@ -17,7 +19,7 @@ PIDFILE=$RUN/train.pid
 
 # the PID file names a live `deepasa.cli train` process (not a reused PID)
 running() { [[ -f $PIDFILE ]] && ps -o args= -p "$(cat "$PIDFILE")" 2>/dev/null | grep -q "deepasa.cli train"; }
-usage() { echo "usage: $0 start [deepasa train options] | status | save | stop" >&2; exit 2; }
+usage() { echo "usage: $0 start [deepasa train options] | status | save | curve | stop" >&2; exit 2; }
 
 cmd=${1:-}; shift || true
 [[ $cmd == start || $# -eq 0 ]] || usage
@@ -48,6 +50,15 @@ save)
     [[ -f $LAST ]] || { echo "no $LAST to save"; exit 1; }
     "$PY" -m deepasa.train.resume_state "$LAST" "$RESUME"
     "$PY" -m deepasa.cli export "$LAST" checkpoints/default.pt --bank-classes
+    ;;
+curve)
+    [[ -f $LAST ]] || { echo "no $LAST to evaluate"; exit 1; }
+    snap=$RUN/curve_snapshot.ckpt                  # a copy: the run may rewrite last.ckpt meanwhile
+    cp "$LAST" "$snap"
+    OMP_NUM_THREADS=${THREADS:-2} "$PY" -m deepasa.train.curve "$snap" --model checkpoints/shipped_latest.pt \
+        --scenes default 1-static --cache "$RUN/curve_scenes" --csv checkpoints/eval/shipped_curve.csv \
+        --json checkpoints/eval/shipped_latest_val20.json
+    rm -f "$snap"
     ;;
 stop)
     if ! running; then echo "not running"; exit 0; fi
