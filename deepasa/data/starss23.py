@@ -86,7 +86,9 @@ class Starss23Dataset(Dataset):
 
     Items:
         mixture (M, N) float32; cls (J,) int64, −1 empty; activity (J, T') float32; doa (J, T', 3) unit
-        vectors (zeros when inactive); num_sources () int64; scene_id ``<name>_<clip:03d>``.
+        vectors (zeros when inactive); num_sources () int64; scene_id ``<name>_<clip:03d>``; recording
+        ``<name>`` and frame_offset () int64 (the clip's first label frame in it), so that ``deepasa evaluate``
+        scores the DCASE metrics per recording, as the official definition does.
     """
 
     class_names = list(DCASE2023_CLASSES)
@@ -165,4 +167,6 @@ class Starss23Dataset(Dataset):
             "doa": torch.from_numpy(doa),
             "num_sources": torch.tensor(len(slots), dtype=torch.int64),
             "scene_id": f"{wav.stem}_{k:03d}",
+            "recording": wav.stem,
+            "frame_offset": torch.tensor(k * T, dtype=torch.int64),
         }

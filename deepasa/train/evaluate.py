@@ -9,8 +9,11 @@ permutation (SPEC §5.2) — and then scored:
   (:func:`deepasa.metrics.evaluate_separation`); mean over clips, 95 % Student-t interval;
 * ``seld``: DeepASA frame-level object metrics (ER, F, LE, LR, SELD; micro or class-macro) pooled over all
   clips, 95 % jackknife interval (leave one clip out);
-* ``dcase``: the official DCASE 2023 segment metrics from DCASE CSVs written per clip into a temporary
-  folder (slots as tracks), jackknife interval;
+* ``dcase``: the official DCASE 2023 segment metrics from DCASE CSVs written into a temporary folder (slots
+  as tracks), one per *recording* as the official definition scores them: a dataset that cuts recordings into
+  clips (STARSS23: items with ``recording`` and ``frame_offset``) has its clips put back in place, so a
+  recording's length is its largest reference frame index and clips without reference events count too;
+  other datasets one per clip; jackknife interval (leave one recording out);
 * ``localization``: the same frame metrics with the classes ignored (an object is active or not), so
   systems without a classifier (the classical baseline) are scored on detection and DoA alone;
 * ``ca_sdri``: the class-aware SDR improvement of DCASE 2025 Task 4 (:mod:`deepasa.metrics.ca_sdri`), when
@@ -75,7 +78,7 @@ class _Scores:
         self.seld: list[FrameSELDStats] = []
         self.agnostic: list[FrameSELDStats] = []
         self.ca: list[float] = []
-        self.pred_frames: dict[str, dict] = {}
+        self.pred_frames: dict[str, dict] = {}    # DCASE frame dicts per recording (or per clip)
         self.ref_frames: dict[str, dict] = {}
         self.clips: list[dict] = []       # detail: per clip {"id", "separation", "seld", "localization"}
         self.sources: list[dict] = []     # detail: per active source {"id", "slot", "si_sdri_db", ...}
@@ -271,8 +274,10 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
             stats.update(sed_out[b:b + 1], sed_label[b:b + 1], doa[b:b + 1], batch["doa"][b:b + 1])
             scores.seld.append(stats)
             clips[b]["seld"] = stats
-            scores.pred_frames[name] = frames_from_slots(sed_out[b], doa[b])
-            scores.ref_frames[name] = frames_from_slots(sed_label[b], batch["doa"][b])
+            rec, offset = _recording(batch, b, name)
+            scores.pred_frames.setdefault(rec, {}).update(frames_from_slots(sed_out[b], doa[b], frame_offset=offset))
+            scores.ref_frames.setdefault(rec, {}).update(
+                frames_from_slots(sed_label[b], batch["doa"][b], frame_offset=offset))
         est_cls = cls_logits.argmax(-1).numpy()                                       # (B, J)
         _add_objects(scores, sed_out, est_cls, doa, batch)
         if has_sources and out.image is not None:                               # CA-SDRi (DCASE 2025 Task 4)
@@ -290,6 +295,14 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
     if scores.detail:
         scores.clips.extend(clips)
         scores.sources.extend(src[k] for k in sorted(src))
+
+
+def _recording(batch: dict, b: int, clip_id: str) -> tuple[str, int]:
+    """(recording name, frame offset of the clip in it) of item ``b``: the dataset's ``recording`` and
+    ``frame_offset`` when it cuts recordings into clips (STARSS23), else the clip itself at offset 0."""
+    if "recording" in batch:
+        return str(batch["recording"][b]), int(batch["frame_offset"][b])
+    return clip_id, 0
 
 
 def _add_objects(scores: _Scores, sed_out: np.ndarray, est_cls: np.ndarray, doa: torch.Tensor, batch: dict) -> None:
