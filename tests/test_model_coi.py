@@ -78,3 +78,58 @@ def test_tcm_combine_modes_differ():
     x = torch.randn(1, 4, 8000)
     with torch.no_grad():
         assert not torch.allclose(a(x).cls_logits, b(x).cls_logits)
+
+
+def test_identity_init_starts_as_net1_and_still_learns():
+    """coi_init identity: the full model's every output equals its own Net-1 pass (audio included) at the
+    first step, and every Net-2 parameter group receives a gradient within two optimiser steps."""
+    torch.manual_seed(0)
+    cfg = get_config("tiny", coi_steps=1, coi_sed_sum="logits", coi_init="identity")
+    model = DeepASA(cfg).eval()
+    x = torch.randn(2, 4, 8000)
+    with torch.no_grad():
+        full = model(x, net1_audio=True)
+    for name, value in full.net1.tensors().items():
+        torch.testing.assert_close(getattr(full, name), value, msg=name, rtol=1e-5, atol=1e-6)
+    # the naive reference: SED posteriors of the summed logits = Net 1's own softmax when Net 2 adds zero
+    torch.testing.assert_close(full.sed.sum(-1), torch.ones_like(full.sed[..., 0]))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in model.coi.state_dict().items()}
+    for _ in range(2):
+        out = model(x)
+        loss = out.doa.pow(2).sum() + out.cls_logits.pow(2).sum() + out.sed[..., 0].sum() + out.onoff.sum() \
+            + out.image.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = model.coi.state_dict()
+    for part in ("film", "splitter", "heads.classnet.strong", "heads.classnet.onoff", "heads.classnet.freq_out",
+                 "heads.doanet.out", "heads.doanet.gru"):
+        keys = [k for k in before if part in k and before[k].is_floating_point()]
+        assert keys and any(not torch.equal(before[k], after[k]) for k in keys), part
+
+
+def test_sed_logit_sum_is_a_posterior_and_prob_sum_is_not():
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 8000)
+    probs = DeepASA(get_config("tiny", coi_steps=1)).eval()
+    logits = DeepASA(get_config("tiny", coi_steps=1, coi_sed_sum="logits")).eval()
+    logits.load_state_dict(probs.state_dict())                 # same weights, only the combination differs
+    with torch.no_grad():
+        a, b = probs(x), logits(x)
+    torch.testing.assert_close(a.sed.sum(-1), torch.full_like(a.sed[..., 0], 2.0))   # two softmaxes
+    torch.testing.assert_close(b.sed.sum(-1), torch.ones_like(b.sed[..., 0]))
+    # reference: softmax(strong₁ + strong₂) from the two stages' posteriors (log p = logit − logsumexp)
+    n1, n2 = a.net1.sed, a.sed - a.net1.sed
+    ref = torch.softmax(n1.log() + n2.log(), dim=-1)          # per-frame constants cancel in the softmax
+    torch.testing.assert_close(b.sed, ref, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(b.cls_logits, a.cls_logits)     # nothing else changes
+    torch.testing.assert_close(b.doa, a.doa)
+
+
+def test_identity_init_needs_the_logit_sum():
+    from deepasa.errors import DeepASAError
+
+    with pytest.raises(DeepASAError, match="coi_init 'identity' needs coi_sed_sum 'logits'"):
+        get_config("tiny", coi_steps=1, coi_init="identity")

@@ -12,6 +12,18 @@ features and refined SELD outputs:
 4. FiLM on Z: [β, γ] = Linear(D → 2D)(clue), Z' = β ⊙ Z + γ (broadcast over frequency);
 5. object splitter 2 on Z', sub-decoders 2, outputs added residually to the previous stage's.
 
+Two options fix what the released step does to a model trained from it (both off in ``paper-coi``):
+
+* ``coi_sed_sum: logits``: the released step adds the stages' SED *posteriors* (softmax₁ + softmax₂, range
+  0..2) and the loss compares the sum with a one-hot target. Once Net 1 is right, that target pushes Net 2's
+  true-class frame posterior towards 0 (the sum must not exceed 1), and Net 2's frame logits also feed its
+  clip logits (attentive pooling), which are summed with Net 1's. With ``logits`` the stages' frame *logits*
+  are summed and the softmax taken once, like the clip logits: the output is a posterior again.
+* ``coi_init: identity`` (needs ``logits``): the step starts as the identity on its input: FiLM at β = 1,
+  γ = 0; splitter 2 a copy of splitter 1 (:meth:`ChainOfInference.copy_splitter`); the last layer of each of
+  Net 2's SELD outputs at zero (frame and on/off logits, both clip-logit branches, DoA), so Net 2's outputs
+  equal Net 1's and its audio equals Net 1's at the first step (tests/test_coi.py checks both).
+
 TCM combination (``tcm_combine``):
 
 * ``"product"`` (default): attention output ⊙ query map inside each branch, branch ⊙ branch across — what the
@@ -142,6 +154,25 @@ class ChainOfInference(nn.Module):
         self.film = nn.Linear(d, 2 * d)
         self.splitter = ObjectSplitter(d, j)
         self.heads = SELDHeads(cfg, encoder)
+        self.sed_sum = cfg.coi_sed_sum
+        if cfg.coi_init == "identity":
+            self.init_identity()
+
+    @torch.no_grad()
+    def init_identity(self) -> None:
+        """FiLM at β = 1, γ = 0 and the last layer of every Net-2 SELD output at zero (module docstring)."""
+        d = self.film.out_features // 2
+        self.film.weight.zero_()
+        self.film.bias.copy_(torch.cat([torch.ones(d), torch.zeros(d)]))  # [β, γ]: the scale comes first
+        cn, dn = self.heads.classnet, self.heads.doanet
+        for last in (cn.strong[-1], cn.onoff[-1], cn.asp.out, cn.freq_out[-1], dn.out[-2]):
+            last.weight.zero_()
+            last.bias.zero_()
+
+    @torch.no_grad()
+    def copy_splitter(self, splitter: ObjectSplitter) -> None:
+        """Start object splitter 2 as a copy of Net 1's (``coi_init: identity``); same shapes required."""
+        self.splitter.load_state_dict(splitter.state_dict())
 
     def forward(self, z: torch.Tensor, prev: dict[str, torch.Tensor],
                 spatial_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -160,4 +191,7 @@ class ChainOfInference(nn.Module):
         obj = self.splitter(z2)  # (B, J, D, T, F)
         spatial = spatial_fn(obj) if spatial_fn is not None else None  # (B, J, T', S) or None
         new = self.heads(obj, prev["onoff"].shape[-1], spatial)
-        return obj, {k: new[k] + prev[k] for k in new}
+        out = {k: new[k] + prev[k] for k in new}  # slot-wise residual sums, (B, J, ...) each
+        if self.sed_sum == "logits":
+            out["sed"] = torch.softmax(out["sed_logits"], dim=-1)  # (B, J, T', C): softmax of the summed logits
+        return obj, out

@@ -99,6 +99,9 @@ class DeepASAConfig:
     coi_share_weights: bool = False  # True: one CoI module iterated k times; False: k separate modules
     tcm_heads: int = 4
     tcm_combine: str = "product"     # "product" (released code) or "residual_sum" (paper figure)
+    coi_sed_sum: str = "probs"       # stage SED sum: "probs" (released: softmax₁ + softmax₂, range 0..2) or
+                                     # "logits" (softmax of the summed frame logits: a posterior again)
+    coi_init: str = "default"        # "default" (PyTorch init) or "identity": a CoI step starts as its input
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -112,6 +115,10 @@ class DeepASAConfig:
             (self.time_ffn in ("mamba", "ffn"), "time_ffn is 'mamba' or 'ffn'"),
             (self.tcm_combine in ("product", "residual_sum"), "tcm_combine is 'product' or 'residual_sum'"),
             (self.coi_steps >= 0, "coi_steps must be >= 0"),
+            (self.coi_sed_sum in ("probs", "logits"), "coi_sed_sum is 'probs' or 'logits'"),
+            (self.coi_init in ("default", "identity"), "coi_init is 'default' or 'identity'"),
+            (not (self.coi_init == "identity" and self.coi_sed_sum != "logits"),
+             "coi_init 'identity' needs coi_sed_sum 'logits' (a zero stage adds softmax(0) = 1/C to a sum of probs)"),
             (self.doa_spatial in SPATIAL_MODES, f"doa_spatial is one of {', '.join(map(repr, SPATIAL_MODES))}"),
             (not (self.doa_spatial and not self.seld_heads), "doa_spatial needs the SED/DoA heads"),
             (not (self.doa_spatial and self.output_mode != "multichannel"), "doa_spatial needs multichannel output"),

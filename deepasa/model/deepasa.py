@@ -41,6 +41,11 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
 12. **Optional frequency-position embedding** (``freq_embedding``, off in ``paper``/``paper-coi``): a learned
     (D, F) map, sinusoidal at initialisation, added to the encoder output, so the trunk is no longer
     frequency-shift equivariant (tests/test_spatial.py).
+13. **Chain-of-inference fixes as options** (off in ``paper-coi``): ``coi_sed_sum: logits`` sums the stages'
+    SED frame logits instead of their posteriors (the released sum of two softmaxes, range 0..2, is trained
+    against a one-hot target, which pushes Net 2's true-class posterior towards 0), and ``coi_init: identity``
+    starts each CoI step as the identity on Net 1's outputs (FiLM β = 1, γ = 0, splitter 2 = splitter 1, the last
+    layer of Net 2's SELD outputs at zero), the start the CoI stage of SPEC §6 needs. See :mod:`deepasa.model.coi`.
 """
 
 from __future__ import annotations
@@ -182,6 +187,11 @@ def decide(out: DeepASAOutput, onoff_threshold: float = 0.5, doa_threshold: floa
     )
 
 
+def _outputs(seld: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The SELD head dict without the internal frame logits (``sed_logits``): the DeepASAOutput fields."""
+    return {k: v for k, v in seld.items() if k != "sed_logits"}
+
+
 def sinusoidal_frequency_embedding(dim: int, n_freqs: int) -> torch.Tensor:
     """Transformer-style sinusoids over the frequency-bin index. -> (1, dim, 1, n_freqs), amplitude 0.1."""
     pos = torch.arange(n_freqs, dtype=torch.float32)  # (F,)
@@ -233,6 +243,9 @@ class DeepASA(nn.Module):
                     if cfg.doa_spatial else None)
         n_coi = 1 if (cfg.coi_share_weights and cfg.coi_steps) else cfg.coi_steps
         self.coi = nn.ModuleList(ChainOfInference(cfg, build_pretrained_encoder(cfg)) for _ in range(n_coi))
+        if cfg.coi_init == "identity":  # deviation 13: each CoI step starts as the identity on Net 1's outputs
+            for step in self.coi:
+                step.copy_splitter(self.splitter)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -345,11 +358,12 @@ class DeepASA(nn.Module):
             seld = self.seld(obj, n_label, spatial_fn(obj) if spatial_fn is not None else None)
         net1 = None
         if steps:
-            net1 = DeepASAOutput(noise=noise, **seld, **(self._audio(obj, scale, n, cache) if net1_audio else {}))
+            net1 = DeepASAOutput(noise=noise, **_outputs(seld),
+                                 **(self._audio(obj, scale, n, cache) if net1_audio else {}))
             for k in range(steps):
                 step = self.coi[0 if cfg.coi_share_weights else k]
                 obj, seld = step(z, seld, spatial_fn)
-        return DeepASAOutput(noise=noise, net1=net1, **seld, **self._audio(obj, scale, n, cache))
+        return DeepASAOutput(noise=noise, net1=net1, **_outputs(seld), **self._audio(obj, scale, n, cache))
 
     # ------------------------------------------------------------------ decisions
     @torch.no_grad()

@@ -201,7 +201,9 @@ class ClassNet(nn.Module):
     Input object features (N, D, T, F), N = B·J. Returns
         cls (N, C) clip logits = attentive-statistics-pooled frame logits + frequency-branch logits;
         sed (N, T', C) frame class posteriors (softmax over classes; used only by the loss);
-        onoff (N, T') activity logits.
+        onoff (N, T') activity logits;
+        strong (N, T', C) the frame logits the posteriors come from (summed across CoI stages with
+        ``coi_sed_sum: logits``).
     """
 
     def __init__(self, cfg: DeepASAConfig, encoder: nn.Module | None = None) -> None:
@@ -238,7 +240,7 @@ class ClassNet(nn.Module):
         self.f_a, self.f_c = f_a, f_c
 
     def forward(self, obj: torch.Tensor, n_label: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """obj (N, D, T, F), n_label = T' -> cls (N, C), sed (N, T', C), onoff (N, T')."""
+        """obj (N, D, T, F), n_label = T' -> cls (N, C), sed (N, T', C), onoff (N, T'), frame logits (N, T', C)."""
         x = obj.transpose(2, 3)  # (N, D, F, T)
         n = x.shape[0]
         # Branch A
@@ -262,7 +264,7 @@ class ClassNet(nn.Module):
         c = c.permute(0, 2, 1, 3).reshape(n, self.f_c, -1)  # (N, F_c, hc*T'')
         c, _ = self.freq_gru(self.freq_proj(c))  # (N, F_c, 2h)
         x3 = self.freq_out(c.mean(dim=1))  # (N, C)
-        return weak + x3, sed, onoff
+        return weak + x3, sed, onoff, strong
 
 
 class DoANet(nn.Module):
@@ -312,7 +314,9 @@ def spatial_features(cfg: DeepASAConfig) -> int:
 class SELDHeads(nn.Module):
     """ClassNet + DoANet applied to every object slot. obj (B, J, D, T, F) -> dict of per-slot outputs.
 
-    Returns ``{"cls_logits": (B, J, C), "sed": (B, J, T', C), "onoff": (B, J, T'), "doa": (B, J, T', 3)}``.
+    Returns ``{"cls_logits": (B, J, C), "sed": (B, J, T', C), "onoff": (B, J, T'), "doa": (B, J, T', 3),
+    "sed_logits": (B, J, T', C)}``; ``sed_logits`` are the frame logits before the softmax (a CoI step with
+    ``coi_sed_sum: logits`` sums them; :class:`~deepasa.model.DeepASAOutput` does not carry them).
     """
 
     def __init__(self, cfg: DeepASAConfig, encoder: nn.Module | None = None) -> None:
@@ -324,7 +328,7 @@ class SELDHeads(nn.Module):
         """obj (B, J, D, T, F), spatial (B, J, T', S) or None -> dict (see class docstring)."""
         b, j, d, t, f = obj.shape
         flat = obj.reshape(b * j, d, t, f)  # (B*J, D, T, F)
-        cls, sed, onoff = self.classnet(flat, n_label)
+        cls, sed, onoff, strong = self.classnet(flat, n_label)
         flat_sp = spatial.reshape(b * j, n_label, -1) if spatial is not None else None  # (B*J, T', S)
         doa = self.doanet(flat, n_label, flat_sp)
         return {
@@ -332,4 +336,5 @@ class SELDHeads(nn.Module):
             "sed": sed.reshape(b, j, n_label, -1),  # (B, J, T', C)
             "onoff": onoff.reshape(b, j, n_label),  # (B, J, T')
             "doa": doa.reshape(b, j, n_label, 3),  # (B, J, T', 3)
+            "sed_logits": strong.reshape(b, j, n_label, -1),  # (B, J, T', C)
         }

@@ -131,7 +131,8 @@ class DeepASAModule(L.LightningModule):
         freeze: names of top-level sub-modules to freeze (``stft``, ``encoder``, ``blocks``, ``splitter``,
             ``audio``, ``seld``, ``coi``); ``[encoder, blocks]`` freezes the encoder + aggregator for CoI.
         init_from: a Net-1 model file or checkpoint whose matching weights (same name and shape) initialise
-            this model (the CoI stage); applied once, at construction.
+            this model (the CoI stage); applied once, at construction. With ``coi_init: identity`` the CoI
+            steps' splitters are then copied from the loaded Net-1 splitter.
         seld_average: ``micro`` (ASA2 tables) or ``macro`` (STARSS23 table).
         use_doa_norm: SED decisions need ``‖doa‖ > 0.5`` as well as on/off (ASA protocol; STARSS23: False).
         val_separation: compute SI-SDRi in validation (when the data have isolated sources).
@@ -202,6 +203,10 @@ class DeepASAModule(L.LightningModule):
             raise DeepASAError(f"no weight of {path} fits this model (different config?)")
         own.update(copied)
         self.model.load_state_dict(own, strict=True)
+        if self.model.config.coi_init == "identity" and not any(k.startswith("coi.") for k in copied):
+            # a Net-1 file: splitter 2 starts as the Net-1 splitter just loaded
+            for step in self.model.coi:
+                step.copy_splitter(self.model.splitter)
         return {"copied": len(copied), "skipped_shape": len(skipped), "missing": len(set(own) - set(copied))}
 
     def _freeze(self, names: list[str]) -> list[str]:
