@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv tools clean
+.PHONY: demo test venv tools bank-test clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,13 @@ $(STAMP): requirements.txt pyproject.toml
 tools:
 	@bash scripts/install_tools.sh
 
-test: venv tools
+# The held-out (test) split of the sound bank into $$DEEPASA_HOME (default ~/.cache/deepasa): 345 clips, ~12 MB,
+# from Debian sound packages (apt-get download, no root needed) and the synthesis programs; ~2.5 min the first
+# time, a few seconds when it is there. The shipped-model tests and `make demo` simulate held-out scenes from it.
+bank-test: venv tools
+	$(VENV)/bin/deepasa sounds fetch --split test
+
+test: venv tools bank-test
 	$(PY) -m pytest -q -x tests
 
 demo: venv tools

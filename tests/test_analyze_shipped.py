@@ -1,6 +1,7 @@
 """The shipped model (checkpoints/default.pt) on simulated held-out scenes.
 
-Skipped while the checkpoint is absent or the fetched sound bank's test split is missing.
+Skipped while the checkpoint is absent or the fetched sound bank's test split is missing; ``make test`` fetches
+that split first, and under ``CI=true`` (``.ci/run``) such a skip fails (tests/conftest.py).
 
 * What the model card claims and the model does: separation better than the unprocessed mixture (card: image
   SI-SDRi +0.89 dB [0.57, 1.22] over 200 test scenes; the untrained network scores about −7 dB).

@@ -56,6 +56,7 @@ def test_bf16_forward_matches_float32_within_bf16_tolerance():
         assert rel < 0.05, (key, float(rel))                 # bf16 keeps 8 bits: ~0.4 % per op
 
 
+@pytest.mark.hardware  # torch.compile needs a C compiler tool chain
 def test_compiled_conv_block_equals_eager_forward_and_backward():
     """torch.compile (inductor) of a head block (Conv → GroupNorm → Mish → max-pools) gives the eager outputs
     and gradients to float32 round-off. (A whole head compiles the same way but takes minutes here.)"""

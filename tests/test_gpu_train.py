@@ -128,6 +128,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
     assert not out.exists()                                              # nothing written
 
 
+@pytest.mark.hardware
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_cuda_without_a_device_is_one_line_and_exit_code_2(pack, tmp_path):
     done = _run([1, tmp_path / "out", "--bank-pack", pack], timeout=120)

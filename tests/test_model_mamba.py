@@ -64,6 +64,7 @@ def test_mamba2_is_causal_and_parameter_count():
         torch.testing.assert_close(layer(u)[:, :20], layer(u2)[:, :20])
 
 
+@pytest.mark.hardware
 @pytest.mark.skipif(not (torch.cuda.is_available() and mamba2._cuda_scan is not None),
                     reason="needs a CUDA device and the mamba_ssm kernel package")
 def test_cuda_kernel_path_matches_pure_pytorch():
