@@ -283,3 +283,12 @@ def test_training_checkpoint_folder_is_cleared_of_dead_runs_parts_only(tmp_path,
     assert "deepasa train: removed 1 stale temporary" in capsys.readouterr().err
     assert sorted(p.name for p in ckpts.iterdir()) == sorted(names[1:])
     assert temp_sibling(cb.path, "part").name == f".last.ckpt.part-{os.getpid()}"
+
+
+def test_staging_docstring_examples():
+    import doctest
+
+    import deepasa.staging
+
+    result = doctest.testmod(deepasa.staging)
+    assert result.attempted > 0 and result.failed == 0
