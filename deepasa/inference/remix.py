@@ -333,7 +333,7 @@ def framewise_delay(x: np.ndarray, delays: np.ndarray, hop: float, workers: int 
     x = np.asarray(x, dtype=np.float64)
     delays = np.asarray(delays, dtype=np.float64)
     if np.all(delays == delays[:1]):
-        return _static_delay(x, delays[0], sum_channels)
+        return _static_delay(x, delays[0], sum_channels, workers)
     from scipy.fft import irfft, next_fast_len, rfft
 
     c_in, n = x.shape
@@ -351,12 +351,11 @@ def framewise_delay(x: np.ndarray, delays: np.ndarray, hop: float, workers: int 
     xp = np.pad(x.astype(np.float32), ((0, 0), (lead, max(tail, 0))))  # (C_in, lead + N + tail), float32 FFTs
     c_res = 1 if sum_channels else c_out
     out = np.zeros((c_res, xp.shape[1]))  # same offset as xp
-    freqs = np.arange(nfft // 2 + 1)
     rows, inverse = np.unique(d, axis=0, return_inverse=True)  # (U, C_out), (T + 2,): one filter per distinct row
     start, taps = _fd_taps(rows.ravel())  # (U·C_out,), (U·C_out, 81)
-    filt = rfft(taps.astype(np.float32), nfft, axis=-1, workers=workers)  # (U·C_out, K)
-    filt = (filt * np.exp(-2j * np.pi * freqs[None, :] * start[:, None] / nfft)).astype(np.complex64)
-    filt = filt.reshape(len(rows), c_out, -1)  # (U, C_out, K)
+    placed = np.zeros((len(start), nfft), np.float32)  # each filter at its (circular) start: delay included
+    np.put_along_axis(placed, (start[:, None] + np.arange(taps.shape[1])[None, :]) % nfft, taps, axis=1)
+    filt = rfft(placed, axis=-1, workers=workers).reshape(len(rows), c_out, -1)  # (U, C_out, K)
     pos = np.arange(seg)  # (seg,)
     frac = centres - np.floor(centres)
     same_window = np.allclose(frac, frac[0])
@@ -381,25 +380,28 @@ def framewise_delay(x: np.ndarray, delays: np.ndarray, hop: float, workers: int 
     return out[:, lead:lead + n]  # (C_res, N)
 
 
-def _static_delay(x: np.ndarray, delays: np.ndarray, sum_channels: bool) -> np.ndarray:
+def _static_delay(x: np.ndarray, delays: np.ndarray, sum_channels: bool, workers: int = 1) -> np.ndarray:
     """:func:`framewise_delay` with one delay per channel for all frames: a plain linear convolution.
+
+    One FFT over the whole signal (float32): each input channel is transformed once, whatever C_out.
 
     Args:
         x: (C_in, N); delays: (C_out,) samples.
     Returns:
         (C_out, N) or (1, N) float64.
     """
-    from scipy.signal import oaconvolve
+    from scipy.fft import irfft, next_fast_len, rfft
 
     n = x.shape[1]
     start, taps = _fd_taps(delays)  # (C_out,), (C_out, 81)
-    src = np.broadcast_to(x, (len(delays), n))  # (C_out, N)
-    full = oaconvolve(src, taps, axes=-1)  # (C_out, N + 80): full[m] = Σ_k taps_k x[m − k]
-    out = np.zeros((len(delays), n))
-    for c, s0 in enumerate(start):  # y[t] = full[t − start]
-        lo, hi = max(0, int(s0)), min(n, int(s0) + full.shape[1])
-        out[c, lo:hi] = full[c, lo - int(s0):hi - int(s0)]
-    return out.sum(axis=0, keepdims=True) if sum_channels else out
+    margin = int(np.abs(start).max()) + taps.shape[1] + 1  # no circular wrap into the kept samples
+    nfft = next_fast_len(n + margin, real=True)
+    placed = np.zeros((len(delays), nfft), np.float32)  # each filter at its (circular) start: delay included
+    np.put_along_axis(placed, (start[:, None] + np.arange(taps.shape[1])[None, :]) % nfft, taps, axis=1)
+    spec = rfft(x.astype(np.float32), nfft, axis=-1, workers=workers) * rfft(placed, axis=-1, workers=workers)  # (C_out, K)
+    if sum_channels:
+        spec = spec.sum(axis=0, keepdims=True)  # (1, K)
+    return irfft(spec, nfft, axis=-1, workers=workers)[:, :n].astype(np.float64)  # (C_out or 1, N)
 
 
 def mic_steering_delays(directions: np.ndarray, sample_rate: int) -> np.ndarray:

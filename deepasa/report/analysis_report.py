@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,16 @@ def _hex(rgba) -> str:
     return "#" + "".join(f"{int(round(255 * v)):02x}" for v in rgba[:3])
 
 
+def remix_hint(analysis, folder: str = "THIS_FOLDER") -> str:
+    """One sentence on how to edit this scene object by object with ``deepasa remix`` (names its own objects)."""
+    ids = [obj.id for obj in analysis.objects]
+    edits = (f"--mute {ids[0]}" + (f" --move {ids[1]}=90,0" if len(ids) > 1 else f" --gain {ids[0]}=-6")) if ids \
+        else "--noise-gain -10 --format foa"
+    return (f"Edit and re-render this scene object by object: deepasa remix {folder} --out edit.wav {edits} "
+            "(mute, gain, move or rotate an object, drop its reverberation, turn the scene, MIC or FOA output; "
+            "OBJ is an object id or class name; see deepasa remix --help).")
+
+
 def write_report(analysis, folder: Path) -> Path:
     """Write ``folder/report.html`` (self-contained) and ``folder/figures/*.png``; returns the HTML path.
 
@@ -251,7 +262,10 @@ def write_report(analysis, folder: Path) -> Path:
                      f"<p class='meta'>Files: {files}</p></div>")
     parts.append("<p class='meta'>Outputs: <code>objects/&lt;id&gt;_&lt;class&gt;/{image,direct,reverb}.wav</code>, "
                  "<code>noise.wav</code>, <code>events.csv</code> (DCASE 2023: frame, class, track, azimuth, "
-                 "elevation; 100-ms frames), <code>objects.json</code>, <code>figures/</code>.</p></body></html>")
+                 "elevation; 100-ms frames), <code>objects.json</code>, <code>figures/</code>.</p>")
+    final = re.fullmatch(r"\.(.+)\.partial-\d+", folder.name)  # written beside its final name, then renamed
+    parts.append(f"<h2>Remix</h2><p>{e(remix_hint(analysis, str(folder.with_name(final[1]) if final else folder)))}"
+                 "</p></body></html>")
     out = folder / "report.html"
     out.write_text("\n".join(parts), encoding="utf-8")
     return out
