@@ -496,8 +496,9 @@ def transcode_diffuse(x: np.ndarray, fmt_in: str, fmt_out: str, sample_rate: int
     power ``1 − g``) are then exactly uncorrelated. FOA's diffuse field has W of unit power and uncorrelated
     Y, Z, X of a third of it. The conversion re-weights these components per frequency (zero-phase), so a
     diffuse input becomes a diffuse output of the same pressure power; the gradient equalisation is bounded
-    (``1 − g >= 0.03``, at most +15 dB at low frequencies). A directional sound keeps roughly its side at
-    low frequencies (the components are the array's pressure and pressure-gradient pick-ups).
+    (``1 − g >= 0.03``, at most +15 dB at low frequencies). It is meant for diffuse parts only: a plane wave's
+    gradient components are a quarter-period out of phase with its pressure, so its direction is not carried
+    (direct paths are re-rendered from their DoA instead).
 
     Args:
         x: (4, N); fmt_in, fmt_out: "mic" or "foa".
