@@ -1,6 +1,9 @@
 """The DCASE 2023 SELDnet baseline: features, ADPIT, track → object conversion, training and checkpoints.
 
-Independent truths: a pure delayed copy has its GCC-PHAT peak at the true lag; the intensity vector of an FOA
+Independent truths: a pure delayed copy has its GCC-PHAT peak at the true lag; the upsampled GCC-PHAT of a
+plane wave of known direction equals the band-limited correlation written as an explicit cosine sum and peaks
+at the geometric delay; the label frames of a simulated scene are where its direct path has energy in the
+network's feature frames, and the ADPIT targets hold the simulator's directions; the intensity vector of an FOA
 plane wave points to the source; ADPIT equals a brute-force minimum over every assignment of the three output
 tracks onto the same-class sources (written here with loops, not with the 13-permutation table); a hand-built
 multi-ACCDOA tensor gives the objects it was built from; a saved model reloads to identical outputs.
@@ -23,6 +26,8 @@ from deepasa.baselines.seldnet import (
     accdoa_to_objects,
     adpit_loss,
     adpit_targets,
+    classify_agnostic_events,
+    seldnet_loss,
     unify_tracks,
 )
 
@@ -42,6 +47,71 @@ def test_gcc_phat_of_a_delayed_copy_peaks_at_the_true_lag():
         lag = int(gcc[p].argmax()) - cfg.n_mels // 2              # index 32 is lag 0
         assert lag == delays[k] - delays[m], (m, k)
         assert float(gcc[p].max()) > 0.9                          # a pure delay is one clean peak
+
+
+def _plane_wave(u, n=32000, seed=0):
+    """Tetrahedral capsule signals of a white plane wave from unit direction u (exact fractional delays).
+
+    Returns (x (4, N) float32, delay (4,) arrival delay of each capsule in samples at 16 kHz)."""
+    from deepasa.audio.geometry import SPEED_OF_SOUND, tetra_mic_offsets
+
+    delay = -(tetra_mic_offsets() @ u) / SPEED_OF_SOUND * 16000          # (4,) a capsule nearer the source: earlier
+    spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))   # (n/2+1,)
+    w = 2 * np.pi * np.fft.rfftfreq(n)                                   # (n/2+1,) rad/sample
+    x = np.stack([np.fft.irfft(spec * np.exp(-1j * w * d), n) for d in delay])   # (4, N)
+    return x.astype(np.float32), delay
+
+
+@pytest.mark.parametrize("az,el", [(0.0, 0.0), (75.0, 20.0), (-140.0, -35.0), (20.0, 80.0)])
+def test_upsampled_gcc_phat_of_a_plane_wave_is_the_band_limited_correlation(az, el):
+    cfg = SELDnetConfig(gcc_upsample=4)
+    x, delay = _plane_wave(unit_vector(az, el))
+    gcc = SELDFeatures(cfg)(torch.from_numpy(x)[None])[0, 4:, 10:-10].mean(1).double().numpy()   # (6, 64)
+    tau = (np.arange(cfg.n_mels) - cfg.n_mels // 2) / 4.0               # (64,) lag of each index, samples
+    k = np.arange(1, cfg.n_fft // 2)                                     # interior bins
+    for p, (m, n) in enumerate(itertools.combinations(range(4), 2)):
+        d = delay[n] - delay[m]                                          # channel n lags channel m by d
+        # PHAT cross-spectrum of a pure delay: exp(-j w d) on every bin; its inverse DFT as an explicit sum
+        ideal = (1 + 2 * np.cos(2 * np.pi * np.outer(tau - d, k) / cfg.n_fft).sum(1)
+                 + np.cos(np.pi * (tau - d))) / cfg.n_fft                # (64,)
+        np.testing.assert_allclose(gcc[p], ideal, atol=0.03)
+        assert abs(tau[int(gcc[p].argmax())] - d) <= 0.125 + 1e-9      # peak within half a lag step
+    assert np.abs(tau).max() >= 8 > np.abs(delay[:, None] - delay[None]).max()   # every direct-path delay is kept
+
+
+def test_label_frames_of_a_simulated_scene_match_the_feature_frames_and_targets():
+    from deepasa.scenes.config import SceneConfig
+    from deepasa.scenes.simulator import simulate_scene
+
+    cfg = SceneConfig.from_dict({"num_sources": [1], "num_sources_weights": [1.0], "moving_prob": 0.0,
+                                 "duration": 2.0, "event_duration": [0.8, 0.8], "snr_db": [60.0, 60.0]})
+    dry = np.random.default_rng(4).standard_normal(16000)
+    scene = simulate_scene(seed=4, config=cfg, sources=[("c0", dry)])
+    act = scene.activity[0]                                              # (20,) simulator label frames
+    assert 4 <= act.sum() <= 12 and not act.all()
+    scfg = SELDnetConfig(n_classes=1)
+    mel = SELDFeatures(scfg)(torch.from_numpy(scene.direct[0])[None])[0, :4]       # (4, T, 64) dB
+    power = (10 ** (mel / 10)).sum(dim=(0, 2)).reshape(-1, scfg.frames_per_label)  # (T', 5)
+    db = 10 * np.log10(power.mean(1).numpy())                           # (T',) direct-path level per label frame
+    assert db.shape == act.shape
+    # label frame i pools the STFT frames centred in [1600 i, 1600 i + 1600) (as DCASE 2023): an edge frame the
+    # event only grazes may be at either level, every other frame must sound exactly where it is labelled
+    inner_on = act & np.roll(act, 1) & np.roll(act, -1)                 # (T',) active with active neighbours
+    inner_off = ~act & ~np.roll(act, 1) & ~np.roll(act, -1)             # (T',) silent with silent neighbours
+    assert inner_on.sum() >= 4 and inner_off.sum() >= 4
+    assert db[inner_on].min() > db.max() - 6.0 and db[inner_off].max() < db.max() - 60.0
+    # the grid itself: a burst filling label frame 7 only is in frame 7's STFT frames; frame 8's first frame
+    # (centred on the boundary) sees its last half window, so max-pooling shows it there 3-6 dB lower; no other
+    burst = np.zeros((1, 4, 32000), np.float32)
+    burst[..., 7 * 1600: 8 * 1600] = np.random.default_rng(5).standard_normal(1600)
+    mel = SELDFeatures(scfg)(torch.from_numpy(burst))[0, 0]             # (T, 64) dB, channel 0
+    peak = mel.amax(1).reshape(-1, scfg.frames_per_label).amax(1).numpy()   # (T',) max-pooled level
+    assert int(peak.argmax()) == 7 and peak[7] - 7.0 < peak[8] < peak[7] - 2.0
+    assert np.all(np.delete(peak, [7, 8]) < peak[7] - 60.0)
+    doa = torch.from_numpy(scene.doa[None]).float()                      # (1, 1, T', 3)
+    tgt = adpit_targets(torch.tensor([[0]]), torch.from_numpy(act[None, None]).float(), doa, 1)  # (1, T', 6, 3, 1)
+    np.testing.assert_allclose(tgt[0, :, 0, :, 0].numpy(), scene.doa[0], atol=1e-6)
+    assert float(tgt[0, :, 1:].abs().sum()) == 0.0                       # one source: dummy track A0 only
 
 
 def test_feature_shapes_for_mic_and_foa_and_label_frames_match_deepasa():
@@ -133,6 +203,38 @@ def test_adpit_is_zero_for_perfect_predictions():
             if srcs:
                 out[b, t, k, :, c] = srcs[min(k, len(srcs) - 1)]
     assert float(adpit_loss(out, adpit_targets(cls, act, doa, 2))) < 1e-12
+
+
+def test_agnostic_term_is_adpit_of_the_labels_with_classes_merged():
+    cls, act, doa = _random_labels(3, C=3)
+    cfg = SELDnetConfig(n_classes=3, doa_head="agnostic", agnostic_weight=0.5)
+    out = torch.tanh(torch.randn(3, 8, 3, 3, 4, generator=torch.Generator().manual_seed(7)))   # C + 1 outputs
+    got = float(seldnet_loss(out, cls, act, doa, cfg))
+    classwise = float(adpit_loss(out[..., :3], adpit_targets(cls, act, doa, 3)))
+    merged = _brute_force_adpit(out[..., 3:].numpy(), np.where(cls.numpy() >= 0, 0, -1),
+                                act.numpy(), doa.numpy()).mean()          # every source one class (0)
+    assert got == pytest.approx(classwise + 0.5 * merged, rel=1e-5)
+    plain = SELDnetConfig(n_classes=3)
+    assert float(seldnet_loss(out[..., :3], cls, act, doa, plain)) == pytest.approx(classwise, rel=1e-6)
+
+
+def test_agnostic_events_take_the_class_that_is_active_where_they_point():
+    T, C = 4, 3
+    u1, u2 = (torch.tensor(unit_vector(a, e), dtype=torch.float32) for a, e in ((40, 0), (-120, 30)))
+    acc = torch.zeros(1, T, 3, 3, C + 1)
+    acc[0, :, :, :, C] = 0.9 * u1                                        # one agnostic event, duplicated on 3 tracks
+    acc[0, :, 0, :, 2] = 0.3 * u1                                        # class 2: weak but pointing there
+    acc[0, :, 1, :, 0] = 0.35 * u2                                       # class 0: a bit stronger, elsewhere
+    acc[0, 2:, 1, :, 0] = 0.35 * u1                                      # frames 2-3: class 0 points there too
+    dec = classify_agnostic_events(acc)                                  # (1, T, 3, 3, C)
+    active, vec = unify_tracks(dec)
+    assert active[0].sum(dim=(1, 2)).tolist() == [1] * T                 # one event per frame
+    assert active[0, :2, 0].nonzero()[:, 1].tolist() == [2, 2] and active[0, 2:, 0].nonzero()[:, 1].tolist() == [0, 0]
+    assert torch.allclose(vec[0, :, 0, :, :].sum(-1), 0.9 * u1.expand(T, 3), atol=1e-6)
+    assert float(classify_agnostic_events(acc * 0.5).abs().sum()) == 0.0  # ||v|| = 0.45: no event
+    base = SELDnetBaseline(SELDnetConfig(n_classes=C, doa_head="agnostic"))
+    assert base.model(torch.zeros(1, 4, 3200)).shape == (1, 2, 3, 3, C + 1)
+    assert base(torch.zeros(1, 4, 3200)).cls_logits.shape == (1, 5, C)
 
 
 # ------------------------------------------------------------------------------------------------ objects

@@ -33,13 +33,28 @@ What differs, each deliberately:
 * Merged (unified) vectors point along the mean direction and have the mean length of the merged vectors
   (the baseline's plain average can fall just below the 0.5 activity threshold).
 
+Two options, off by default (the defaults are the DCASE 2023 network), measured in docs/training.md
+("SELDnet on one static source"):
+
+* ``doa_head="agnostic"``: class-wise multi-ACCDOA codes activity as the vector length of the right class, so
+  while the class is unknown the mean-square optimum is p(c)·u, below the 0.5 threshold, and learning the
+  direction u lowers the loss by only Σ p(c)² (1/C with a uniform posterior). From 800 one-source scenes of 10
+  classes the DCASE network stays at the all-zero output (val ADPIT above that of zeros, LE 76–85°). This option
+  adds a class-agnostic multi-ACCDOA output (3 tracks × xyz, ADPIT with every class merged, weight
+  ``agnostic_weight``) whose events are detected and localised whatever the class, and classified from the
+  class-wise output (:func:`classify_agnostic_events`).
+* ``gcc_upsample=U``: GCC-PHAT lags at 1/U-sample steps. The DCASE crop of 64 integer lags (±32 samples)
+  holds the direct-path delays of this 4.2-cm array (≤ 3.2 samples at 16 kHz) in 9 of its 64 lags; U = 4 spends
+  the same 64 lags on ±8 samples.
+
 **Tracks to object slots** (:func:`accdoa_to_objects`), so that the project's scoring
 (:func:`deepasa.train.evaluate.score_system`) applies to SELDnet as to any system: after unification, every
 (track, class) pair that is active in at least one frame is a candidate object; candidates are ranked by their
 activity mass ``Σ_t ‖accdoa‖·active``; the J largest become slots 0…J−1 in that order. Slot fields:
 ``cls_logits`` = +``logit`` for its class and −``logit`` for the others; ``onoff`` = ±10 from the unified
 activity; ``doa`` = the (unified) accdoa vector of every frame (norm ≈ activity); ``sed`` = one-hot class ×
-activity. Unused slots have all-negative logits, ``onoff`` −10 and zero ``doa``. Audio fields are ``None``:
+activity. Unused slots have all-negative logits, ``onoff`` −10 and zero ``doa``. With ``doa_head="agnostic"`` the
+conversion reads the classified agnostic events instead of the raw class-wise tracks. Audio fields are ``None``:
 SELDnet does no separation. A multi-ACCDOA track has no object identity — with ADPIT a lone source of a class
 is duplicated on all three tracks, and two same-class sources may swap tracks between frames — so a source
 can be split over two slots; that is the track-wise model's nature, not a conversion error.
@@ -74,7 +89,9 @@ __all__ = [
     "SELDnet",
     "adpit_targets",
     "adpit_loss",
+    "seldnet_loss",
     "unify_tracks",
+    "classify_agnostic_events",
     "accdoa_to_objects",
     "SELDnetBaseline",
 ]
@@ -113,6 +130,14 @@ class SELDnetConfig:
         n_slots: J object slots of :func:`accdoa_to_objects`.
         activity_threshold: ‖accdoa‖ above which a track is active.
         thresh_unify_deg: same-class tracks closer than this are one event.
+        gcc_upsample: GCC-PHAT lag resolution 1/U sample (irfft of U·n_fft points); the ``n_mels`` lags kept span
+            ±n_mels / (2U) samples. 1 = DCASE 2023 (±32 samples, of which only |τ| ≤ 3.2 can hold a direct
+            path on the 4.2-cm tetrahedron at 16 kHz); 4 = ±8 samples at 1/4-sample steps (every lag can).
+        doa_head: ``"classwise"`` (DCASE 2023: direction only in the class-wise multi-ACCDOA vectors) or
+            ``"agnostic"``: a second, class-agnostic multi-ACCDOA output (3 tracks × xyz, ADPIT with every class
+            merged) that detects and localises; the class of each of its events is read from the class-wise
+            output (:func:`classify_agnostic_events`). Why: docs/training.md "SELDnet on one static source".
+        agnostic_weight: weight of the class-agnostic ADPIT term in the loss (``doa_head="agnostic"``).
     """
 
     n_classes: int = 10
@@ -136,11 +161,18 @@ class SELDnetConfig:
     n_slots: int = 5
     activity_threshold: float = 0.5
     thresh_unify_deg: float = 15.0
+    gcc_upsample: int = 1
+    doa_head: str = "classwise"
+    agnostic_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.f_pool, self.t_pool = tuple(int(v) for v in self.f_pool), tuple(int(v) for v in self.t_pool)
         if self.audio_format not in ("mic", "foa"):
             raise DeepASAError(f"audio_format must be mic or foa, got {self.audio_format!r}")
+        if self.doa_head not in ("classwise", "agnostic"):
+            raise DeepASAError(f"doa_head must be classwise or agnostic, got {self.doa_head!r}")
+        if int(self.gcc_upsample) < 1:
+            raise DeepASAError(f"gcc_upsample must be >= 1, got {self.gcc_upsample}")
         if self.audio_format == "foa" and self.n_channels != 4:
             raise DeepASAError(f"FOA input has 4 channels (W, Y, Z, X), got n_channels={self.n_channels}")
         if self.label_samples % self.hop:
@@ -187,6 +219,11 @@ class SELDnetConfig:
     def in_channels(self) -> int:
         """Feature channels: M log-mel + pairs (MIC) or + 3 intensity (FOA); 10 or 7."""
         return self.n_channels + (self.n_pairs if self.audio_format == "mic" else 3)
+
+    @property
+    def n_outputs(self) -> int:
+        """Output "classes" of the network: C, plus one class-agnostic set where ``doa_head == "agnostic"``."""
+        return self.n_classes + (self.doa_head == "agnostic")
 
     def label_frames(self, n_samples: int) -> int:
         """T' of an n-sample input: ceil(N / label_samples) (40 for 4 s at 16 kHz)."""
@@ -258,16 +295,19 @@ def log_mel(spec: torch.Tensor, mel_wts: torch.Tensor, top_db: float = 80.0) -> 
     return torch.maximum(db, peak - top_db)
 
 
-def gcc_phat(spec: torch.Tensor, n_lags: int, n_fft: int) -> torch.Tensor:
+def gcc_phat(spec: torch.Tensor, n_lags: int, n_fft: int, upsample: int = 1) -> torch.Tensor:
     """GCC-PHAT of every microphone pair m < n, cropped to ``n_lags`` lags around zero (DCASE 2023 ``_get_gcc``).
 
-    ``cc_mn[τ] = irfft(exp(j·angle(X_m* · X_n)))[τ]`` peaks at τ = d when channel n is channel m delayed by d
-    samples. Lags run from −n_lags/2 to n_lags/2 − 1; lag 0 sits at index n_lags // 2.
+    ``cc_mn[τ] = irfft(exp(j·angle(X_m* · X_n)), U·n_fft)[U·τ]`` peaks at τ = d when channel n is channel m
+    delayed by d samples. Lag index i holds τ = (i − n_lags/2) / U samples (lag 0 at index n_lags // 2). U = 1 is
+    the DCASE 2023 feature; U > 1 zero-pads the phase-transformed cross-spectrum, which samples the same
+    band-limited correlation at 1/U-sample steps.
 
     Args:
         spec: (B, M, F, T) complex STFT with F = n_fft // 2 + 1.
         n_lags: lags kept (even).
         n_fft: FFT size of ``spec``.
+        upsample: U, lag steps per sample.
 
     Returns:
         (B, P, T, n_lags) with P = M(M−1)/2 pairs in the order (0,1), (0,2), …, (M−2, M−1).
@@ -275,7 +315,7 @@ def gcc_phat(spec: torch.Tensor, n_lags: int, n_fft: int) -> torch.Tensor:
     m_idx, n_idx = zip(*itertools.combinations(range(spec.shape[1]), 2))
     cross = spec[:, list(m_idx)].conj() * spec[:, list(n_idx)]                       # (B, P, F, T)
     phat = torch.polar(torch.ones_like(cross.real), torch.angle(cross))              # (B, P, F, T) unit modulus
-    cc = torch.fft.irfft(phat, n=n_fft, dim=2)                                        # (B, P, n_fft, T)
+    cc = torch.fft.irfft(phat, n=n_fft * upsample, dim=2) * upsample                  # (B, P, U·n_fft, T)
     half = n_lags // 2
     cc = torch.cat([cc[:, :, -half:], cc[:, :, :half]], dim=2)                        # (B, P, n_lags, T)
     return cc.transpose(2, 3)                                                         # (B, P, T, n_lags)
@@ -343,7 +383,7 @@ class SELDFeatures(nn.Module):
         spec = self.stft(x)                                                             # (B, M, F, T)
         mel = log_mel(spec, self.mel_wts)                                               # (B, M, T, K)
         if cfg.audio_format == "mic":
-            spatial = gcc_phat(spec, cfg.n_mels, cfg.n_fft)                             # (B, P, T, K)
+            spatial = gcc_phat(spec, cfg.n_mels, cfg.n_fft, cfg.gcc_upsample)          # (B, P, T, K)
         else:
             spatial = foa_intensity(spec, self.mel_wts)                                 # (B, 3, T, K)
         return torch.cat([mel, spatial], dim=1)                                         # (B, C_in, T, K)
@@ -370,8 +410,10 @@ class SELDnet(nn.Module):
     Args:
         config: :class:`SELDnetConfig`.
 
-    ``forward(x (B, M, N)) -> accdoa (B, T', n_tracks, 3, C)``; ``forward_features`` takes the (unnormalised)
-    features (B, C_in, T, n_mels) instead, for training on cached features.
+    ``forward(x (B, M, N)) -> accdoa (B, T', n_tracks, 3, C_out)``; ``forward_features`` takes the
+    (unnormalised) features (B, C_in, T, n_mels) instead, for training on cached features. C_out =
+    ``config.n_outputs``: the C class-wise vectors, and with ``doa_head="agnostic"`` one more, the class-agnostic
+    multi-ACCDOA tracks at index C.
 
     >>> net = SELDnet(SELDnetConfig(n_classes=10)).eval()
     >>> tuple(net(torch.zeros(1, 4, 64000)).shape)
@@ -397,7 +439,7 @@ class SELDnet(nn.Module):
         self.attn_norm = nn.ModuleList(nn.LayerNorm(cfg.rnn_size) for _ in range(cfg.attn_layers))
         sizes = [cfg.rnn_size] + [cfg.fnn_size] * cfg.fnn_layers
         self.fnn = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.out = nn.Linear(sizes[-1], cfg.n_tracks * 3 * cfg.n_classes)
+        self.out = nn.Linear(sizes[-1], cfg.n_tracks * 3 * cfg.n_outputs)
 
     @torch.no_grad()
     def fit_scaler(self, features: torch.Tensor) -> None:
@@ -407,7 +449,7 @@ class SELDnet(nn.Module):
         self.feat_std.copy_(x.std(1).clamp_min(1e-5))                                    # (C_in, K)
 
     def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
-        """Network on features. feats (B, C_in, T, n_mels) -> accdoa (B, T', n_tracks, 3, C)."""
+        """Network on features. feats (B, C_in, T, n_mels) -> accdoa (B, T', n_tracks, 3, C_out)."""
         cfg = self.config
         x = (feats.float() - self.feat_mean[:, None]) / self.feat_std[:, None]          # (B, C_in, T, K)
         x = self.cnn(x)                                                                  # (B, D, T', K')
@@ -421,11 +463,11 @@ class SELDnet(nn.Module):
             x = norm(x + y)
         for lin in self.fnn:                                                             # no activation (as the baseline)
             x = lin(x)                                                                   # (B, T', fnn_size)
-        y = torch.tanh(self.out(x))                                                      # (B, T', n_tracks·3·C)
-        return y.reshape(b, t, cfg.n_tracks, 3, cfg.n_classes)                           # (B, T', tracks, xyz, C)
+        y = torch.tanh(self.out(x))                                                      # (B, T', n_tracks·3·C_out)
+        return y.reshape(b, t, cfg.n_tracks, 3, cfg.n_outputs)                           # (B, T', tracks, xyz, C_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, M, N) waveforms -> accdoa (B, T', n_tracks, 3, C)."""
+        """x (B, M, N) waveforms -> accdoa (B, T', n_tracks, 3, C_out)."""
         return self.forward_features(self.features(x))
 
 
@@ -489,6 +531,32 @@ def adpit_loss(accdoa: torch.Tensor, target: torch.Tensor, reduction: str = "mea
     return best.mean() if reduction == "mean" else best
 
 
+def seldnet_loss(accdoa: torch.Tensor, cls: torch.Tensor, activity: torch.Tensor, doa: torch.Tensor,
+                 config: SELDnetConfig) -> torch.Tensor:
+    """Training loss of a :class:`SELDnet` output: class-wise ADPIT, plus the class-agnostic ADPIT term.
+
+    With ``doa_head="classwise"`` this is :func:`adpit_loss` (DCASE 2023). With ``"agnostic"``, the output at
+    class index C is trained with ADPIT against the same labels with every class merged into one (so a source's
+    direction is learnt whatever its class), weighted by ``config.agnostic_weight``.
+
+    Args:
+        accdoa: (B, T', 3, 3, C_out) network output.
+        cls: (B, J) class per slot, −1 for an empty slot.
+        activity: (B, J, T') in {0, 1}.
+        doa: (B, J, T', 3) unit vectors where active.
+        config: the network's :class:`SELDnetConfig`.
+
+    Returns:
+        scalar.
+    """
+    c = config.n_classes
+    loss = adpit_loss(accdoa[..., :c], adpit_targets(cls, activity, doa, c))
+    if config.doa_head == "agnostic":
+        merged = cls.clamp(max=0)                                                    # (B, J): 0, or −1 if empty
+        loss = loss + config.agnostic_weight * adpit_loss(accdoa[..., c:], adpit_targets(merged, activity, doa, 1))
+    return loss
+
+
 # ------------------------------------------------------------------------------------------------ inference
 def _merge(*vectors: torch.Tensor) -> torch.Tensor:
     """Unified vector of same-class tracks: mean direction, mean length. each (..., 3, C) -> (..., 3, C)."""
@@ -536,6 +604,34 @@ def unify_tracks(accdoa: torch.Tensor, threshold: float = 0.5, thresh_unify_deg:
     out_v[0] = torch.where(m.unsqueeze(-2), _merge(*v), out_v[0])
     out_a[1], out_a[2] = out_a[1] & ~m, out_a[2] & ~m
     return torch.stack(out_a, dim=2), torch.stack(out_v, dim=2)                     # (B, T', 3, C), (B, T', 3, 3, C)
+
+
+def classify_agnostic_events(accdoa: torch.Tensor, threshold: float = 0.5, thresh_unify_deg: float = 15.0
+                             ) -> torch.Tensor:
+    """Class-wise multi-ACCDOA from the class-agnostic tracks of a ``doa_head="agnostic"`` output.
+
+    The agnostic tracks (index C) are unified as :func:`unify_tracks` does; each active event (‖v‖ > threshold)
+    gets the class c that maximises ``max_k ‖a_kc‖ · (1 + cos(a_kc, v)) / 2`` over the class-wise vectors a_kc
+    of its frame (the most active class, preferring one that points the same way), and is written, with its
+    agnostic vector, into that class's channel of the same track. Inactive events are zero.
+
+    Args:
+        accdoa: (B, T', 3, 3, C + 1) network output, agnostic tracks last.
+        threshold: activity threshold on the agnostic vector length.
+        thresh_unify_deg: unification angle of the agnostic tracks.
+
+    Returns:
+        (B, T', 3, 3, C) multi-ACCDOA for :func:`accdoa_to_objects` / :func:`unify_tracks`.
+    """
+    cw, ag = accdoa[..., :-1].float(), accdoa[..., -1:].float()                     # (B, T', 3, 3, C), (..., 1)
+    c = cw.shape[-1]
+    active, vec = unify_tracks(ag, threshold, thresh_unify_deg)                      # (B, T', 3, 1), (B, T', 3, 3, 1)
+    active, vec = active[..., 0], vec[..., 0]                                        # (B, T', 3), (B, T', 3, 3)
+    cos = torch.einsum("btkx,btjxc->btkjc", F.normalize(vec, dim=-1, eps=1e-8),
+                       F.normalize(cw, dim=-2, eps=1e-8))                             # (B, T', events, tracks, C)
+    score = (cw.norm(dim=-2).unsqueeze(2) * (1.0 + cos) / 2.0).amax(dim=3)          # (B, T', events, C)
+    onehot = F.one_hot(score.argmax(-1), c).float() * active.unsqueeze(-1).float()  # (B, T', events, C)
+    return vec.unsqueeze(-1) * onehot.unsqueeze(-2)                                  # (B, T', 3, 3, C)
 
 
 def accdoa_to_objects(accdoa: torch.Tensor, n_slots: int = 5, *, threshold: float = 0.5,
@@ -618,14 +714,25 @@ class SELDnetBaseline:
 
     @torch.no_grad()
     def accdoa(self, mixture) -> torch.Tensor:
-        """Raw network output in eval mode. mixture (B, M, N) -> (B, T', 3, 3, C)."""
+        """Raw network output in eval mode. mixture (B, M, N) -> (B, T', 3, 3, C_out)."""
         self.model.eval()
         return self.model(self._mixture(mixture).float())
+
+    def classwise(self, mixture) -> torch.Tensor:
+        """The class-wise multi-ACCDOA the decisions are read from. mixture (B, M, N) -> (B, T', 3, 3, C).
+
+        The raw output for ``doa_head="classwise"``; the classified agnostic events
+        (:func:`classify_agnostic_events`) for ``"agnostic"``.
+        """
+        cfg, acc = self.config, self.accdoa(mixture)
+        if cfg.doa_head == "agnostic":
+            return classify_agnostic_events(acc, cfg.activity_threshold, cfg.thresh_unify_deg)
+        return acc
 
     def __call__(self, mixture) -> DeepASAOutput:
         """Object slots of a batch. mixture (B, M, N) or a batch dict -> :class:`DeepASAOutput` (J slots)."""
         cfg = self.config
-        return accdoa_to_objects(self.accdoa(mixture), cfg.n_slots, threshold=cfg.activity_threshold,
+        return accdoa_to_objects(self.classwise(mixture), cfg.n_slots, threshold=cfg.activity_threshold,
                                  thresh_unify_deg=cfg.thresh_unify_deg)
 
     def dcase_frames(self, mixture) -> list[dict[int, list[tuple]]]:
@@ -639,7 +746,7 @@ class SELDnetBaseline:
             :func:`deepasa.metrics.write_dcase_csv` (``cartesian=True`` writes the baseline's 7 columns).
         """
         cfg = self.config
-        active, vec = unify_tracks(self.accdoa(mixture), cfg.activity_threshold, cfg.thresh_unify_deg)
+        active, vec = unify_tracks(self.classwise(mixture), cfg.activity_threshold, cfg.thresh_unify_deg)
         out = []
         for a_b, v_b in zip(active.numpy(), vec.numpy()):                            # (T', 3, C), (T', 3, 3, C)
             frames: dict[int, list[tuple]] = {}

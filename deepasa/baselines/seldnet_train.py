@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from deepasa.baselines.seldnet import SELDFeatures, SELDnet, SELDnetBaseline, SELDnetConfig, adpit_loss, adpit_targets
+from deepasa.baselines.seldnet import SELDFeatures, SELDnet, SELDnetBaseline, SELDnetConfig, seldnet_loss
 from deepasa.data.scenes import SceneDataset
 from deepasa.errors import DeepASAError
 
@@ -107,10 +107,10 @@ class _FeatureItems(Dataset):
 
 
 def _loss(model: SELDnet, batch: dict) -> torch.Tensor:
-    """ADPIT loss of one batch. batch feat (B, C_in, T, K) + labels -> scalar."""
-    accdoa = model.forward_features(batch["feat"])                                   # (B, T', 3, 3, C)
-    target = adpit_targets(batch["cls"], batch["activity"], batch["doa"], model.config.n_classes)  # (B, T', 6, 3, C)
-    return adpit_loss(accdoa, target)
+    """ADPIT loss of one batch (:func:`~deepasa.baselines.seldnet.seldnet_loss`). batch feat (B, C_in, T, K) +
+    labels -> scalar."""
+    accdoa = model.forward_features(batch["feat"])                                   # (B, T', 3, 3, C_out)
+    return seldnet_loss(accdoa, batch["cls"], batch["activity"], batch["doa"], model.config)
 
 
 @torch.no_grad()
@@ -178,6 +178,7 @@ def train_seldnet(data_root: str | Path, out_path: str | Path, *, max_minutes: f
     budget = float(max_minutes) * 60.0
     torch.set_num_threads(int(threads))
     root, out_path = Path(data_root), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     state_path = resume_path(out_path)
     say = print if verbose else (lambda *a, **k: None)
 
@@ -333,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--format", choices=("mic", "foa"), default=None, help="array format (default: the dataset's)")
     p.add_argument("--no-attention", action="store_true", help="the 2022 CRNN: no self-attention layers")
+    p.add_argument("--doa-head", choices=("classwise", "agnostic"), default="classwise",
+                   help="classwise: DCASE 2023 multi-ACCDOA only; agnostic: plus class-agnostic ACCDOA tracks "
+                        "that detect and localise (docs/training.md, 'SELDnet on one static source')")
+    p.add_argument("--gcc-upsample", type=int, default=1,
+                   help="GCC-PHAT lag steps per sample (1: DCASE 2023, +-32 samples; 4: +-8 samples)")
     p.add_argument("--no-final-metrics", action="store_true", help="skip scoring the best model on val")
     p.add_argument("--resume", action="store_true", help="continue from <out>.resume.pt")
     args = p.parse_args(argv)
@@ -340,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         train_seldnet(args.data, args.out, max_minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                       threads=args.threads, seed=args.seed, val_every=args.val_every, workers=args.workers,
                       resume=args.resume, max_steps=args.max_steps, audio_format=args.format,
-                      config={"attn_layers": 0} if args.no_attention else None,
+                      config={**({"attn_layers": 0} if args.no_attention else {}), "doa_head": args.doa_head,
+                              "gcc_upsample": args.gcc_upsample},
                       final_metrics=not args.no_final_metrics)
     except DeepASAError as exc:
         print(f"error: {exc}", file=sys.stderr)
