@@ -2,8 +2,8 @@
 
 For each case (config, CoI or not, batch) two copies of the same model train side by side on the same batch:
 the baseline (float32, eager) and the fast path of this machine (:mod:`deepasa.train.fastpath`: bf16
-autocast where the hardware has bf16 matrix units, else float32; ``torch.compile`` of the trunk blocks,
-splitter and heads). Their steps alternate (baseline, fast, baseline, fast, ...), so the ratio of their
+autocast where the hardware has bf16 matrix units, else float32; the decoders' object features in
+channels-last memory (``SELDHeads.channels_last``); ``torch.compile`` of the trunk blocks, splitter and heads). Their steps alternate (baseline, fast, baseline, fast, ...), so the ratio of their
 medians holds on a shared, noisy machine even when the absolute times do not. A step is what
 ``deepasa train`` does: forward, the ASA multi-task loss (float32), backward, gradient clipping, Adam.
 
@@ -66,6 +66,7 @@ class Runner:
 
     def __init__(self, config: str, overrides: dict, fast: bool, seed: int = 0, compile: bool = True):
         from deepasa.model import DeepASA, get_config
+        from deepasa.model.heads import SELDHeads
         from deepasa.train.fastpath import bf16_is_fast, compile_model
 
         torch.manual_seed(seed)
@@ -73,6 +74,11 @@ class Runner:
         self.model = DeepASA(self.cfg).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=4e-4)
         self.bf16 = fast and bf16_is_fast("cpu")
+        # the decoders' channels-last input (SELDHeads.channels_last, on by default) is part of the fast path;
+        # the baseline is the contiguous layout it replaced
+        for mod in self.model.modules():
+            if isinstance(mod, SELDHeads):
+                mod.channels_last = fast
         self.compiled = compile_model(self.model, log=lambda m: None) if fast and compile else []
 
     def step(self, tgt: dict[str, torch.Tensor]) -> float:

@@ -133,3 +133,23 @@ def test_identity_init_needs_the_logit_sum():
 
     with pytest.raises(DeepASAError, match="coi_init 'identity' needs coi_sed_sum 'logits'"):
         get_config("tiny", coi_steps=1, coi_init="identity")
+
+
+def test_channels_last_head_input_changes_no_value():
+    """SELDHeads.channels_last is a memory layout for speed: the same outputs as contiguous input."""
+    from deepasa.model.heads import SELDHeads
+
+    torch.manual_seed(0)
+    model = DeepASA(get_config("tiny", coi_steps=1)).eval()
+    x = torch.randn(2, 4, 8000)
+    try:
+        with torch.no_grad():
+            SELDHeads.channels_last = False
+            a = model(x)
+            SELDHeads.channels_last = True
+            b = model(x)
+    finally:
+        SELDHeads.channels_last = True
+    for name, value in a.tensors().items():
+        torch.testing.assert_close(getattr(b, name) if "." not in name else b.tensors()[name], value,
+                                   rtol=1e-4, atol=1e-5, msg=name)

@@ -319,6 +319,9 @@ class SELDHeads(nn.Module):
     ``coi_sed_sum: logits`` sums them; :class:`~deepasa.model.DeepASAOutput` does not carry them).
     """
 
+    #: feed the decoders a channels-last copy of the object features (speed only; the values are the same)
+    channels_last: bool = True
+
     def __init__(self, cfg: DeepASAConfig, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.classnet = ClassNet(cfg, encoder)
@@ -328,6 +331,10 @@ class SELDHeads(nn.Module):
         """obj (B, J, D, T, F), spatial (B, J, T', S) or None -> dict (see class docstring)."""
         b, j, d, t, f = obj.shape
         flat = obj.reshape(b * j, d, t, f)  # (B*J, D, T, F)
+        if self.channels_last:
+            # the decoders convolve flat.transpose(2, 3) (N, D, F, T): stored channels-last (memory N, F, T, D),
+            # their convolutions run ~1.4x faster on CPU (eager; ~1.2x compiled), same values
+            flat = flat.transpose(2, 3).contiguous(memory_format=torch.channels_last).transpose(2, 3)  # (B*J, D, T, F)
         cls, sed, onoff, strong = self.classnet(flat, n_label)
         flat_sp = spatial.reshape(b * j, n_label, -1) if spatial is not None else None  # (B*J, T', S)
         doa = self.doanet(flat, n_label, flat_sp)
