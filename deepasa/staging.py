@@ -198,9 +198,14 @@ class OutputLock:
         """Take the lock now (non-blocking); raises :class:`DeepASAError` when another process has it."""
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:   # read-only or not a folder: one line, as for any bad output path
+                parent = next((p for p in (self.path.parent, *self.path.parent.parents) if p.exists()), None)
+                why = f"{parent} is not a folder" if parent is not None and not parent.is_dir() else exc.strerror or exc
+                raise DeepASAError(f"cannot write to {self.path.parent}: {why}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

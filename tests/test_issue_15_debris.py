@@ -292,3 +292,13 @@ def test_staging_docstring_examples():
 
     result = doctest.testmod(deepasa.staging)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_analyze_into_a_path_under_a_file_is_one_line_and_exit_2(tiny_ckpt, tmp_path, capsys):
+    wav = _noise_wav(tmp_path / "in.wav", 1.0, seed=4)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["analyze", str(wav), "--out", str(blocker / "out"), "--checkpoint", str(tiny_ckpt)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"deepasa analyze: error: cannot write to {blocker}: {blocker} is not a folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "in.wav"]
