@@ -166,3 +166,29 @@ def test_uss_loss_reference_channel_and_permutation():
     aligned = apply_permutation(est[:, :, 0], out.perm)
     torch.testing.assert_close(out.components["sep"], -sa_sdr(aligned, src[:, :, 0]).mean())
     assert out.components["sep"] < -20 and torch.isfinite(out.total)
+
+
+def test_aux_terms_on_the_master_permutation_keep_an_object_whole():
+    """An estimate whose slots swap sources between the reference mic and the others (what the shipped run
+    learned with own-PIT auxiliary terms): own PIT rewards it, the master permutation does not."""
+    t = _targets()
+    direct = t.direct.clone()
+    direct[:, :2, 1:] = t.direct[:, [1, 0], 1:]                 # slots 0/1 swapped on mics 1..3 only
+    reverb = t.reverb.clone()
+    reverb[:, :2, 1:] = t.reverb[:, [1, 0], 1:]
+    est = Estimates(direct=direct, reverb=reverb, noise=t.noise,
+                    cls_logits=torch.zeros(B, J, C), sed=torch.zeros(B, J, T, C), onoff=torch.zeros(B, J, T),
+                    doa=torch.zeros(B, J, T, 3))
+    w = LossWeights()
+    own = multitask_loss(est, t, w, aux_own_permutation=True)
+    master = multitask_loss(est, t, w, aux_own_permutation=False)
+    assert torch.equal(own.perm, master.perm) and torch.equal(own.perm[0], torch.arange(J))   # π* from mic 0
+    # own PIT: every other-mic term finds the swap and is perfect (the SA-SDR cap of an exact estimate)
+    perfect = -sa_sdr(t.direct[:, :, 1] + t.reverb[:, :, 1], t.direct[:, :, 1] + t.reverb[:, :, 1]).mean()
+    assert own.components["nonref"] < 3 * w.nonref_image * perfect + 1.0
+    # master permutation: the hand-computed −SA-SDR of the swapped slots on each other mic
+    ref = sum(w.nonref_image * -sa_sdr((direct + reverb)[:, :, m], (t.direct + t.reverb)[:, :, m]).mean()
+              + w.nonref_direct * -sa_sdr(direct[:, :, m], t.direct[:, :, m]).mean()
+              + w.nonref_reverb * -sa_sdr(reverb[:, :, m], t.reverb[:, :, m]).mean() for m in (1, 2, 3))
+    torch.testing.assert_close(master.components["nonref"], ref)
+    assert master.components["nonref"] > own.components["nonref"] + 10.0

@@ -119,6 +119,10 @@ class DeepASAModule(L.LightningModule):
         loss_weights: :class:`~deepasa.losses.LossWeights` fields replacing the objective's defaults
             (``asa``: SPEC §5.1; ``seld``: SPEC §5.2).
         master: master permutation of ``asa``: ``image`` (SPEC §4) or ``seld``.
+        aux_own_permutation: ``asa``: the auxiliary separation terms (direct, reverb, the other mics) each get
+            their own PIT, as the released trainer (True), or reuse the master permutation, one assignment per
+            object (False): with their own PIT, an object's other-mic channels can be trained towards another
+            source than its reference channel.
         net1_loss_weight: weight of the SELD terms of the Net-1 outputs of a CoI model, under the master
             permutation (0 = only the final outputs are supervised, as the released code).
         lr: Adam learning rate (SPEC §6: 4e-4; STARSS23 fine-tuning 5e-5).
@@ -142,7 +146,8 @@ class DeepASAModule(L.LightningModule):
     """
 
     def __init__(self, model: str = "small", model_overrides: dict | None = None, objective: str = "asa",
-                 loss_weights: dict | None = None, master: str = "image", net1_loss_weight: float = 0.0,
+                 loss_weights: dict | None = None, master: str = "image", aux_own_permutation: bool = True,
+                 net1_loss_weight: float = 0.0,
                  lr: float = 4e-4, weight_decay: float = 1e-5, min_lr: float = 1e-6, lr_factor: float = 0.5,
                  lr_patience: int = 3, monitor: str = "val/seld_score", monitor_mode: str = "min",
                  freeze: list[str] | None = None, init_from: str | None = None, seld_average: str = "micro",
@@ -273,7 +278,8 @@ class DeepASAModule(L.LightningModule):
         """The objective's :class:`~deepasa.losses.LossOutput` for one batch (``perm (B, J)`` included)."""
         obj, w = self.hparams.objective, self.weights
         if obj == "asa":
-            loss = multitask_loss(out, batch, w, ref_channel=self.model.config.ref_mic, master=self.hparams.master)
+            loss = multitask_loss(out, batch, w, ref_channel=self.model.config.ref_mic, master=self.hparams.master,
+                                  aux_own_permutation=self.hparams.aux_own_permutation)
         elif obj == "seld":
             loss = seld_loss(out, batch, w)
         else:
