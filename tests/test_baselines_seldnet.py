@@ -224,13 +224,15 @@ def test_agnostic_events_take_the_class_that_is_active_where_they_point():
     acc = torch.zeros(1, T, 3, 3, C + 1)
     acc[0, :, :, :, C] = 0.9 * u1                                        # one agnostic event, duplicated on 3 tracks
     acc[0, :, 0, :, 2] = 0.3 * u1                                        # class 2: weak but pointing there
-    acc[0, :, 1, :, 0] = 0.35 * u2                                       # class 0: a bit stronger, elsewhere
-    acc[0, 2:, 1, :, 0] = 0.35 * u1                                      # frames 2-3: class 0 points there too
+    acc[0, :, 1, :, 0] = 0.45 * u2                                       # class 0: stronger, elsewhere
+    acc[0, 2, 2, :, 1] = 0.4 * u1                                        # class 1: one frame only
     dec = classify_agnostic_events(acc)                                  # (1, T, 3, 3, C)
     active, vec = unify_tracks(dec)
     assert active[0].sum(dim=(1, 2)).tolist() == [1] * T                 # one event per frame
-    assert active[0, :2, 0].nonzero()[:, 1].tolist() == [2, 2] and active[0, 2:, 0].nonzero()[:, 1].tolist() == [0, 0]
+    assert active[0, :, 0].nonzero()[:, 1].tolist() == [2] * T           # the same class in every frame
     assert torch.allclose(vec[0, :, 0, :, :].sum(-1), 0.9 * u1.expand(T, 3), atol=1e-6)
+    acc[0, :, 1, :, 0] = 0.45 * u1                                       # class 0 now points at the event
+    assert unify_tracks(classify_agnostic_events(acc))[0][0, :, 0].nonzero()[:, 1].tolist() == [0] * T
     assert float(classify_agnostic_events(acc * 0.5).abs().sum()) == 0.0  # ||v|| = 0.45: no event
     base = SELDnetBaseline(SELDnetConfig(n_classes=C, doa_head="agnostic"))
     assert base.model(torch.zeros(1, 4, 3200)).shape == (1, 2, 3, 3, C + 1)

@@ -611,9 +611,10 @@ def classify_agnostic_events(accdoa: torch.Tensor, threshold: float = 0.5, thres
     """Class-wise multi-ACCDOA from the class-agnostic tracks of a ``doa_head="agnostic"`` output.
 
     The agnostic tracks (index C) are unified as :func:`unify_tracks` does; each active event (‖v‖ > threshold)
-    gets the class c that maximises ``max_k ‖a_kc‖ · (1 + cos(a_kc, v)) / 2`` over the class-wise vectors a_kc
-    of its frame (the most active class, preferring one that points the same way), and is written, with its
-    agnostic vector, into that class's channel of the same track. Inactive events are zero.
+    at frame t gets the class c that maximises ``Σ_s max_k ‖a_kc(s)‖ · (1 + cos(a_kc(s), v)) / 2`` over the
+    class-wise vectors a_kc(s) of every frame s of the clip (the class most active in that direction over the
+    clip, so that a source keeps one class from frame to frame instead of being split over several slots), and
+    is written, with its agnostic vector, into that class's channel of the same track. Inactive events are zero.
 
     Args:
         accdoa: (B, T', 3, 3, C + 1) network output, agnostic tracks last.
@@ -627,9 +628,10 @@ def classify_agnostic_events(accdoa: torch.Tensor, threshold: float = 0.5, thres
     c = cw.shape[-1]
     active, vec = unify_tracks(ag, threshold, thresh_unify_deg)                      # (B, T', 3, 1), (B, T', 3, 3, 1)
     active, vec = active[..., 0], vec[..., 0]                                        # (B, T', 3), (B, T', 3, 3)
-    cos = torch.einsum("btkx,btjxc->btkjc", F.normalize(vec, dim=-1, eps=1e-8),
-                       F.normalize(cw, dim=-2, eps=1e-8))                             # (B, T', events, tracks, C)
-    score = (cw.norm(dim=-2).unsqueeze(2) * (1.0 + cos) / 2.0).amax(dim=3)          # (B, T', events, C)
+    cos = torch.einsum("btkx,bsjxc->btksjc", F.normalize(vec, dim=-1, eps=1e-8),
+                       F.normalize(cw, dim=-2, eps=1e-8))                             # (B, T', events, T', tracks, C)
+    norm = cw.norm(dim=-2)[:, None, None]                                            # (B, 1, 1, T', tracks, C)
+    score = (norm * (1.0 + cos) / 2.0).amax(dim=4).sum(dim=3)                        # (B, T', events, C)
     onehot = F.one_hot(score.argmax(-1), c).float() * active.unsqueeze(-1).float()  # (B, T', events, C)
     return vec.unsqueeze(-1) * onehot.unsqueeze(-2)                                  # (B, T', 3, 3, C)
 
