@@ -173,3 +173,66 @@ def test_same_parameters_and_outputs_as_before_the_rewrite(name):
     for key, expected in ref["out"].items():
         for value, want in zip(got[key], expected):
             assert value == pytest.approx(want, rel=1e-6, abs=1e-7), (name, key)
+
+
+# ---------------------------------------------------------------------------------------------- old checkpoints
+class _MeanFrameEncoder(torch.nn.Module):
+    """A tiny stand-in for a pretrained branch: mean over frequency, pooled to the label frames."""
+
+    def __init__(self, cfg, out_dim: int = 6) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.proj = torch.nn.Linear(cfg.emb_dim, out_dim)
+
+    def forward(self, obj, n_frames):  # (N, D, F, T) -> (N, n_frames, out_dim)
+        pooled = torch.nn.functional.adaptive_avg_pool1d(obj.mean(2), n_frames)  # (N, D, n_frames)
+        return self.proj(pooled.transpose(1, 2))
+
+
+def _old_names(state: dict) -> dict:
+    """The state-dict names before issue 16: ClassNet's pretrained branch was ``encoder`` / ``enc_proj``."""
+    return {k.replace("classnet.pretrained.", "classnet.encoder.").replace("classnet.pretrained_proj.",
+                                                                            "classnet.enc_proj."): v
+            for k, v in state.items()}
+
+
+def test_old_config_dicts_load_with_their_sentinels():
+    from deepasa.model import DeepASAConfig
+
+    old = get_config("paper").to_dict() | {"attn_head_dim": 0, "head_channels": 0}
+    cfg = DeepASAConfig.from_dict(old)
+    assert cfg == get_config("paper") and (cfg.attn_head_dim, cfg.head_channels) == (64, 64)
+    assert DeepASAConfig.from_dict(get_config("small").to_dict()).head_channels == 16
+
+
+def test_old_state_dict_names_load_in_every_path(tmp_path):
+    from deepasa.train.module import DeepASAModule, load_model_weights
+
+    cfg = get_config("tiny", coi_steps=1, pretrained_encoder=f"{__name__}:_MeanFrameEncoder")
+    torch.manual_seed(0)
+    model = DeepASA(cfg).eval()
+    old_state = _old_names(model.state_dict())
+    assert any(".classnet.encoder." in k for k in old_state) and any(".classnet.enc_proj." in k for k in old_state)
+    # a model file written before the rename, with the old config sentinels
+    ckpt = model.serialize() | {"state_dict": old_state,
+                                "config": cfg.to_dict() | {"attn_head_dim": 0, "head_channels": 0}}
+    old_file = tmp_path / "old.pt"
+    torch.save(ckpt, old_file)
+    x = torch.randn(1, 4, cfg.clip_samples, generator=torch.Generator().manual_seed(2))  # (1, M, N)
+    with torch.no_grad():
+        want = model(x).tensors()
+        got = DeepASA.from_pretrained(old_file).eval()(x).tensors()  # DeepASA.from_pretrained
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    # a Lightning checkpoint (resume, export, evaluate, init_from all read it through load_model_weights)
+    lightning = tmp_path / "old.ckpt"
+    torch.save({"deepasa_model": cfg.to_dict(), "state_dict": {f"model.{k}": v for k, v in old_state.items()}},
+               lightning)
+    _, state = load_model_weights(lightning)
+    assert set(state) == set(model.state_dict())
+    overrides = {"coi_steps": 1, "pretrained_encoder": cfg.pretrained_encoder}
+    module = DeepASAModule(model="tiny", model_overrides=overrides, init_from=str(lightning))
+    assert module.init_report["copied"] == len(model.state_dict())
+    # Lightning's resume loads the module's state dict directly
+    fresh = DeepASAModule(model="tiny", model_overrides=overrides)
+    fresh.load_state_dict({f"model.{k}": v for k, v in old_state.items()}, strict=True)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in fresh.model.state_dict().items())

@@ -102,15 +102,15 @@ def test_pluggable_frozen_encoder(tmp_path):
     cfg = get_config("tiny", coi_steps=1, pretrained_encoder=f"{__name__}:MeanFrameEncoder",
                      pretrained_encoder_kwargs={"out_dim": 6})
     model = DeepASA(cfg).train()
-    enc = model.seld.classnet.encoder.encoder
+    enc = model.seld.classnet.pretrained.encoder
     assert isinstance(enc, PretrainedEncoder) and not enc.training
-    assert model.coi[0].heads.classnet.encoder.encoder is not enc  # Net 2 has its own copy, as released
+    assert model.coi[0].heads.classnet.pretrained.encoder is not enc  # Net 2 has its own copy, as released
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    assert {n for n in frozen if ".encoder.encoder." in n} and all(
-        ".encoder.encoder." in n or n.startswith("stft.") for n in frozen)
+    assert {n for n in frozen if ".pretrained.encoder." in n} and all(
+        ".pretrained.encoder." in n or n.startswith("stft.") for n in frozen)
     out = model(torch.randn(1, 4, 8000))
     sum(v.float().pow(2).mean() for v in out.tensors().values()).backward()
-    assert model.seld.classnet.enc_proj.weight.grad is not None and enc.proj.weight.grad is None
+    assert model.seld.classnet.pretrained_proj.weight.grad is not None and enc.proj.weight.grad is None
     model.eval()
     path = model.save(tmp_path / "enc.pt")
     x = torch.randn(1, 4, 8000)

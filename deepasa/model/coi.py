@@ -50,7 +50,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepasa.model.configs import DeepASAConfig
 from deepasa.model.heads import ObjectSplitter, SELDHeads
 
 
@@ -140,22 +139,30 @@ def upsample_geometry(n_frames: int, n_label: int) -> tuple[int, int]:
 class ChainOfInference(nn.Module):
     """One CoI step (Net 2 of the paper): TCM → TrConv → FiLM(Z) → object splitter 2 → sub-decoders 2 (+ residual).
 
+    Keyword arguments (defaults: ``paper-coi``): dim (D), n_slots (J), n_classes (C), n_frames (T) and
+    n_label_frames (T') of a training clip, tcm_heads, dropout (TCM attention), tcm_combine (module docstring),
+    sed_sum (``probs`` or ``logits``, module docstring), identity_init (``coi_init: identity``), and make_heads:
+    a function building this step's sub-decoders 2, a :class:`~deepasa.model.heads.SELDHeads` (called here,
+    after the TCM, upsampling, FiLM and splitter are built, so a seeded model has the same weights as before).
+
     forward(z (B, D, T, F), prev: dict of (B, J, ...) SELD outputs) -> (objects (B, J, D, T, F), outputs dict)
     where outputs = prev + this step's head outputs, slot-wise (SPEC §3.7 step 7).
     """
 
-    def __init__(self, cfg: DeepASAConfig, encoder: nn.Module | None = None) -> None:
+    def __init__(self, *, make_heads: Callable[[], SELDHeads], dim: int = 64, n_slots: int = 5,
+                 n_classes: int = 13, n_frames: int = 201, n_label_frames: int = 40, tcm_heads: int = 4,
+                 dropout: float = 0.1, tcm_combine: str = "product", sed_sum: str = "probs",
+                 identity_init: bool = False) -> None:
         super().__init__()
-        d, j, c = cfg.emb_dim, cfg.n_slots, cfg.n_classes
-        self.n_label, self.n_frames = cfg.n_label_frames, cfg.n_frames
-        self.tcm = TCM(self.n_label, c * j, 3 * j, d, cfg.tcm_heads, cfg.dropout, cfg.tcm_combine)
-        kernel, stride = upsample_geometry(cfg.n_frames, cfg.n_label_frames)
-        self.upsample = nn.ConvTranspose1d(d, d, kernel, stride)
-        self.film = nn.Linear(d, 2 * d)
-        self.splitter = ObjectSplitter(d, j)
-        self.heads = SELDHeads(cfg, encoder)
-        self.sed_sum = cfg.coi_sed_sum
-        if cfg.coi_init == "identity":
+        self.n_label, self.n_frames = n_label_frames, n_frames
+        self.tcm = TCM(n_label_frames, n_classes * n_slots, 3 * n_slots, dim, tcm_heads, dropout, tcm_combine)
+        kernel, stride = upsample_geometry(n_frames, n_label_frames)
+        self.upsample = nn.ConvTranspose1d(dim, dim, kernel, stride)
+        self.film = nn.Linear(dim, 2 * dim)
+        self.splitter = ObjectSplitter(dim, n_slots)
+        self.heads = make_heads()
+        self.sed_sum = sed_sum
+        if identity_init:
             self.init_identity()
 
     @torch.no_grad()

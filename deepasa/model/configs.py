@@ -36,6 +36,11 @@ SPATIAL_MODES = ("", "gcc_mixture", "gcc_image")
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 
 
+#: Fields whose None means "emb_dim" (resolved in ``__post_init__``; a later ``replace(emb_dim=...)`` keeps the
+#: resolved value, so give them explicitly when changing D).
+_DEFAULTS_TO_EMB_DIM = ("attn_head_dim", "head_channels")
+
+
 @dataclass(frozen=True)
 class DeepASAConfig:
     """All hyper-parameters of :class:`~deepasa.model.DeepASA`; the defaults are the paper's Net 1 (SPEC §0).
@@ -66,7 +71,7 @@ class DeepASAConfig:
     emb_dim: int = 64                # D
     n_blocks: int = 6                # N_b
     n_heads: int = 4                 # H
-    attn_head_dim: int = 0           # 0 = emb_dim (the paper's head dim equals D, not D/H)
+    attn_head_dim: int | None = None  # None = emb_dim (the paper's head dim equals D, not D/H)
     ffn_hidden: int = 256
     dropout: float = 0.1
     attn_dropout: float = 0.1        # applied in training only (the released code also applies it at eval)
@@ -77,7 +82,7 @@ class DeepASAConfig:
     mamba_headdim: int = 16
     mamba_chunk_size: int = 32       # SSD chunk; does not change the result, only cost (see mamba2.py)
     # --- heads ----------------------------------------------------------------------------------------
-    head_channels: int = 0           # 0 = emb_dim; channels of the CNN blocks of ClassNet / DoANet
+    head_channels: int | None = None  # None = emb_dim; channels of the CNN blocks of ClassNet / DoANet
     head_fuse_dim: int = 320
     head_gru_hidden: int = 128
     head_gru_layers: int = 2
@@ -105,7 +110,12 @@ class DeepASAConfig:
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
+        # the widths that default to D are resolved here, once: every reader sees an int
+        for name in _DEFAULTS_TO_EMB_DIM:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.emb_dim)
         checks = [
+            (self.attn_head_dim >= 1 and self.head_channels >= 1, "attn_head_dim and head_channels must be >= 1"),
             (self.n_fft % 2 == 0, "n_fft must be even"),
             (0 < self.hop <= self.n_fft, "hop must be in 1..n_fft"),
             (self.n_mics >= 1 and 0 <= self.ref_mic < self.n_mics, "need n_mics >= 1 and 0 <= ref_mic < n_mics"),
@@ -172,16 +182,6 @@ class DeepASAConfig:
         return max(1, self.label_samples // self.hop)
 
     @property
-    def head_dim_attn(self) -> int:
-        """Head dimension of the aggregator attention."""
-        return self.attn_head_dim or self.emb_dim
-
-    @property
-    def head_ch(self) -> int:
-        """Channels of the CNN blocks in the SED/class and DoA decoders."""
-        return self.head_channels or self.emb_dim
-
-    @property
     def n_objects(self) -> int:
         """Objects emitted by a splitter: J, or J + 1 with the noise object."""
         return self.n_slots + int(self.noise_object)
@@ -202,7 +202,11 @@ class DeepASAConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DeepASAConfig":
-        """Build from a mapping; unknown keys raise :class:`DeepASAError`."""
+        """Build from a mapping; unknown keys raise :class:`DeepASAError`.
+
+        Configs stored before issue 16 wrote ``0`` for "same as emb_dim" (``attn_head_dim``, ``head_channels``);
+        that reads as None.
+        """
         if not isinstance(d, dict):
             raise DeepASAError(f"model config must be a mapping, got {type(d).__name__}")
         known = {f.name: f for f in fields(cls)}
@@ -214,6 +218,8 @@ class DeepASAConfig:
             default = known[k].default
             if isinstance(default, tuple) and isinstance(v, list):
                 v = tuple(v)
+            if k in _DEFAULTS_TO_EMB_DIM and v == 0:
+                v = None
             kw[k] = v
         return cls(**kw)
 

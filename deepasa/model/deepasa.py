@@ -187,11 +187,6 @@ def decide(out: DeepASAOutput, onoff_threshold: float = 0.5, doa_threshold: floa
     )
 
 
-def _outputs(seld: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The SELD head dict without the internal frame logits (``sed_logits``): the DeepASAOutput fields."""
-    return {k: v for k, v in seld.items() if k != "sed_logits"}
-
-
 def sinusoidal_frequency_embedding(dim: int, n_freqs: int) -> torch.Tensor:
     """Transformer-style sinusoids over the frequency-bin index. -> (1, dim, 1, n_freqs), amplitude 0.1."""
     pos = torch.arange(n_freqs, dtype=torch.float32)  # (F,)
@@ -231,21 +226,32 @@ class DeepASA(nn.Module):
         mamba_kw = dict(d_state=cfg.mamba_d_state, d_conv=cfg.mamba_d_conv, expand=cfg.mamba_expand,
                         headdim=cfg.mamba_headdim, chunk_size=cfg.mamba_chunk_size)
         self.blocks = nn.ModuleList(
-            DeFTBlock(d, n_heads=cfg.n_heads, head_dim=cfg.head_dim_attn, ffn_hidden=cfg.ffn_hidden,
+            DeFTBlock(d, n_heads=cfg.n_heads, head_dim=cfg.attn_head_dim, ffn_hidden=cfg.ffn_hidden,
                       dropout=cfg.dropout, attn_dropout=cfg.attn_dropout, time_ffn=cfg.time_ffn, **mamba_kw)
             for _ in range(cfg.n_blocks)
         )
         self.splitter = ObjectSplitter(d, cfg.n_objects)
         self.audio = AudioDecoder(d, cfg.out_mics, cfg.reverb_head)
-        self.seld = SELDHeads(cfg, build_pretrained_encoder(cfg)) if cfg.seld_heads else None
+        self.seld = SELDHeads.from_config(cfg, build_pretrained_encoder(cfg)) if cfg.seld_heads else None
         # per-object GCC-PHAT input of the DoA decoders (doa_spatial; deviation 11 of the module docstring)
         self.gcc = (GCCPhatFeatures(cfg.n_fft, cfg.sample_rate, cfg.n_mics, cfg.doa_gcc_max_lag_s, cfg.doa_gcc_lags)
                     if cfg.doa_spatial else None)
         n_coi = 1 if (cfg.coi_share_weights and cfg.coi_steps) else cfg.coi_steps
-        self.coi = nn.ModuleList(ChainOfInference(cfg, build_pretrained_encoder(cfg)) for _ in range(n_coi))
+        self.coi = nn.ModuleList(self._coi_step(cfg) for _ in range(n_coi))
         if cfg.coi_init == "identity":  # deviation 13: each CoI step starts as the identity on Net 1's outputs
             for step in self.coi:
                 step.copy_splitter(self.splitter)
+
+    @staticmethod
+    def _coi_step(cfg: DeepASAConfig) -> ChainOfInference:
+        """One CoI step with its own sub-decoders 2 (and its own copy of a pretrained branch, as released)."""
+        pretrained = build_pretrained_encoder(cfg)
+        return ChainOfInference(
+            make_heads=lambda: SELDHeads.from_config(cfg, pretrained), dim=cfg.emb_dim, n_slots=cfg.n_slots,
+            n_classes=cfg.n_classes, n_frames=cfg.n_frames, n_label_frames=cfg.n_label_frames,
+            tcm_heads=cfg.tcm_heads, dropout=cfg.dropout, tcm_combine=cfg.tcm_combine, sed_sum=cfg.coi_sed_sum,
+            identity_init=cfg.coi_init == "identity",
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -348,22 +354,34 @@ class DeepASA(nn.Module):
         n_label = cfg.label_frames(n)
         z, scale, X = self.aggregate(x, return_spec=True)  # (B, D, T, F), (B, 1, 1, T), (B, M, F, T)
         objects = self.splitter(z)  # (B, K_obj, D, T, F)
-        obj = objects[:, : cfg.n_slots]  # (B, J, D, T, F)
+        obj1 = objects[:, : cfg.n_slots]  # (B, J, D, T, F): Object Splitter 1
         noise_src = objects[:, cfg.n_slots] if cfg.noise_object else z  # (B, D, T, F): noise object or Z
         noise = self._waveforms(self.audio.noise_head(noise_src), scale, n)  # (B, K, N)
         cache: dict = {}
         spatial_fn = self._spatial_fn(X, n_label, cache)
-        seld = {}
+        seld1: dict[str, torch.Tensor] = {}  # Net 1's SELD outputs, (B, J, ...) each; none for the USS variant
         if self.seld is not None:
-            seld = self.seld(obj, n_label, spatial_fn(obj) if spatial_fn is not None else None)
-        net1 = None
+            seld1 = self.seld(obj1, n_label, spatial_fn(obj1) if spatial_fn is not None else None)
+        obj_final, seld_final, net1 = obj1, seld1, None
         if steps:
-            net1 = DeepASAOutput(noise=noise, **_outputs(seld),
-                                 **(self._audio(obj, scale, n, cache) if net1_audio else {}))
+            net1 = self._output(noise, seld1, self._audio(obj1, scale, n, cache) if net1_audio else {})
             for k in range(steps):
                 step = self.coi[0 if cfg.coi_share_weights else k]
-                obj, seld = step(z, seld, spatial_fn)
-        return DeepASAOutput(noise=noise, net1=net1, **_outputs(seld), **self._audio(obj, scale, n, cache))
+                obj_final, seld_final = step(z, seld_final, spatial_fn)  # objects O'_j, residually refined SELD
+        # SPEC §3.7 step 8: the audio decoders read the last stage's objects (Net 2's O'_j after CoI, Splitter 1's
+        # without); the noise head read Z above (or the USS noise object), never the FiLM-modulated Z'.
+        return self._output(noise, seld_final, self._audio(obj_final, scale, n, cache), net1)
+
+    @staticmethod
+    def _output(noise: torch.Tensor, seld: dict[str, torch.Tensor], audio: dict[str, torch.Tensor],
+                net1: DeepASAOutput | None = None) -> DeepASAOutput:
+        """The output of one stage: SELD dict (B, J, ...) (may be empty), audio dict {direct, reverb, image}
+        (B, J, K, N) (may be empty or image-only), noise (B, K, N)."""
+        return DeepASAOutput(
+            direct=audio.get("direct"), reverb=audio.get("reverb"), image=audio.get("image"), noise=noise,
+            cls_logits=seld.get("cls_logits"), sed=seld.get("sed"), onoff=seld.get("onoff"), doa=seld.get("doa"),
+            net1=net1,
+        )
 
     # ------------------------------------------------------------------ decisions
     @torch.no_grad()

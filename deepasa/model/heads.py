@@ -4,17 +4,26 @@ Every head of slot j reads object feature map j (object-oriented processing, SPE
 (B·J, D, T, F); the SED/class and DoA decoders work on the transposed (B·J, D, F, T) map, frequency on the
 H axis and time on the W axis, as in the released code.
 
-Time pooling to label frames: the released CNN blocks max-pool time by fixed factors (201 → 40 frames by a
-kernel-5 pool). Here the first time pool of each head has factor ``label_samples // hop`` (5 for the paper)
-and is used as is whenever it yields exactly T' = ceil(N / label_samples) frames (always true for the paper
-sizes); otherwise (lengths where T // factor ≠ T') an adaptive max pool to T' is used instead, so any clip
-length gives one output per label frame. The frequency pools are fixed by the config (F is fixed by n_fft);
-a pool is reduced to 1 where F would drop below 1.
+Pooling is given as (F, T) pairs per CNN block, as SPEC §3.5/§3.6 write them; for the paper config
+(F = 321 bins, T = 201 frames, T' = 40 label frames) the maps after each stage are
+
+* ClassNet branch A, ``(2,5) (2,1) (2,1) (2,1) (2,1) (2,1) (1,1)``: F 321→160→80→40→20→10→5→5, T 201→40;
+* ClassNet branch C, ``(4,5) (4,4)``: F 321→80→20, T 201→40→10;
+* DoANet, ``(8,5) (8,1)``: F 321→40→5, T 201→40.
+
+The frequency factors come from the config; the first time factor is ``label_samples // hop`` (5 for the paper,
+:func:`head_pools`). **The rule for other clip lengths**, in one place (:func:`pool_time`): a block's time pool
+is a plain max pool by its factor when that gives the block's target frame count, and an adaptive max pool to
+that count otherwise. The first block's target is T' = ceil(N / label_samples) of the input, so any length
+gives one output per label frame; the last block of branch C targets the width its Linear was built for
+(T' of a training clip divided by the later factors: 10 for the paper), whatever the input length. A frequency
+factor is reduced to 1 where F would drop below 1 (:func:`effective_pools`).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -88,14 +97,35 @@ def pool_time(x: torch.Tensor, factor: int, t_out: int) -> torch.Tensor:
     return F.adaptive_max_pool2d(x, (x.shape[-2], t_out))
 
 
-def effective_pools(size: int, pools: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
-    """Frequency pools with any pool that would empty the axis reduced to 1; returns (pools, final size)."""
+def effective_pools(size: int, pools: Sequence[tuple[int, int]]) -> tuple[tuple[tuple[int, int], ...], int]:
+    """(F, T) pools with any frequency factor that would empty the axis reduced to 1; returns (pools, final F).
+
+    >>> effective_pools(321, ((4, 5), (4, 4)))
+    (((4, 5), (4, 4)), 20)
+    """
     out = []
-    for p in pools:
-        p = p if size // p >= 1 else 1
-        out.append(p)
-        size //= p
+    for pf, pt in pools:
+        pf = pf if size // pf >= 1 else 1
+        out.append((pf, pt))
+        size //= pf
     return tuple(out), size
+
+
+def head_pools(freq_pools: Sequence[int], label_time_pool: int, later_time_pool: int = 1) -> tuple[tuple[int, int], ...]:
+    """(F, T) pairs of a head from its frequency factors: the first block pools time to label frames.
+
+    >>> head_pools((8, 8), 5)
+    ((8, 5), (8, 1))
+    >>> head_pools((4, 4), 5, later_time_pool=4)
+    ((4, 5), (4, 4))
+    """
+    return tuple((pf, label_time_pool if i == 0 else later_time_pool) for i, pf in enumerate(freq_pools))
+
+
+#: SPEC §3.5 branch A, §3.5 branch C and §3.6 pools, (F, T) per block (the defaults of the heads).
+PAPER_TIME_CNN_POOLS = ((2, 5), (2, 1), (2, 1), (2, 1), (2, 1), (2, 1), (1, 1))
+PAPER_FREQ_CNN_POOLS = ((4, 5), (4, 4))
+PAPER_DOA_POOLS = ((8, 5), (8, 1))
 
 
 class ConvBlock(nn.Module):
@@ -120,6 +150,19 @@ class ConvBlock(nn.Module):
         if t_out is not None:
             x = pool_time(x, self.pool_t, t_out)
         return self.drop(x)
+
+
+def conv_stack(c_in: int, channels: int, pools: Sequence[tuple[int, int]], dropout: float) -> nn.ModuleList:
+    """One :class:`ConvBlock` per (F, T) pool; the first maps c_in to ``channels``."""
+    return nn.ModuleList(
+        ConvBlock(c_in if i == 0 else channels, channels, pf, pt, dropout) for i, (pf, pt) in enumerate(pools)
+    )
+
+
+def _check_time_pools(name: str, pools: Sequence[tuple[int, int]]) -> None:
+    """Branch A and DoANet pool time only in their first block (to label frames): their outputs are per frame."""
+    if any(pt != 1 for _, pt in pools[1:]):
+        raise ValueError(f"{name}: only the first block may pool time (to label frames), got pools {tuple(pools)}")
 
 
 class AttentiveStatsPool(nn.Module):
@@ -195,8 +238,37 @@ class _FrozenBranch(nn.Module):
         return self.encoder(obj, n_frames)
 
 
+#: State-dict names of ClassNet's pretrained branch before issue 16 (``encoder`` clashed with the Up-Conv
+#: ``DeepASA.encoder``): old name -> new name, relative to a ClassNet.
+LEGACY_CLASSNET_KEYS = (("encoder.", "pretrained."), ("enc_proj.", "pretrained_proj."))
+
+
+def upgrade_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of a DeepASA state dict with pre-issue-16 ClassNet names renamed (``classnet.encoder.`` →
+    ``classnet.pretrained.``, ``classnet.enc_proj.`` → ``classnet.pretrained_proj.``); other keys unchanged.
+
+    >>> sorted(upgrade_state_dict({"seld.classnet.enc_proj.bias": 0, "encoder.conv.bias": 1}))
+    ['encoder.conv.bias', 'seld.classnet.pretrained_proj.bias']
+    """
+    out = {}
+    for key, value in state.items():
+        for old, new in LEGACY_CLASSNET_KEYS:
+            if f"classnet.{old}" in key:
+                key = key.replace(f"classnet.{old}", f"classnet.{new}", 1)
+                break
+        out[key] = value
+    return out
+
+
 class ClassNet(nn.Module):
     """SED / class decoder (SPEC §3.5): time CNN (+ optional frozen encoder) → BiGRU → frame and clip outputs.
+
+    Keyword arguments (defaults: the paper's Net 1 without the ATST branch):
+        in_channels: D of the object features; channels: of the CNN blocks; n_classes: C;
+        n_freqs: F of the object features; n_label_frames: T' of a training clip (fixes branch C's Linear);
+        time_cnn_pools, freq_cnn_pools: (F, T) pools of branches A and C (module docstring);
+        fuse_dim, gru_hidden, gru_layers, fc_dim, asp_hidden, dropout: widths of the layers after the CNNs;
+        pretrained: an optional frozen encoder branch (:class:`PretrainedEncoder`; SPEC's ATST, "branch B").
 
     Input object features (N, D, T, F), N = B·J. Returns
         cls (N, C) clip logits = attentive-statistics-pooled frame logits + frequency-branch logits;
@@ -206,90 +278,101 @@ class ClassNet(nn.Module):
         ``coi_sed_sum: logits``).
     """
 
-    def __init__(self, cfg: DeepASAConfig, encoder: nn.Module | None = None) -> None:
+    def __init__(self, *, in_channels: int = 64, channels: int = 64, n_classes: int = 13, n_freqs: int = 321,
+                 n_label_frames: int = 40,
+                 time_cnn_pools: Sequence[tuple[int, int]] = PAPER_TIME_CNN_POOLS,
+                 freq_cnn_pools: Sequence[tuple[int, int]] = PAPER_FREQ_CNN_POOLS,
+                 fuse_dim: int = 320, gru_hidden: int = 128, gru_layers: int = 2, fc_dim: int = 128,
+                 asp_hidden: int = 64, dropout: float = 0.0, pretrained: nn.Module | None = None) -> None:
         super().__init__()
-        d, hc, C = cfg.emb_dim, cfg.head_ch, cfg.n_classes
-        h, fc, fuse = cfg.head_gru_hidden, cfg.head_fc_dim, cfg.head_fuse_dim
-        # Branch A: time CNN, first block pools time to label frames
-        pools, f_a = effective_pools(cfg.n_freqs, cfg.sed_freq_pools)
-        self.time_cnn = nn.ModuleList(
-            ConvBlock(d if i == 0 else hc, hc, p, cfg.label_time_pool if i == 0 else 1, cfg.head_dropout)
-            for i, p in enumerate(pools)
-        )
+        _check_time_pools("ClassNet branch A", time_cnn_pools)
+        hc, h = channels, gru_hidden
+        # Branch A, time CNN: (N, D, 321, 201) -> (N, hc, 5, 40) for the paper
+        pools_a, f_a = effective_pools(n_freqs, time_cnn_pools)
+        self.time_cnn = conv_stack(in_channels, hc, pools_a, dropout)
         # Branch B: optional frozen encoder; the paper fuses Linear(2·fuse → fuse)(concat[x1, x2])
-        self.encoder = _FrozenBranch(encoder) if encoder is not None else None
-        self.enc_proj = nn.Linear(encoder.out_dim, fuse) if encoder is not None else None
-        fuse_in = hc * f_a + (fuse if encoder is not None else 0)
-        self.fuse = nn.Linear(fuse_in, fuse)
-        self.gru = nn.GRU(fuse, h, cfg.head_gru_layers, batch_first=True, bidirectional=True)
-        self.strong = nn.Sequential(nn.Linear(2 * h, fc), nn.Dropout(cfg.head_dropout), nn.Linear(fc, C))
-        self.onoff = nn.Sequential(nn.Linear(2 * h, fc), nn.Linear(fc, 1))
-        self.asp = AttentiveStatsPool(C, cfg.asp_hidden)
-        # Branch C: frequency CNN + GRU over frequency, clip-level logits
-        fpools, f_c = effective_pools(cfg.n_freqs, cfg.clsf_freq_pools)
-        self.freq_cnn = nn.ModuleList(
-            [ConvBlock(d, hc, fpools[0], cfg.label_time_pool, cfg.head_dropout)]
-            + [ConvBlock(hc, hc, p, cfg.clsf_time_pool, cfg.head_dropout) for p in fpools[1:]]
-        )
-        # frames after the last branch-C block for a training clip (40 // 4 = 10 for the paper); the Linear
-        # below fixes it, so other clip lengths are adaptively pooled to it
-        self.clsf_frames = cfg.n_label_frames // cfg.clsf_time_pool if len(fpools) > 1 else cfg.n_label_frames
-        self.freq_proj = nn.Linear(hc * self.clsf_frames, fuse)
-        self.freq_gru = nn.GRU(fuse, h, cfg.head_gru_layers, batch_first=True, bidirectional=True)
-        self.freq_out = nn.Sequential(nn.Linear(2 * h, fc), nn.Linear(fc, C))
-        self.f_a, self.f_c = f_a, f_c
+        self.pretrained = _FrozenBranch(pretrained) if pretrained is not None else None
+        self.pretrained_proj = nn.Linear(pretrained.out_dim, fuse_dim) if pretrained is not None else None
+        self.fuse = nn.Linear(hc * f_a + (fuse_dim if pretrained is not None else 0), fuse_dim)
+        self.gru = nn.GRU(fuse_dim, h, gru_layers, batch_first=True, bidirectional=True)
+        self.strong = nn.Sequential(nn.Linear(2 * h, fc_dim), nn.Dropout(dropout), nn.Linear(fc_dim, n_classes))
+        self.onoff = nn.Sequential(nn.Linear(2 * h, fc_dim), nn.Linear(fc_dim, 1))
+        self.asp = AttentiveStatsPool(n_classes, asp_hidden)
+        # Branch C, frequency CNN: (N, D, 321, 201) -> (N, hc, 20, 10) for the paper, then a GRU over frequency
+        pools_c, self.freq_bins = effective_pools(n_freqs, freq_cnn_pools)
+        self.freq_cnn = conv_stack(in_channels, hc, pools_c, dropout)
+        # T of branch C's output for a training clip (40 // 4 = 10): the Linear below is built for it, so the
+        # last block pools every input length to it (module docstring)
+        self.freq_frames = n_label_frames
+        for _, pt in pools_c[1:]:
+            self.freq_frames //= pt
+        self.freq_proj = nn.Linear(hc * self.freq_frames, fuse_dim)
+        self.freq_gru = nn.GRU(fuse_dim, h, gru_layers, batch_first=True, bidirectional=True)
+        self.freq_out = nn.Sequential(nn.Linear(2 * h, fc_dim), nn.Linear(fc_dim, n_classes))
 
-    def forward(self, obj: torch.Tensor, n_label: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before issue 16 name the pretrained branch ``encoder`` / ``enc_proj``
+        for old, new in LEGACY_CLASSNET_KEYS:
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, obj: torch.Tensor, n_label: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """obj (N, D, T, F), n_label = T' -> cls (N, C), sed (N, T', C), onoff (N, T'), frame logits (N, T', C)."""
         x = obj.transpose(2, 3)  # (N, D, F, T)
         n = x.shape[0]
-        # Branch A
+        # Branch A: the first block pools time to the T' label frames, the others frequency only
         a = x
         for i, blk in enumerate(self.time_cnn):
             a = blk(a, n_label if i == 0 else None)  # (N, hc, F_i, T')
         a = a.permute(0, 3, 1, 2).reshape(n, n_label, -1)  # (N, T', hc*F_a)
-        if self.encoder is not None:
-            e = self.enc_proj(self.encoder(x, n_label))  # (N, T', fuse)
+        if self.pretrained is not None:
+            e = self.pretrained_proj(self.pretrained(x, n_label))  # (N, T', fuse)
             a = torch.cat([a, e], dim=-1)  # (N, T', hc*F_a + fuse)
         g, _ = self.gru(self.fuse(a))  # (N, T', 2h)
         strong = self.strong(g)  # (N, T', C)
         sed = torch.softmax(strong, dim=-1)  # (N, T', C)
         onoff = self.onoff(g).squeeze(-1)  # (N, T')
         weak = self.asp(strong)  # (N, C)
-        # Branch C
-        c = x
+        # Branch C: block targets T', then T' // p_t, ..., the last one the Linear's width
+        c, frames = x, n_label
         for i, blk in enumerate(self.freq_cnn):
-            last = i == len(self.freq_cnn) - 1
-            c = blk(c, self.clsf_frames if last else (n_label if i == 0 else None))  # (N, hc, F_i, T_i)
-        c = c.permute(0, 2, 1, 3).reshape(n, self.f_c, -1)  # (N, F_c, hc*T'')
+            frames = frames if i == 0 else frames // blk.pool_t
+            c = blk(c, self.freq_frames if i == len(self.freq_cnn) - 1 else frames)  # (N, hc, F_i, T_i)
+        c = c.permute(0, 2, 1, 3).reshape(n, self.freq_bins, -1)  # (N, F_c, hc*T_c)
         c, _ = self.freq_gru(self.freq_proj(c))  # (N, F_c, 2h)
         x3 = self.freq_out(c.mean(dim=1))  # (N, C)
         return weak + x3, sed, onoff, strong
 
 
 class DoANet(nn.Module):
-    """DoA decoder (SPEC §3.6): CB([8, →T']) → CB([8, 1]) → BiGRU → Linear → Linear(→3) → tanh.
+    """DoA decoder (SPEC §3.6): CB(8, 5) → CB(8, 1) → BiGRU → Linear → Linear(→3) → tanh.
+
+    Keyword arguments (defaults: the paper): in_channels (D), channels, n_freqs (F), pools ((F, T) per block),
+    gru_hidden, gru_layers, fc_dim, dropout; spatial_features S > 0 joins per-object spatial features
+    (deepasa.model.spatial), projected by Linear(S → spatial_dim) → Mish (after a LayerNorm with
+    ``spatial_norm``), at the GRU input.
 
     obj (N, D, T, F), n_label = T' -> doa (N, T', 3), Cartesian, ACCDOA-like (norm ≈ activity).
     """
 
-    def __init__(self, cfg: DeepASAConfig) -> None:
+    def __init__(self, *, in_channels: int = 64, channels: int = 64, n_freqs: int = 321,
+                 pools: Sequence[tuple[int, int]] = PAPER_DOA_POOLS, gru_hidden: int = 128, gru_layers: int = 2,
+                 fc_dim: int = 128, dropout: float = 0.0, spatial_features: int = 0, spatial_dim: int = 320,
+                 spatial_norm: bool = False) -> None:
         super().__init__()
-        d, hc, h, fc = cfg.emb_dim, cfg.head_ch, cfg.head_gru_hidden, cfg.head_fc_dim
-        pools, f_d = effective_pools(cfg.n_freqs, cfg.doa_freq_pools)
-        self.cnn = nn.ModuleList(
-            ConvBlock(d if i == 0 else hc, hc, p, cfg.label_time_pool if i == 0 else 1, cfg.head_dropout)
-            for i, p in enumerate(pools)
-        )
-        # optional per-object spatial features (deepasa.model.spatial), projected and joined at the GRU input
-        self.n_spatial = spatial_features(cfg)
+        _check_time_pools("DoANet", pools)
+        h = gru_hidden
+        pools, f_d = effective_pools(n_freqs, pools)  # (N, D, 321, 201) -> (N, hc, 5, 40) for the paper
+        self.cnn = conv_stack(in_channels, channels, pools, dropout)
+        self.n_spatial = spatial_features
         self.spatial = None
-        if self.n_spatial:  # GCC values are weighted means of cosines (std ~0.08): optionally normalised first
-            norm = [nn.LayerNorm(self.n_spatial)] if cfg.doa_spatial_norm else []
-            self.spatial = nn.Sequential(*norm, nn.Linear(self.n_spatial, cfg.head_fuse_dim), nn.Mish())
-        g_in = hc * f_d + (cfg.head_fuse_dim if self.n_spatial else 0)
-        self.gru = nn.GRU(g_in, h, cfg.head_gru_layers, batch_first=True, bidirectional=True)
-        self.out = nn.Sequential(nn.Linear(2 * h, fc), nn.Linear(fc, 3), nn.Tanh())
+        if spatial_features:  # GCC values are weighted means of cosines (std ~0.08): optionally normalised first
+            norm = [nn.LayerNorm(spatial_features)] if spatial_norm else []
+            self.spatial = nn.Sequential(*norm, nn.Linear(spatial_features, spatial_dim), nn.Mish())
+        g_in = channels * f_d + (spatial_dim if spatial_features else 0)
+        self.gru = nn.GRU(g_in, h, gru_layers, batch_first=True, bidirectional=True)
+        self.out = nn.Sequential(nn.Linear(2 * h, fc_dim), nn.Linear(fc_dim, 3), nn.Tanh())
 
     def forward(self, obj: torch.Tensor, n_label: int, spatial: torch.Tensor | None = None) -> torch.Tensor:
         """obj (N, D, T, F), spatial (N, T', S) or None -> (N, T', 3)."""
@@ -322,10 +405,28 @@ class SELDHeads(nn.Module):
     #: feed the decoders a channels-last copy of the object features (speed only; the values are the same)
     channels_last: bool = True
 
-    def __init__(self, cfg: DeepASAConfig, encoder: nn.Module | None = None) -> None:
+    def __init__(self, *, classnet: ClassNet, doanet: DoANet) -> None:
         super().__init__()
-        self.classnet = ClassNet(cfg, encoder)
-        self.doanet = DoANet(cfg)
+        self.classnet = classnet
+        self.doanet = doanet
+
+    @classmethod
+    def from_config(cls, cfg: DeepASAConfig, pretrained: nn.Module | None = None) -> "SELDHeads":
+        """The decoders of a model config: the one place where config fields become head hyper-parameters."""
+        width = dict(in_channels=cfg.emb_dim, channels=cfg.head_channels, n_freqs=cfg.n_freqs,
+                     gru_hidden=cfg.head_gru_hidden, gru_layers=cfg.head_gru_layers, fc_dim=cfg.head_fc_dim,
+                     dropout=cfg.head_dropout)
+        classnet = ClassNet(
+            **width, n_classes=cfg.n_classes, n_label_frames=cfg.n_label_frames,
+            time_cnn_pools=head_pools(cfg.sed_freq_pools, cfg.label_time_pool),
+            freq_cnn_pools=head_pools(cfg.clsf_freq_pools, cfg.label_time_pool, cfg.clsf_time_pool),
+            fuse_dim=cfg.head_fuse_dim, asp_hidden=cfg.asp_hidden, pretrained=pretrained,
+        )
+        doanet = DoANet(
+            **width, pools=head_pools(cfg.doa_freq_pools, cfg.label_time_pool),
+            spatial_features=spatial_features(cfg), spatial_dim=cfg.head_fuse_dim, spatial_norm=cfg.doa_spatial_norm,
+        )
+        return cls(classnet=classnet, doanet=doanet)
 
     def forward(self, obj: torch.Tensor, n_label: int, spatial: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """obj (B, J, D, T, F), spatial (B, J, T', S) or None -> dict (see class docstring)."""

@@ -53,6 +53,7 @@ from deepasa.losses import (
 from deepasa.metrics.seld_frame import FrameSELDStats, seld_decisions
 from deepasa.model import DeepASA, DeepASAConfig, get_config
 from deepasa.model.deepasa import read_checkpoint
+from deepasa.model.heads import upgrade_state_dict
 
 OBJECTIVES = ("asa", "seld", "uss", "s5")
 _SELD_KEYS = ("cls_logits", "sed", "onoff", "doa")
@@ -77,9 +78,9 @@ def load_model_weights(path: str | Path) -> tuple[DeepASAConfig, dict[str, torch
     if "deepasa_model" in ckpt and "state_dict" in ckpt:           # Lightning checkpoint of DeepASAModule
         cfg = DeepASAConfig.from_dict(ckpt["deepasa_model"])
         state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        return cfg, state
+        return cfg, upgrade_state_dict(state)
     if "config" in ckpt and "state_dict" in ckpt and str(ckpt.get("format", "")).startswith("deepasa-model"):
-        return DeepASAConfig.from_dict(ckpt["config"]), dict(ckpt["state_dict"])
+        return DeepASAConfig.from_dict(ckpt["config"]), upgrade_state_dict(ckpt["state_dict"])
     raise DeepASAError(f"{path} is neither a DeepASA model file nor a `deepasa train` checkpoint")
 
 
