@@ -55,7 +55,7 @@ from deepasa.errors import DeepASAError, run_script
 from deepasa.losses import LossWeights, apply_permutation, multitask_loss
 from deepasa.metrics.separation import improvement, si_sdr
 from deepasa.model import DeepASA, get_config
-from deepasa.train.evaluate import strict_json
+from deepasa.evaluation.scoring import strict_json
 from deepasa.train.fastpath import compile_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "doa_learning.json"

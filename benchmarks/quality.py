@@ -9,7 +9,7 @@ Systems (``--systems``, default all):
 * ``seldnet``       the DCASE 2023 SELDnet, multi-ACCDOA, trained on the same data (``checkpoints/seldnet.pt``);
 * ``oracle``        ideal ratio masks on the true images + the true labels (:mod:`deepasa.baselines.oracle`).
 
-Every system goes through :func:`deepasa.train.evaluate.score_system` — the same slot alignment and metrics as
+Every system goes through :func:`deepasa.evaluation.score_system` — the same slot alignment and metrics as
 ``deepasa evaluate``: separation (SI-SDRi, SDRi, direct-path SI-SDRi, reference channel), DeepASA frame SELD
 metrics, official DCASE 2023 segment metrics, CA-SDRi, and a class-agnostic localization block (detection and
 DoA with classes ignored, so the classical system is comparable). Breakdowns by number of sources, by RT60 band
@@ -203,7 +203,7 @@ def breakdown(details: dict, meta: dict[str, dict]) -> dict:
         ``localization_le``, ``localization_f``, ``n_clips``; source groups: ``si_sdri_db``, ``direct_si_sdri_db``,
         ``doa_error_deg`` (mean over reference-active frames), ``frame_recall``, ``n_sources``.
     """
-    from deepasa.train.evaluate import _sum_stats
+    from deepasa.evaluation.scoring import _sum_stats
 
     def clip_group(clips: list[dict]) -> dict:
         g: dict = {"n_clips": len(clips)}
@@ -386,7 +386,7 @@ def main() -> None:
     from torch.utils.data import Subset
 
     from deepasa.data.scenes import SceneDataset
-    from deepasa.train.evaluate import score_system
+    from deepasa.evaluation.scoring import score_system
 
     torch.set_num_threads(args.threads)
     if args.split == "test":

@@ -152,7 +152,7 @@ def test_wpe_direct_path_is_closer_to_the_direct_path_than_the_image():
 def test_scene_of_the_simulator_scores_end_to_end():
     """A deepasa simulator scene (explicit dry signals, no sound bank) runs through score_system."""
     from deepasa.scenes.simulator import simulate_scene
-    from deepasa.train.evaluate import score_system
+    from deepasa.evaluation.scoring import score_system
 
     rng = np.random.default_rng(0)
     scene = simulate_scene(seed=2, sources=[("speech", _modulated_noise(rng, 40000)),

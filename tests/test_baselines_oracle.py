@@ -27,7 +27,7 @@ def scenes(tiny_bank_home):
 
 
 def _score(system, scenes, **kw):
-    from deepasa.train.evaluate import score_system
+    from deepasa.evaluation.scoring import score_system
 
     return score_system(system, scenes, n_classes=3, class_names=["a", "b", "c"], with_sdr=False,
                         progress=False, **kw)

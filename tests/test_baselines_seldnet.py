@@ -353,7 +353,7 @@ def test_training_decreases_the_loss_and_the_checkpoint_reloads_identically(tiny
 
 def test_scoring_path_accepts_the_baseline(tiny_scenes):
     from deepasa.data.scenes import SceneDataset
-    from deepasa.train.evaluate import score_system
+    from deepasa.evaluation.scoring import score_system
 
     ds = SceneDataset(tiny_scenes, "val")
     base = SELDnetBaseline(SELDnetConfig(n_classes=3))

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 
 from deepasa.metrics.seld_dcase import dcase_seld_metrics, read_dcase_csv
-from deepasa.train.evaluate import evaluate
+from deepasa.evaluation.scoring import evaluate
 
 CLASS = 4                         # the class every slot predicts ("Laughter")
 DOA_BIAS = (3.0, 1.0, 0.5)        # the DoA head outputs tanh(DOA_BIAS) in every frame

@@ -7,7 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["deepasa.losses.pit", "deepasa.metrics.seld_frame", "deepasa.metrics.seld_dcase",
-                                    "deepasa.train.evaluate"])
+                                    "deepasa.evaluation.scoring"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -28,7 +28,7 @@ Per clip, with the DSP of the installed libraries (nothing trained, nothing of i
    ``floor_db`` relative to the mixture's loudest frame. ``doa`` = unit vector × activity; ``onoff`` = ±``logit``.
 
 The classical system has no classifier: ``cls_logits`` and ``sed`` are None, so only separation and the
-class-agnostic localisation scores of :func:`deepasa.train.evaluate.score_system` apply to it.
+class-agnostic localisation scores of :func:`deepasa.evaluation.score_system` apply to it.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ __all__ = ["OracleBaseline"]
 
 
 class OracleBaseline:
-    """Ideal-ratio-mask separation + true SELD labels, as a system of :func:`deepasa.train.evaluate.score_system`.
+    """Ideal-ratio-mask separation + true SELD labels, as a system of :func:`deepasa.evaluation.score_system`.
 
     Args:
         n_classes: C of the class logits.

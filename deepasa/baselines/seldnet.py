@@ -48,7 +48,7 @@ Two options, off by default (the defaults are the DCASE 2023 network), measured 
   the same 64 lags on ±8 samples.
 
 **Tracks to object slots** (:func:`accdoa_to_objects`), so that the project's scoring
-(:func:`deepasa.train.evaluate.score_system`) applies to SELDnet as to any system: after unification, every
+(:func:`deepasa.evaluation.score_system`) applies to SELDnet as to any system: after unification, every
 (track, class) pair that is active in at least one frame is a candidate object; candidates are ranked by their
 activity mass ``Σ_t ‖accdoa‖·active``; the J largest become slots 0…J−1 in that order. Slot fields:
 ``cls_logits`` = +``logit`` for its class and −``logit`` for the others; ``onoff`` = ±10 from the unified
@@ -678,7 +678,7 @@ def accdoa_to_objects(accdoa: torch.Tensor, n_slots: int = 5, *, threshold: floa
 
 # ------------------------------------------------------------------------------------------------ system
 class SELDnetBaseline:
-    """A SELDnet as a system of :func:`deepasa.train.evaluate.score_system`: waveforms in, object slots out.
+    """A SELDnet as a system of :func:`deepasa.evaluation.score_system`: waveforms in, object slots out.
 
     Args:
         model: a :class:`SELDnet` (or a :class:`SELDnetConfig` to build an untrained one).

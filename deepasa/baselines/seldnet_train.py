@@ -12,7 +12,7 @@ Validation every ``val_every`` steps and at the end: the ADPIT loss on the whole
 the lowest validation loss is written to ``out_path`` (format ``deepasa-seldnet-1``, loaded by
 :meth:`~deepasa.baselines.seldnet.SELDnetBaseline.load`). At the end the best model is scored on ``val`` with
 the project's frame-level SELD metrics and the DCASE 2023 segment metrics
-(:func:`deepasa.train.evaluate.score_system`), stored in ``train_info["val_metrics"]``.
+(:func:`deepasa.evaluation.score_system`), stored in ``train_info["val_metrics"]``.
 
 Wall-time budget: training stops when the final validation and scoring would end after ``max_minutes`` of
 this invocation (their cost is estimated from the last validation and 0.1 s per validation clip, so the run
@@ -166,7 +166,7 @@ def train_seldnet(data_root: str | Path, out_path: str | Path, *, max_minutes: f
         config: :class:`SELDnetConfig` overrides (e.g. ``{"attn_layers": 0}``).
         log_every: steps between progress lines.
         save_every_s: longest time between two writes of the training state.
-        final_metrics: score the best model on ``val`` with :func:`deepasa.train.evaluate.score_system`.
+        final_metrics: score the best model on ``val`` with :func:`deepasa.evaluation.score_system`.
         verbose: print progress lines.
 
     Returns:
@@ -300,7 +300,7 @@ def train_seldnet(data_root: str | Path, out_path: str | Path, *, max_minutes: f
     if step_times:
         info["seconds_per_step"] = sorted(step_times)[len(step_times) // 2]
     if final_metrics and best_state is not None:
-        from deepasa.train.evaluate import score_system
+        from deepasa.evaluation.scoring import score_system
 
         best = SELDnet(cfg)
         best.load_state_dict(best_state)

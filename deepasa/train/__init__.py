@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so ``deepasa`` commands that do not train never import Lightning):
 :class:`~deepasa.train.module.DeepASAModule`, :class:`~deepasa.train.data.DeepASADataModule`,
-:func:`~deepasa.train.module.load_model`; the evaluation is :func:`deepasa.train.evaluate.evaluate`.
+:func:`~deepasa.train.module.load_model`; the evaluation is :func:`deepasa.evaluation.evaluate`.
 """
 
 from importlib import import_module

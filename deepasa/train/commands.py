@@ -257,7 +257,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of ``deepasa evaluate``."""
     from deepasa.staging import remove_stale, temp_sibling
-    from deepasa.train.evaluate import evaluate, format_table, strict_json
+    from deepasa.evaluation.scoring import evaluate, format_table, strict_json
 
     if args.out is not None:   # what a killed evaluation left beside the report
         remove_stale(args.out.parent, args.out.name, tags=("tmp",),

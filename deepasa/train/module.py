@@ -51,48 +51,11 @@ from deepasa.losses import (
     uss_loss,
 )
 from deepasa.metrics.seld_frame import FrameSELDStats, seld_decisions
-from deepasa.model import DeepASA, DeepASAConfig, get_config
-from deepasa.model.deepasa import read_checkpoint
-from deepasa.model.heads import upgrade_state_dict
+from deepasa.model import DeepASA, get_config
+from deepasa.model.loading import load_model, load_model_weights  # noqa: F401 - deepasa.train.load_model
 
 OBJECTIVES = ("asa", "seld", "uss", "s5")
 _SELD_KEYS = ("cls_logits", "sed", "onoff", "doa")
-
-
-def load_model_weights(path: str | Path) -> tuple[DeepASAConfig, dict[str, torch.Tensor]]:
-    """Config and state dict of a model file: a ``DeepASA.save`` file or a Lightning checkpoint of this module.
-
-    Args:
-        path: the file.
-
-    Returns:
-        (config, state dict with the network's own parameter names).
-
-    Raises:
-        DeepASAError: missing or unreadable file, or a file that holds no DeepASA model.
-    """
-    path = Path(path)
-    ckpt = read_checkpoint(path)                                     # tensors and plain data only
-    if not isinstance(ckpt, dict):
-        raise DeepASAError(f"{path} is not a DeepASA checkpoint")
-    if "deepasa_model" in ckpt and "state_dict" in ckpt:           # Lightning checkpoint of DeepASAModule
-        cfg = DeepASAConfig.from_dict(ckpt["deepasa_model"])
-        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        return cfg, upgrade_state_dict(state)
-    if "config" in ckpt and "state_dict" in ckpt and str(ckpt.get("format", "")).startswith("deepasa-model"):
-        return DeepASAConfig.from_dict(ckpt["config"]), upgrade_state_dict(ckpt["state_dict"])
-    raise DeepASAError(f"{path} is neither a DeepASA model file nor a `deepasa train` checkpoint")
-
-
-def load_model(path: str | Path) -> DeepASA:
-    """Rebuild a :class:`DeepASA` from a model file or a Lightning checkpoint (see :func:`load_model_weights`)."""
-    cfg, state = load_model_weights(path)
-    model = DeepASA(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DeepASAError(f"checkpoint {path} does not fit its own config: {str(exc).splitlines()[0]}") from None
-    return model
 
 
 def _gain(est: torch.Tensor, tgt: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:

@@ -405,8 +405,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     Raises:
         DeepASAError: missing checkpoint or data, a model/data mismatch (rate, channels, slots, classes).
     """
-    from deepasa.train.data import open_dataset
-    from deepasa.train.module import load_model
+    from deepasa.data.formats import open_dataset
+    from deepasa.model.loading import load_model
 
     model = load_model(checkpoint).eval()
     cfg = model.config
