@@ -30,6 +30,8 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
+from deepasa.audio.io import check_format
+from deepasa.audio.spectrogram import StreamingSpectrogram
 from deepasa.errors import DeepASAError
 from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.inference.result import SceneAnalysis, SceneObject, activity_segments
@@ -43,8 +45,6 @@ __all__ = ["DEFAULT_CHECKPOINT", "load_model", "analyze", "model_class_names", "
 SILENCE_PEAK = 1e-5
 BLOCK = 65536  # samples per streamed block
 PREVIEW_SECONDS = 30.0
-SPEC_NFFT = 512
-SPEC_MAX_COLUMNS = 1500
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -156,24 +156,6 @@ class AudioSource:
         return energy
 
 
-def check_format(energy: np.ndarray, fmt: str, name: str = "input") -> None:
-    """Physical plausibility of the declared 4-channel format from the channel energies (M,).
-
-    FOA (ACN/SN3D, W Y Z X): a plane wave from u gives gains (1, u_y, u_z, u_x), so E_Y + E_Z + E_X <= E_W
-    for any mixture of plane waves and diffuse noise. Four omni capsules 8 cm apart see about the same
-    energy each, so (E_1 + E_2 + E_3) / E_0 ≈ 3. A ratio below 1.4 is refused for ``mic``, above 2 for ``foa``.
-    """
-    if len(energy) != 4:
-        return
-    ratio = float(energy[1:].sum() / max(energy[0], 1e-30))
-    if fmt == "mic" and ratio < 1.4:
-        raise DeepASAError(f"{name} looks like first-order Ambisonics (channels 2-4 carry {ratio:.2f}x the energy "
-                           "of channel 1), not a 4-microphone array recording; the model expects --format mic")
-    if fmt == "foa" and ratio > 2.0:
-        raise DeepASAError(f"{name} does not look like FOA ACN/SN3D (W, Y, Z, X): Y+Z+X carry {ratio:.2f}x the "
-                           "energy of W (at most 1x for Ambisonics); for a microphone-array recording use --format mic")
-
-
 def _model_rate_blocks(src: AudioSource, sr_model: int, n_model: int):
     """Yield (M, n) float32 blocks at the model rate, exactly ``n_model`` samples in total (streaming soxr)."""
     emitted = 0
@@ -201,42 +183,6 @@ def _model_rate_blocks(src: AudioSource, sr_model: int, n_model: int):
             emitted += take
     if emitted < n_model:
         yield np.zeros((src.n_channels, n_model - emitted), np.float32)
-
-
-class _Spectrogram:
-    """Streaming magnitude spectrogram (dB) of one channel with at most ``max_cols`` frames.
-
-    Feed contiguous (n,) blocks; ``result()`` gives (F, K) dB, times (K,), freqs (F,).
-    """
-
-    def __init__(self, n_total: int, sample_rate: int, n_fft: int = SPEC_NFFT, max_cols: int = SPEC_MAX_COLUMNS):
-        self.sr, self.n_fft = sample_rate, n_fft
-        self.hop = max(n_fft // 2, math.ceil(max(n_total - n_fft, 1) / max_cols))
-        self.win = np.hanning(n_fft)
-        self.pending, self.pending_start, self.next_frame = np.zeros(0), 0, 0
-        self.cols: list[np.ndarray] = []
-
-    def feed(self, x: np.ndarray) -> None:
-        """Append the next (n,) samples."""
-        buf = np.concatenate([self.pending, np.asarray(x, np.float64)])
-        end = self.pending_start + len(buf)
-        while self.next_frame + self.n_fft <= end:
-            i = self.next_frame - self.pending_start
-            seg = buf[i:i + self.n_fft] * self.win  # (n_fft,)
-            self.cols.append(np.abs(np.fft.rfft(seg)).astype(np.float32))  # (F,)
-            self.next_frame += self.hop
-        keep_from = max(0, min(self.next_frame, end) - self.pending_start)
-        self.pending, self.pending_start = buf[keep_from:], self.pending_start + keep_from
-
-    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(F, K) dB magnitude, (K,) frame-centre times in s, (F,) frequencies in Hz."""
-        if not self.cols:  # shorter than one FFT: one zero-padded frame
-            seg = np.pad(self.pending, (0, self.n_fft - len(self.pending)))[: self.n_fft] * self.win
-            self.cols = [np.abs(np.fft.rfft(seg)).astype(np.float32)]
-        mag = np.stack(self.cols, axis=1)  # (F, K)
-        times = (np.arange(mag.shape[1]) * self.hop + self.n_fft / 2) / self.sr
-        freqs = np.fft.rfftfreq(self.n_fft, 1.0 / self.sr)
-        return 20 * np.log10(mag + 1e-9), times, freqs
 
 
 # ---------------------------------------------------------------------------------------------- model run
@@ -423,7 +369,7 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
     sr_m, M, ls = cfg.sample_rate, cfg.n_mics, cfg.label_samples
     raw = RawFileSink(root / "_raw", M)
     st = Stitcher(L, H, n_model, ls, raw, weights)
-    spec = _Spectrogram(n_model, sr_m)
+    spec = StreamingSpectrogram(n_model, sr_m)
     preview_rate = min(sr_m, 16000)
     n_preview = int(PREVIEW_SECONDS * sr_m)
     preview: list[np.ndarray] = []

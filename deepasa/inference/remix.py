@@ -620,7 +620,7 @@ def _check_signals(analysis) -> None:
     """
     import soundfile as sf
 
-    from deepasa.inference.analyze import check_format
+    from deepasa.audio.io import check_format
 
     energy = np.zeros(analysis.n_channels)
     paths = [obj.path("image") for obj in analysis.objects if "image" in obj.files] + [analysis.noise_path]

@@ -137,7 +137,10 @@ class SceneAnalysis:
             spectrogram_freqs (F,) Hz (computed while streaming, for the report).
         mixture_preview: (n,) reference channel, first seconds at ``preview_rate`` (the report's player).
         messages: notes given while analysing (resampling ...).
+        no_object_message: what an analysis without objects says (the decision rule; summary and report).
     """
+
+    no_object_message = NO_OBJECT
 
     objects: list
     root: Path

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from deepasa.audio.spectrogram import StreamingSpectrogram
+
 __all__ = ["write_report", "file_spectrogram", "wav_base64", "PLAYER_SECONDS"]
 
 #: Length of each object's audio excerpt embedded in the page.
@@ -42,10 +44,8 @@ def file_spectrogram(path: Path, channel: int = 0, max_cols: int = 1500):
     Returns:
         (F, K) dB, times (K,) s, freqs (F,) Hz.
     """
-    from deepasa.inference.analyze import _Spectrogram
-
     info = sf.info(str(path))
-    spec = _Spectrogram(info.frames, info.samplerate, max_cols=max_cols)
+    spec = StreamingSpectrogram(info.frames, info.samplerate, max_cols=max_cols)
     with sf.SoundFile(str(path)) as fh:
         for blk in fh.blocks(65536, dtype="float32", always_2d=True):  # (n, M)
             spec.feed(blk[:, channel])
@@ -244,9 +244,8 @@ def write_report(analysis, folder: Path) -> Path:
                  f"src='data:image/png;base64,{_png_base64(top_png)}'>")
     parts.append("<h2>Objects</h2>")
     if not analysis.objects:
-        from deepasa.inference.result import NO_OBJECT
-
-        parts.append(f"<p>{html.escape(NO_OBJECT[0].upper() + NO_OBJECT[1:])}.</p>")
+        message = analysis.no_object_message
+        parts.append(f"<p>{html.escape(message[0].upper() + message[1:])}.</p>")
     for obj in analysis.objects:
         png = plot_object(analysis, obj, figs / f"object_{obj.id}.png")
         onset = obj.segments[0][0] if obj.segments else 0.0
