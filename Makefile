@@ -6,15 +6,16 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv tools bank-test clean
+.PHONY: demo test lint venv tools bank-test clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q -r requirements-dev.txt
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -29,7 +30,12 @@ tools:
 bank-test: venv tools
 	$(VENV)/bin/deepasa sounds fetch --split test
 
-test: venv tools bank-test
+# The import rules and the lint rules first (seconds), then the tests.
+lint: venv
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check
+
+test: venv tools bank-test lint
 	$(PY) -m pytest -q -x tests
 
 demo: venv tools

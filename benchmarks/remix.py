@@ -145,7 +145,7 @@ def choices(fmt: str, tmp: Path) -> dict:
     """Extraction methods and reverb handling, measured against the re-rendered scene."""
     import numpy as np
 
-    from deepasa.audio.geometry import azimuth_elevation, unit_vector
+    from deepasa.audio.geometry import azimuth_elevation
     from deepasa.inference.remix import RemixEdits, remix
     from deepasa.inference.result import SceneAnalysis
     from deepasa.scenes.oracle_analysis import write_oracle_analysis

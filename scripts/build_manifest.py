@@ -80,7 +80,6 @@ def classify(pkg: str, member: str) -> tuple[str, str] | None:
     """(label, group) for one package member, or None when no rule keeps it. ``group`` "lang:xx" = speech split."""
     name = Path(member).name
     stem = _stem(member)
-    low = member.lower()
     vg = _variant_group(pkg, member)
     if pkg == "tuxpaint-stamps-default":
         m = re.search(r"_desc(?:_([A-Za-z_]+))?\.(ogg|wav)$", name)

@@ -6,7 +6,6 @@ two directions is the azimuth difference.
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -126,7 +126,6 @@ def test_step_time_reports_a_positive_step_cost():
 def test_validation_si_sdri_equals_the_evaluate_metric_and_a_silent_object_gains_nothing():
     """The module's running validation SI-SDRi equals deepasa.metrics.separation.improvement (numpy, float64) on the
     same estimates, including its rule that a silent estimate scores as the mixture (improvement exactly 0)."""
-    import numpy as np
     from types import SimpleNamespace
 
     from deepasa.metrics.separation import improvement, si_sdr

@@ -121,7 +121,7 @@ def channels_to_spec(y: torch.Tensor, n_out: int) -> torch.Tensor:
     Channel 2k + r of the head is (output mic k, real/imag r): object j's channels stay with object j (the
     intended mapping of SPEC §3.4, not the released code's scrambled one).
     """
-    lead, (c, t, f) = y.shape[:-3], y.shape[-3:]
+    lead, (t, f) = y.shape[:-3], y.shape[-2:]
     y = y.reshape(*lead, n_out, 2, t, f)  # (..., K, 2, T, F)
     y = y.movedim(-3, -1).transpose(-3, -2).contiguous()  # (..., K, F, T, 2)
     return torch.view_as_complex(y.float())  # (..., K, F, T)
