@@ -20,7 +20,11 @@ seconds, this machine, ``--threads`` threads).
 
 The test set (``<data>/test``) is simulated first when absent: ``deepasa simulate --split test --num-scenes 200
 --seed 2025 --subtype FLOAT`` (needs the test split of the sound bank). Writes ``benchmarks/results/quality.json``
-and ``benchmarks/results/quality.md`` and replaces the table between the ``quality`` markers of README.md.
+and ``benchmarks/results/quality.md`` and replaces the table between the ``quality`` markers of docs/baselines.md.
+
+Not split (about 450 lines): it is one program whose parts (building the systems, timing them, the breakdowns,
+the tables) each have one caller, its ``main``; the scoring it shares with everything else already lives in
+:mod:`deepasa.evaluation`.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from deepasa.errors import DeepASAError, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-README = REPO / "README.md"
+README = REPO / "docs" / "baselines.md"  # the side-by-side table (moved from README.md, issue 16)
 SYSTEMS = ("deepasa", "deepasa-net1", "classical", "seldnet", "oracle")
 TEST_SET = {"split": "test", "num_scenes": 200, "seed": 2025, "subtype": "FLOAT"}
 RT60_BANDS = (("<0.30", 0.0, 0.3), ("0.30-0.45", 0.3, 0.45), (">=0.45", 0.45, float("inf")))
@@ -346,7 +350,7 @@ def _keys(systems: dict, group: str) -> list[str]:
 
 
 def update_readme(table: str) -> bool:
-    """Replace the text between the quality markers of README.md; False when the markers are absent."""
+    """Replace the text between the quality markers of docs/baselines.md; False when the markers are absent."""
     text = README.read_text()
     pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.S)
     if not pattern.search(text):
@@ -375,7 +379,7 @@ def main() -> None:
     p.add_argument("--no-sdr", action="store_true", help="skip the BSS-eval SDR (slow)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timing-clips", type=int, default=10, help="clips timed for the Net-1 real-time factor")
-    p.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    p.add_argument("--no-readme", action="store_true", help="do not touch docs/baselines.md")
     p.add_argument("--update", action="store_true",
                    help="score only --systems and keep the other rows of the existing quality.json (same test set "
                         "required); each row records the command that scored it")
@@ -445,7 +449,7 @@ def main() -> None:
     (RESULTS / "quality.md").write_text(table)
     print(table)
     if not args.no_readme and not update_readme(table):
-        print("README.md has no quality markers: table written to benchmarks/results/quality.md only")
+        print("docs/baselines.md has no quality markers: table written to benchmarks/results/quality.md only")
     print(f"wrote {RESULTS / 'quality.json'} in {result['wall_s']} s")
 
 
