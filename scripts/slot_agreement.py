@@ -21,14 +21,8 @@ import torch
 
 from deepasa.data.scenes import SceneDataset
 from deepasa.errors import DeepASAError, run_script
+from deepasa.metrics.separation import si_sdr
 from deepasa.model.loading import load_model
-
-
-def si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Scale-invariant SDR in dB over the last axis. est, ref (..., N) -> (...)."""
-    alpha = (est * ref).sum(-1, keepdim=True) / (ref * ref).sum(-1, keepdim=True).clamp_min(1e-12)  # (..., 1)
-    target = alpha * ref  # (..., N)
-    return 10 * torch.log10((target ** 2).sum(-1) / ((est - target) ** 2).sum(-1).clamp_min(1e-12))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         if int((item["cls"] >= 0).sum()) != 1:
             continue
         with torch.no_grad():
-            image = model(item["mixture"][None]).image[0]  # (J, M, N)
-        truth = (item["direct"] + item["reverb"])[0]  # (M, N): the one source's image
-        score = si_sdr(image, truth.expand_as(image))  # (J, M)
+            image = model(item["mixture"][None]).image[0].double().numpy()  # (J, M, N)
+        truth = (item["direct"] + item["reverb"])[0].double().numpy()  # (M, N): the one source's image
+        score = torch.from_numpy(si_sdr(image, np.broadcast_to(truth, image.shape)))  # (J, M)
         best = score.argmax(0)  # (M,) best slot per mic
         ref = int(best[0])
         agree.append(bool((best == ref).all()))

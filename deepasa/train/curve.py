@@ -23,9 +23,8 @@ import csv
 import json
 from pathlib import Path
 
-import torch
-
 from deepasa.errors import DeepASAError, run_script
+from deepasa.model.deepasa import read_checkpoint
 
 #: Fixed validation sets: (number of scenes, `deepasa simulate --set` overrides, description).
 SCENE_SETS: dict[str, tuple[int, list[str], str]] = {
@@ -116,10 +115,10 @@ def _main(argv: list[str] | None) -> int:
     if not ckpt_path.is_file():
         raise DeepASAError(f"no checkpoint at {ckpt_path}")
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(ckpt_path)  # tensors and plain data only (no pickled code)
         step = int(ckpt["global_step"])
         batch = int((ckpt.get("datamodule_hyper_parameters") or {}).get("batch_size") or 1)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one line for the user
+    except (DeepASAError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DeepASAError(f"{ckpt_path} is not a readable training checkpoint ({type(exc).__name__})") from None
     _deepasa("export", str(ckpt_path), args.model, "--bank-classes")
     for i, name in enumerate(args.scenes):
