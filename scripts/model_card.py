@@ -1,11 +1,31 @@
-"""Regenerate the metrics table of the model card (checkpoints/README.md) from its `deepasa evaluate` reports.
+"""Regenerate the metrics tables of the model card (checkpoints/README.md) from its `deepasa evaluate` reports.
 
-    python scripts/model_card.py            # rewrites the table between the metrics markers
-    python scripts/model_card.py --check    # exit 1 if the card's table differs from the reports
+    python scripts/model_card.py            # rewrites the tables between the metrics and by-num-sources markers
+    python scripts/model_card.py --check    # exit 1 if the card's tables differ from the reports
 
-The reports are ``checkpoints/eval/default.json`` (the shipped CoI model; its ``net1`` block is the Net-1 pass
-of the same weights) and ``checkpoints/eval/net1.json`` (the Net-1 stage model ``checkpoints/net1.pt``), both
-written by ``deepasa evaluate --checkpoint checkpoints/<model>.pt --data data/scenes --split test --out …``.
+Two blocks of the card are generated:
+
+* ``<!-- metrics:start -->`` … ``<!-- metrics:end -->``: every metric on the default test set (a), from
+  ``checkpoints/eval/default.json`` (the shipped CoI model; its ``net1`` block is the Net-1 pass of the same
+  weights) and ``checkpoints/eval/net1.json`` (the Net-1 stage model ``checkpoints/net1.pt``), both written by
+  ``deepasa evaluate --checkpoint checkpoints/<model>.pt --data <root> --split test --out …``;
+* ``<!-- by-num-sources:start -->`` … ``<!-- by-num-sources:end -->`` (:func:`by_num_sources_section`): the
+  training cost of each model and, for each of the two held-out test sets of :data:`TEST_SETS` — (a) the
+  default 2–5-source scenes (seed 2025; the reports above) and (b) 1–2-source scenes (seed 2026;
+  ``checkpoints/eval/default_1-2.json``, ``net1_1-2.json``) — one table per number of sources with the object,
+  separation, frame-SELD and DCASE rows, mean [95 % interval], the CoI model, its own Net-1 pass and the Net-1
+  stage side by side. A report without the ``by_num_sources`` block (written before ``deepasa evaluate`` had
+  it) or a test set without reports is rendered as a sentence saying the breakdown is not available.
+
+The training cost is read from ``--training`` (default ``checkpoints/eval/training.json``), one object per model
+file::
+
+    {"default.pt": {"scene_passes": 6230, "wall_hours": 3.88, "threads": 2, "hardware": "2-core x86-64 CPU",
+                    "note": "Net 1 1,200 x 2 + CoI 1,915 x 2"}, "net1.pt": {...}}
+
+``scene_passes`` (scenes seen in training, all stages that led to the file), ``wall_hours``, ``threads`` and
+optionally ``cpu_hours`` (default ``wall_hours × threads``), ``hardware``, ``note``; without the file the card
+says the cost is not given.
 """
 
 from __future__ import annotations
@@ -22,6 +42,38 @@ REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "checkpoints" / "README.md"
 REPORTS = {"default.pt (Net 1 + CoI)": "default.json", "net1.pt (Net-1 stage)": "net1.json"}
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+BY_N_START, BY_N_END = "<!-- by-num-sources:start -->", "<!-- by-num-sources:end -->"
+TRAINING = "training.json"
+COI, NET1 = "default.pt (Net 1 + CoI)", "net1.pt (Net-1 stage)"
+COI_NET1_PASS = "default.pt, its Net-1 pass"
+#: The two held-out test sets of the card: (key, title, data root, simulate command, {column: report file}).
+TEST_SETS = [
+    ("a", "default scenes, 2–5 sources (probabilities 0.1/0.2/0.3/0.4)", "/work/data/sim",
+     "deepasa simulate --out /work/data/sim --split test --num-scenes 200 --seed 2025 --workers 2 --subtype FLOAT",
+     {COI: "default.json", NET1: "net1.json"}),
+    ("b", "1–2 sources (half each)", "/work/data/sim_1-2",
+     "deepasa simulate --out /work/data/sim_1-2 --split test --num-scenes 200 --seed 2026 --workers 2 "
+     "--subtype FLOAT --set 'num_sources=[1,2]' --set 'num_sources_weights=[0.5,0.5]'",
+     {COI: "default_1-2.json", NET1: "net1_1-2.json"}),
+]
+#: The rows of each per-N table: (block, key, label).
+BY_N_ROWS = [
+    ("objects", "detection_rate", "analysed objects: true sources detected ↑"),
+    ("objects", "class_accuracy", "analysed objects: class accuracy of the detected ↑"),
+    ("objects", "doa_error_median_deg", "analysed objects: median DoA error of the detected (°) ↓"),
+    ("separation", "si_sdri_db", "image SI-SDRi, reference channel (dB) ↑"),
+    ("separation", "direct_si_sdri_db", "direct-path SI-SDRi, reference channel (dB) ↑"),
+    ("seld", "SELD", "frame SELD score ↓"),
+    ("seld", "ER", "frame ER ↓"),
+    ("seld", "F", "frame F ↑"),
+    ("seld", "LE", "frame LE (°) ↓"),
+    ("seld", "LR", "frame LR ↑"),
+    ("dcase", "SELD", "DCASE 2023 segment SELD score ↓"),
+    ("dcase", "ER", "DCASE 2023 segment ER ↓"),
+    ("dcase", "F", "DCASE 2023 segment F ↑"),
+    ("dcase", "LE", "DCASE 2023 segment LE (°) ↓"),
+    ("dcase", "LR", "DCASE 2023 segment LR ↑"),
+]
 ROWS = [
     ("separation", "si_sdri_db", "image SI-SDRi, reference channel (dB) ↑"),
     ("separation", "sdri_db", "image SDRi, reference channel (dB) ↑"),
@@ -71,8 +123,10 @@ def table(reports_dir: Path) -> str:
     if "net1" in cols[0][1]:
         cols.insert(1, ("default.pt, its Net-1 pass", {**cols[0][1]["net1"]}))
     n = {r.get("n_items") for _, r in cols if "n_items" in r}
+    boot = ", bootstrap over clips for the object rows" if any("objects.detection_rate" in r.get("ci95", {})
+                                                                  for _, r in cols) else ""
     lines = [f"{n.pop() if len(n) == 1 else '?'} test scenes; mean [95 % interval: Student t for separation, "
-             "jackknife for SELD].", "",
+             f"jackknife for SELD{boot}].", "",
              "| metric | " + " | ".join(t for t, _ in cols) + " |", "|---|" + "---|" * len(cols)]
     for block, key, label in ROWS:
         if any(block in r for _, r in cols):
@@ -80,25 +134,125 @@ def table(reports_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _load(reports_dir: Path, files: dict[str, str]) -> list[tuple[str, dict]]:
+    """The (column title, report) pairs of the files that exist, the CoI model's own Net-1 pass inserted after it."""
+    cols = []
+    for title, name in files.items():
+        path = reports_dir / name
+        if path.is_file():
+            rep = json.loads(path.read_text())
+            cols.append((title, rep))
+            if title == COI and "net1" in rep:
+                cols.append((COI_NET1_PASS, rep["net1"]))
+    return cols
+
+
+def _training_table(path: Path) -> list[str]:
+    """Markdown lines: the scene passes and CPU hours of each model file, from ``path`` (see the module docstring)."""
+    if not path.is_file():
+        return [f"Training cost: not given (no `{path.name}` beside the reports).", ""]
+    info = json.loads(path.read_text())
+    lines = [f"Training cost (`{path.name}`; CPU hours = wall hours × threads unless stated):", "",
+             "| model | scene passes | wall hours | threads | CPU hours | hardware | note |", "|---|---|---|---|---|---|---|"]
+    for model, d in info.items():
+        wall, threads = d.get("wall_hours"), d.get("threads")
+        cpu = d.get("cpu_hours", wall * threads if wall is not None and threads is not None else None)
+        cells = [f"{d['scene_passes']:,}" if "scene_passes" in d else "—",
+                 f"{wall:.1f}" if wall is not None else "—", str(threads) if threads is not None else "—",
+                 f"{cpu:.1f}" if cpu is not None else "—", str(d.get("hardware", "—")), str(d.get("note", ""))]
+        lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def by_num_sources_section(reports_dir: Path, training: Path | None = None) -> str:
+    """The Markdown of the card's per-number-of-sources block, for both test sets of :data:`TEST_SETS`.
+
+    Args:
+        reports_dir: the folder of the ``deepasa evaluate`` reports (``checkpoints/eval``).
+        training: the training-cost file (default ``reports_dir/training.json``).
+
+    Returns:
+        the text between the by-num-sources markers: the training-cost table, then per test set its simulate
+        command and, per number of sources N, a table (one row per metric of :data:`BY_N_ROWS`, one column per
+        model: CoI, its own Net-1 pass, the Net-1 stage; mean [95 % interval]); or a sentence where the reports
+        are missing or lack the ``by_num_sources`` block.
+    """
+    training = training if training is not None else reports_dir / TRAINING
+    lines = ["Two held-out test sets, each simulated with a seed of its own and never used for a choice; every "
+             "metric per number of true sources (`by_num_sources` of the `deepasa evaluate` report). Mean [95 % "
+             "interval: Student t over clips for separation, jackknife over clips for frame SELD and over "
+             "recordings for DCASE, bootstrap over clips for the object rows].", ""]
+    lines += _training_table(training)
+    for key, title, root, simulate, files in TEST_SETS:
+        lines += [f"### Test set ({key}): {title}", "", "```bash", simulate]
+        lines += [f"deepasa evaluate --checkpoint checkpoints/{t.split(' ')[0]} --data {root} --split test "
+                  f"--out checkpoints/eval/{name}" for t, name in files.items()]
+        lines += ["```", ""]
+        cols = _load(reports_dir, files)
+        if not cols:
+            lines += [f"No reports yet ({', '.join(f'`{n}`' for n in files.values())}): the breakdown is not "
+                      "available.", ""]
+            continue
+        missing = [f"`{files[t]}`" for t, r in cols if t in files and "by_num_sources" not in r]
+        counts = sorted({int(n) for _, r in cols for n in r.get("by_num_sources", {})})
+        if not counts:
+            lines += [f"The breakdown is not available for these reports ({', '.join(missing)}: written before "
+                      "`deepasa evaluate` reported `by_num_sources`; the commands above rewrite them).", ""]
+            continue
+        if missing:
+            lines += [f"The breakdown is not available for {', '.join(missing)} (written before `deepasa evaluate` "
+                      "reported `by_num_sources`): its column shows —.", ""]
+        for n in counts:
+            per = [(t, r.get("by_num_sources", {}).get(str(n), {})) for t, r in cols]
+            sizes = {(b.get("n_items"), b.get("n_sources")) for _, b in per if b}
+            clips, sources = sizes.pop() if len(sizes) == 1 else ("?", "?")
+            lines += [f"**{n} source{'s' if n != 1 else ''}** ({clips} clips, {sources} sources)", "",
+                      "| metric | " + " | ".join(t for t, _ in per) + " |", "|---|" + "---|" * len(per)]
+            for block, metric, label in BY_N_ROWS:
+                if any(block in b for _, b in per):
+                    lines.append(f"| {label} | " + " | ".join(_cell(b, block, metric) for _, b in per) + " |")
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _block(text: str, start: str, end: str):
+    """The match of the generated block between the markers ``start`` and ``end`` in ``text`` (None if absent)."""
+    return re.compile(re.escape(start) + r"\n(.*?)" + re.escape(end), re.S).search(text)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="only compare; exit 1 when the card is out of date")
     p.add_argument("--card", type=Path, default=CARD)
     p.add_argument("--reports", type=Path, default=CARD.parent / "eval")
+    p.add_argument("--training", type=Path, help=f"training-cost JSON (default: REPORTS/{TRAINING})")
     args = p.parse_args()
     text = args.card.read_text()
-    pattern = re.compile(re.escape(START) + r"\n(.*?)" + re.escape(END), re.S)
-    found = pattern.search(text)
+    found = _block(text, START, END)
     if not found:
         raise DeepASAError(f"{args.card} has no {START} … {END} block")
     new = table(args.reports)
+    by_n = by_num_sources_section(args.reports, args.training)
+    found_n = _block(text, BY_N_START, BY_N_END)
     if args.check:
         if found.group(1) != new:
             print(f"{args.card}: the metrics table differs from {args.reports}/*.json", file=sys.stderr)
             return 1
+        if found_n is None or found_n.group(1) != by_n:
+            print(f"{args.card}: the per-number-of-sources block differs from {args.reports}/*.json "
+                  "(or is missing)", file=sys.stderr)
+            return 1
         return 0
-    args.card.write_text(pattern.sub(lambda _: f"{START}\n{new}{END}", text))
+    text = text[:found.start()] + f"{START}\n{new}{END}" + text[found.end():]
+    found_n = _block(text, BY_N_START, BY_N_END)
+    if found_n is None:                     # first run: the block goes right after the metrics table
+        at = text.index(END) + len(END)
+        text = text[:at] + f"\n\n{BY_N_START}\n{by_n}{BY_N_END}" + text[at:]
+    else:
+        text = text[:found_n.start()] + f"{BY_N_START}\n{by_n}{BY_N_END}" + text[found_n.end():]
+    args.card.write_text(text)
     print(new)
+    print(by_n)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""deepasa.evaluation: how any system is scored (SPEC §8), one stage of the data flow after the model.
+"""deepasa.evaluation: how any system is scored (docs/spec.md §8), one stage of the data flow after the model.
 
 A *system* maps a collated batch to a :class:`~deepasa.model.DeepASAOutput` (fields it cannot estimate stay
 None): the network, a baseline of :mod:`deepasa.baselines`, the oracle. :func:`score_system` aligns its slots
@@ -10,10 +10,13 @@ the model, the data formats, the losses (for the PIT alignment) and the metrics,
 from deepasa.evaluation.scoring import (
     SELD_KEYS,
     evaluate,
+    format_by_num_sources,
     format_table,
+    object_intervals,
     object_recovery,
     score_system,
     strict_json,
 )
 
-__all__ = ["score_system", "evaluate", "format_table", "object_recovery", "strict_json", "SELD_KEYS"]
+__all__ = ["score_system", "evaluate", "format_table", "format_by_num_sources", "object_recovery",
+           "object_intervals", "strict_json", "SELD_KEYS"]

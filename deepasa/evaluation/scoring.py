@@ -1,8 +1,8 @@
 """``deepasa evaluate``: every metric of a model on a dataset, as a JSON report and a table.
 
 Per clip, the model's slots are aligned with the reference slots by one permutation — PIT with −SA-SDR on
-the reference-channel image when the data have isolated sources (SPEC §8), otherwise the SELD-loss
-permutation (SPEC §5.2) — and then scored:
+the reference-channel image when the data have isolated sources (docs/spec.md §8), otherwise the SELD-loss
+permutation of STARSS23 fine-tuning (docs/spec.md §5.2) — and then scored:
 
 * ``separation``: SI-SDRi, SDRi (BSS-eval, 512 taps), SI-SDR, SDR of the image and of the direct path
   (``direct_…``), on the reference channel and averaged over channels (``…_m2m``), over the active sources
@@ -22,7 +22,16 @@ permutation (SPEC §5.2) — and then scored:
   the share whose aligned slot is detected (at least one active frame), the class accuracy of the detected
   ones, and the median over them of their mean DoA error on the frames where both are active
   (:func:`object_recovery`); the model card quotes it as the typical error of an analysed object;
-* ``net1``: the same blocks for the Net-1 outputs of a CoI model (its own permutation).
+* ``net1``: the same blocks for the Net-1 outputs of a CoI model (its own permutation);
+* ``by_num_sources``: the same blocks again for the clips of each number N of true sources (the dataset's
+  ``num_sources`` of each item, i.e. the reference, never the estimate): ``{"<N>": {"n_items", "n_sources",
+  <blocks>, "ci95"}}``, each block computed from the clips with N sources alone, exactly what
+  :func:`score_system` gives on that subset of the data (``net1`` has its own ``by_num_sources``).
+
+Object-level intervals (``ci95["objects.detection_rate"]``, ``"objects.class_accuracy"``,
+``"objects.doa_error_median_deg"``): 95 % percentile bootstrap over *clips* (:func:`object_intervals`; a clip's
+sources are resampled together, since they share a room, a mixture and a permutation), 2,000 resamples from a
+fixed seed, so a report is reproducible.
 
 Any *system* — the network, a baseline of :mod:`deepasa.baselines`, the oracle — is scored the same way by
 :func:`score_system`: it maps a batch to a :class:`~deepasa.model.deepasa.DeepASAOutput` and leaves the fields
@@ -83,6 +92,28 @@ class _Scores:
         self.clips: list[dict] = []       # detail: per clip {"id", "separation", "seld", "localization"}
         self.sources: list[dict] = []     # detail: per active source {"id", "slot", "si_sdri_db", ...}
         self.objects: list[dict] = []     # per true source {"detected", "class_ok", "doa_error_deg"}
+        self.object_clip: list[int] = []  # per record of `objects`: the index of its clip (bootstrap unit)
+        self.n_clips = 0                  # clips added with `absorb`
+
+    def absorb(self, item: "_Scores") -> None:
+        """Add the records of one clip, scored into its own accumulator ``item`` by :func:`_score_batch`.
+
+        Lists are extended and DCASE frames merged per recording in the order they come, so an accumulator fed
+        clip by clip holds exactly what one fed a whole batch at once would.
+        """
+        self.sep.extend(item.sep)
+        self.seld.extend(item.seld)
+        self.agnostic.extend(item.agnostic)
+        self.ca.extend(item.ca)
+        for mine, theirs in ((self.pred_frames, item.pred_frames), (self.ref_frames, item.ref_frames)):
+            for rec, frames in theirs.items():
+                mine.setdefault(rec, {}).update(frames)
+        if self.detail:
+            self.clips.extend(item.clips)
+            self.sources.extend(item.sources)
+        self.objects.extend(item.objects)
+        self.object_clip.extend([self.n_clips] * len(item.objects))
+        self.n_clips += 1
 
     def report(self, seld_average: str, workdir: Path) -> tuple[dict, dict]:
         """(blocks, intervals): ``{"separation", "seld", "dcase"}`` and ``{"block.key": [lo, hi]}``."""
@@ -112,6 +143,8 @@ class _Scores:
                     ci[f"localization.{k}"] = jackknife_estimation(blocks["localization"][k], partial[:, j])["ci"]
         if self.objects:
             blocks["objects"] = object_recovery(self.objects)
+            for key, interval in object_intervals(self.objects, self.object_clip).items():
+                ci[f"objects.{key}"] = interval
         if self.ca:
             mean, interval = _t_interval(self.ca)
             blocks["ca_sdri"] = {"ca_sdri_db": mean}
@@ -163,6 +196,75 @@ def object_recovery(objects: list[dict]) -> dict:
     }
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def object_intervals(objects: list[dict], clips: list[int], *, resamples: int = BOOTSTRAP_RESAMPLES,
+                     seed: int = 0) -> dict[str, list[float]]:
+    """95 % percentile-bootstrap intervals of the object-level rates of :func:`object_recovery`, over clips.
+
+    Each resample draws as many clips as there are, with replacement, and takes every source of a drawn clip
+    (a cluster bootstrap: the sources of one clip are not independent). ``detection_rate`` is detected/sources,
+    ``class_accuracy`` right/detected and ``doa_error_median_deg`` the median over the detected sources with a
+    DoA error, in each resample (resamples where a ratio or median is undefined are dropped).
+
+    Args:
+        objects: S records of :func:`object_recovery` (``detected``, ``class_ok``, ``doa_error_deg``).
+        clips: (S,) the clip index of each record (any integer labels).
+        resamples: bootstrap resamples.
+        seed: of the resampling generator (fixed: the same data give the same intervals).
+
+    Returns:
+        ``{"detection_rate", "class_accuracy", "doa_error_median_deg"}`` → ``[low, high]``; ``[nan, nan]``
+        where the point estimate itself is undefined (nothing detected, no source).
+
+    >>> recs = [{"detected": d, "class_ok": True, "doa_error_deg": 10.0 if d else None} for d in (1, 1, 0, 1)]
+    >>> object_intervals(recs, [0, 1, 2, 3])["class_accuracy"]
+    [1.0, 1.0]
+    """
+    nan = [float("nan"), float("nan")]
+    if not objects:
+        return {"detection_rate": nan, "class_accuracy": nan, "doa_error_median_deg": nan}
+    _, inv = np.unique(np.asarray(clips), return_inverse=True)                    # (S,) clip of each source
+    n = int(inv.max()) + 1
+    det = np.array([bool(o["detected"]) for o in objects])                            # (S,)
+    ok = np.array([bool(o["class_ok"]) for o in objects]) & det                       # (S,)
+    err = np.array([o["doa_error_deg"] if o["detected"] and o["doa_error_deg"] is not None else np.nan
+                    for o in objects], dtype=np.float64)                              # (S,)
+    per_clip = np.stack([np.bincount(inv, minlength=n), np.bincount(inv, det, minlength=n),
+                         np.bincount(inv, ok, minlength=n)], axis=1).astype(np.float64)  # (n, 3)
+    has = np.isfinite(err)
+    order = np.argsort(err[has])
+    e = err[has][order]                                                              # (E,) sorted errors
+    e_clip = inv[has][order]                                                         # (E,) their clips
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2**22 // max(n, e.size))                  # resamples per pass: (R', n) and (R', E) stay small
+    stats: dict[str, list[np.ndarray]] = {"detection_rate": [], "class_accuracy": [], "doa_error_median_deg": []}
+    for start in range(0, resamples, chunk):
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, resamples - start))  # (R', n) draws
+        src, n_det, n_ok = (weights @ per_clip).T                                        # (R',) each
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats["detection_rate"].append(n_det / src)
+            stats["class_accuracy"].append(n_ok / n_det)
+        if e.size:                                 # median of the drawn errors, each repeated as its clip is
+            cum = np.cumsum(weights[:, e_clip], axis=1)                                  # (R', E)
+            total = cum[:, -1]                                                           # (R',)
+            lo_pos, hi_pos = (total - 1) // 2, total // 2               # 0-based middle positions (np.median)
+            lo = e[np.minimum((cum <= lo_pos[:, None]).sum(1), e.size - 1)]
+            hi = e[np.minimum((cum <= hi_pos[:, None]).sum(1), e.size - 1)]
+            stats["doa_error_median_deg"].append(np.where(total > 0, (lo + hi) / 2, np.nan))
+    point = object_recovery(objects)
+    out = {}
+    for key, parts in stats.items():
+        values = np.concatenate(parts) if parts else np.empty(0)
+        v = values[np.isfinite(values)]
+        if not np.isfinite(point[key]) or v.size == 0:
+            out[key] = list(nan)
+        else:
+            out[key] = [float(x) for x in np.percentile(v, [2.5, 97.5])]
+    return out
+
+
 def _sum_stats(items: list[FrameSELDStats], n_classes: int) -> FrameSELDStats:
     out = FrameSELDStats(n_classes)
     for s in items:
@@ -191,12 +293,13 @@ def _activity(onoff: torch.Tensor, doa: torch.Tensor) -> np.ndarray:
     return (onoff.float().numpy() > 0.0) & (np.linalg.norm(doa.float().numpy(), axis=-1) > 0.5)
 
 
-def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int, with_sdr: bool,
+def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic: int, with_sdr: bool,
                  seld_average: str) -> None:
-    """Align one output set with the references and add its clips to ``scores``.
+    """Align one output set with the references and add each clip's records to its own accumulator.
 
     Args:
-        scores: the accumulator.
+        sinks: B accumulators, one per clip of the batch (``sinks[b]`` receives the records of item ``b``;
+            :meth:`_Scores.absorb` then adds them to the whole-set and the per-N accumulators).
         out: a :class:`~deepasa.model.deepasa.DeepASAOutput` for the batch (fields the system lacks are None).
         batch: the dataset batch (``mixture (B, M, N)``, targets).
         ids: the B clip names.
@@ -233,9 +336,9 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
                 if est_dir is not None and "direct" in batch:
                     kw.update(est_direct=est_dir[b], tgt_direct=batch["direct"][b].float())
             sep = evaluate_separation(**kw, active=active, with_sdr=with_sdr)
-            scores.sep.append(sep)
+            sinks[b].sep.append(sep)
             clips[b]["separation"] = sep
-            if scores.detail:                                                    # per-source SI-SDRi
+            if sinks[b].detail:                                                  # per-source SI-SDRi
                 e_ref = _ref(est_img[b], ref_mic).numpy()                        # (J, N)
                 t_ref = _ref(tgt_b, ref_mic).numpy()                             # (J, N)
                 m_ref = mix[ref_mic].numpy()                                     # (N,)
@@ -257,9 +360,9 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
             stats = FrameSELDStats(1)
             stats.update(act_out[b:b + 1, ..., None].astype(np.float64), act_ref[b:b + 1, ..., None].astype(np.float64),
                          doa[b:b + 1], batch["doa"][b:b + 1])
-            scores.agnostic.append(stats)
+            sinks[b].agnostic.append(stats)
             clips[b]["localization"] = stats
-            if scores.detail:                                                    # per-source DoA error, recall
+            if sinks[b].detail:                                                  # per-source DoA error, recall
                 theta = angular_error_deg(doa[b], batch["doa"][b])              # (J, T')
                 for j in np.flatnonzero(act_ref[b].any(-1)):
                     on = act_ref[b, j]                                           # (T',) reference-active frames
@@ -272,14 +375,14 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
         for b, name in enumerate(ids):
             stats = FrameSELDStats(cls_logits.shape[-1])
             stats.update(sed_out[b:b + 1], sed_label[b:b + 1], doa[b:b + 1], batch["doa"][b:b + 1])
-            scores.seld.append(stats)
+            sinks[b].seld.append(stats)
             clips[b]["seld"] = stats
             rec, offset = _recording(batch, b, name)
-            scores.pred_frames.setdefault(rec, {}).update(frames_from_slots(sed_out[b], doa[b], frame_offset=offset))
-            scores.ref_frames.setdefault(rec, {}).update(
+            sinks[b].pred_frames.setdefault(rec, {}).update(frames_from_slots(sed_out[b], doa[b], frame_offset=offset))
+            sinks[b].ref_frames.setdefault(rec, {}).update(
                 frames_from_slots(sed_label[b], batch["doa"][b], frame_offset=offset))
         est_cls = cls_logits.argmax(-1).numpy()                                       # (B, J)
-        _add_objects(scores, sed_out, est_cls, doa, batch)
+        _add_objects(sinks, sed_out, est_cls, doa, batch)
         if has_sources and out.image is not None:                               # CA-SDRi (DCASE 2025 Task 4)
             est_ref = _ref(est_img, ref_mic).numpy()                                      # (B, J, N)
             tgt_ref = _ref(tgt_img.float(), ref_mic).numpy()                              # (B, J, N)
@@ -288,13 +391,17 @@ def _score_batch(scores: _Scores, out, batch: dict, ids: list[str], ref_mic: int
                 ref_cls = batch["cls"][b].numpy()                                         # (J,)
                 e = [j for j in range(est_ref.shape[1]) if present[b, j]]
                 r = [j for j in range(tgt_ref.shape[1]) if ref_cls[j] >= 0 and np.abs(tgt_ref[b, j]).max() > 0]
-                scores.ca.append(ca_sdri_mixture(
-                    [scores.class_names[est_cls[b, j]] for j in e], est_ref[b, e],
-                    [scores.class_names[ref_cls[j]] for j in r], tgt_ref[b, r],
+                names = sinks[b].class_names
+                sinks[b].ca.append(ca_sdri_mixture(
+                    [names[est_cls[b, j]] for j in e], est_ref[b, e],
+                    [names[ref_cls[j]] for j in r], tgt_ref[b, r],
                     batch["mixture"][b, ref_mic].float().numpy()))
-    if scores.detail:
-        scores.clips.extend(clips)
-        scores.sources.extend(src[k] for k in sorted(src))
+    for b in range(n_batch):
+        if sinks[b].detail:
+            sinks[b].clips.append(clips[b])
+    for b, j in sorted(src):
+        if sinks[b].detail:
+            sinks[b].sources.append(src[(b, j)])
 
 
 def _recording(batch: dict, b: int, clip_id: str) -> tuple[str, int]:
@@ -305,8 +412,9 @@ def _recording(batch: dict, b: int, clip_id: str) -> tuple[str, int]:
     return clip_id, 0
 
 
-def _add_objects(scores: _Scores, sed_out: np.ndarray, est_cls: np.ndarray, doa: torch.Tensor, batch: dict) -> None:
-    """Per true source of the batch, the record of :func:`object_recovery`.
+def _add_objects(sinks: list[_Scores], sed_out: np.ndarray, est_cls: np.ndarray, doa: torch.Tensor,
+                 batch: dict) -> None:
+    """Per true source of the batch, the record of :func:`object_recovery`, added to ``sinks[b]`` of its clip.
 
     sed_out (B, J, T', C) decisions, est_cls (B, J) clip classes and doa (B, J, T', 3), all aligned with the
     reference slots; ``batch["cls"] (B, J)``, ``batch["activity"] (B, J, T')``, ``batch["doa"] (B, J, T', 3)``.
@@ -317,17 +425,42 @@ def _add_objects(scores: _Scores, sed_out: np.ndarray, est_cls: np.ndarray, doa:
     theta = angular_error_deg(doa, batch["doa"].float())                         # (B, J, T')
     for b, j in zip(*np.nonzero((ref_cls >= 0) & act_ref.any(-1))):
         both = act_ref[b, j] & act_out[b, j]                                     # (T',)
-        scores.objects.append({"detected": bool(act_out[b, j].any()),
-                               "class_ok": bool(est_cls[b, j] == ref_cls[b, j]),
-                               "doa_error_deg": float(theta[b, j, both].mean()) if both.any() else None})
+        sinks[b].objects.append({"detected": bool(act_out[b, j].any()),
+                                 "class_ok": bool(est_cls[b, j] == ref_cls[b, j]),
+                                 "doa_error_deg": float(theta[b, j, both].mean()) if both.any() else None})
 
 
 System = Callable[[dict], object]
 
 
+def _num_sources(batch: dict) -> list[int]:
+    """The number of true sources of each clip of a batch, from the reference, never from an estimate.
+
+    ``batch["num_sources"] (B,)`` where the dataset gives it (every loader of :mod:`deepasa.data`: the sources
+    of the scene, capped at the J slots), else the slots with a class (``batch["cls"] (B, J)`` ≥ 0), else the
+    slots whose reference image is not silent. Returns B ints.
+    """
+    if "num_sources" in batch:
+        return [int(k) for k in torch.as_tensor(batch["num_sources"]).reshape(-1)]
+    if "cls" in batch:
+        return [int(k) for k in (batch["cls"] >= 0).sum(-1)]
+    img = batch["image"] if "image" in batch else batch["direct"] + batch["reverb"]   # (B, J, M, N)
+    return [int(k) for k in (img.flatten(2).abs().amax(-1) > 0).sum(-1)]
+
+
+def _by_num_sources(groups: dict[int, _Scores], seld_average: str, workdir: Path) -> dict:
+    """``{"<N>": {"n_items", "n_sources", <blocks of _Scores.report>, "ci95"}}``, N ascending."""
+    out = {}
+    for n in sorted(groups):
+        blocks, ci = groups[n].report(seld_average, workdir / f"n{n}")
+        out[str(n)] = {"n_items": groups[n].n_clips, "n_sources": n * groups[n].n_clips, **blocks, "ci95": ci}
+    return out
+
+
 def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, class_names: list[str] | None = None,
                  net1: bool = False, batch_size: int = 1, with_sdr: bool = True, seld_average: str = "micro",
-                 progress: bool = True, detail: bool = False, desc: str = "evaluate") -> dict:
+                 progress: bool = True, detail: bool = False, desc: str = "evaluate",
+                 by_num_sources: bool = True) -> dict:
     """Score any system on a dataset with the metrics of this module.
 
     Args:
@@ -344,17 +477,26 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
         progress: progress bar.
         detail: keep per-clip and per-source records (``"details"``) for breakdowns.
         desc: progress-bar label.
+        by_num_sources: also report every block per number of true sources (``"by_num_sources"``).
 
     Returns:
         ``{"separation", "seld", "dcase", "localization", "ca_sdri", "objects", "ci95", "seconds", "n_items"}``
         (blocks the system or the data cannot support are left out), ``"net1"`` with the same blocks when ``net1``, and
         ``"details": {"clips": [...], "sources": [...]}`` when ``detail`` (each clip: ``id``, ``separation``
-        dict, ``seld``/``localization`` :class:`FrameSELDStats`).
+        dict, ``seld``/``localization`` :class:`FrameSELDStats`). With ``by_num_sources`` (top level and in
+        ``net1``): ``"by_num_sources": {"<N>": {"n_items": clips with N true sources, "n_sources": N × n_items,
+        "separation", "seld", "dcase", "localization", "ca_sdri", "objects", "ci95"}}`` — string keys (JSON),
+        one per N present in the data (:func:`_num_sources`: the dataset's ``num_sources``), each block what
+        this function returns for those clips alone (``torch.utils.data.Subset``), with the same intervals:
+        Student t (separation), jackknife over clips (frame SELD) or recordings (DCASE), bootstrap over clips
+        (objects, :func:`object_intervals`).
     """
     from tqdm import tqdm
 
     final = _Scores(n_classes, class_names, detail)
     first = _Scores(n_classes, class_names, detail)
+    final_n: dict[int, _Scores] = {}     # per number of true sources; records only, no details
+    first_n: dict[int, _Scores] = {}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     seconds = 0.0
     with torch.inference_mode():
@@ -363,17 +505,29 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
             out = system(batch)
             seconds += time.perf_counter() - t0
             ids = [str(s) for s in batch["scene_id"]]
-            _score_batch(final, out, batch, ids, ref_mic, with_sdr, seld_average)
+            counts = _num_sources(batch)
+            sets = [(final, final_n, out)]
             if net1 and getattr(out, "net1", None) is not None:
-                _score_batch(first, out.net1, batch, ids, ref_mic, with_sdr, seld_average)
+                sets.append((first, first_n, out.net1))
+            for whole, per_n, output in sets:
+                items = [_Scores(n_classes, class_names, detail) for _ in ids]
+                _score_batch(items, output, batch, ids, ref_mic, with_sdr, seld_average)
+                for item, count in zip(items, counts):
+                    whole.absorb(item)
+                    if by_num_sources:
+                        per_n.setdefault(count, _Scores(n_classes, class_names)).absorb(item)
     report: dict = {"n_items": len(dataset), "seconds": seconds}
     with tempfile.TemporaryDirectory(prefix="deepasa-eval-") as tmp:
         blocks, ci = final.report(seld_average, Path(tmp) / "final")
         report.update(blocks)
         report["ci95"] = ci
+        if by_num_sources:
+            report["by_num_sources"] = _by_num_sources(final_n, seld_average, Path(tmp) / "final-n")
         if net1:
             blocks1, ci1 = first.report(seld_average, Path(tmp) / "net1")
             report["net1"] = {**blocks1, "ci95": ci1}
+            if by_num_sources:
+                report["net1"]["by_num_sources"] = _by_num_sources(first_n, seld_average, Path(tmp) / "net1-n")
             if detail:
                 report["net1"]["details"] = {"clips": first.clips, "sources": first.sources}
     if detail:
@@ -383,8 +537,24 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
 
 def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", dataset: str = "scenes",
              batch_size: int = 1, limit: int | None = None, seld_average: str = "micro", with_sdr: bool = True,
-             progress: bool = True, dataset_options: dict | None = None) -> dict:
+             progress: bool = True, dataset_options: dict | None = None, by_num_sources: bool = True) -> dict:
     """Score a model on one split of a dataset.
+
+    The model card (``checkpoints/README.md``, ``scripts/model_card.py``) quotes two held-out test sets, each
+    with a seed of its own that no choice was ever made on, every metric also per number of sources
+    (``by_num_sources``):
+
+    (a) the default scenes (2–5 sources, probabilities 0.1/0.2/0.3/0.4)::
+
+            deepasa simulate --out data/sim --split test --num-scenes 200 --seed 2025 --subtype FLOAT
+
+    (b) 1–2-source scenes (half each, moving with the default probability)::
+
+            deepasa simulate --out data/sim_1-2 --split test --num-scenes 200 --seed 2026 --subtype FLOAT \\
+                --set 'num_sources=[1,2]' --set 'num_sources_weights=[0.5,0.5]'
+
+    each scored with ``deepasa evaluate --checkpoint checkpoints/<model>.pt --data <root> --split test --out
+    checkpoints/eval/<report>.json`` (the card names the reports).
 
     Args:
         checkpoint: a ``DeepASA.save`` file or a ``deepasa train`` Lightning checkpoint.
@@ -396,11 +566,13 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
         with_sdr: include the BSS-eval SDR (slow).
         progress: show a progress bar.
         dataset_options: extra loader arguments.
+        by_num_sources: also every block per number of true sources (see :func:`score_system`).
 
     Returns:
         ``{"checkpoint", "data", "split", "n_items", "model", "separation": {...}, "seld": {...},
-        "dcase": {...}, "localization": {...}, "ca_sdri": {...}, "ci95": {"block.key": [low, high]},
-        "seconds": model time, "net1": {same blocks + ci95}}`` (blocks the data cannot support are left out).
+        "dcase": {...}, "localization": {...}, "ca_sdri": {...}, "objects": {...}, "ci95": {"block.key": [low,
+        high]}, "seconds": model time, "by_num_sources": {"<N>": {"n_items", "n_sources", blocks, "ci95"}},
+        "net1": {same blocks + ci95 + by_num_sources}}`` (blocks the data cannot support are left out).
 
     Raises:
         DeepASAError: missing checkpoint or data, a model/data mismatch (rate, channels, slots, classes).
@@ -426,7 +598,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     coi = cfg.coi_steps > 0
     scored = score_system(lambda batch: model(batch["mixture"], net1_audio=coi), ds, n_classes=cfg.n_classes,
                           ref_mic=cfg.ref_mic, class_names=names, net1=coi, batch_size=batch_size,
-                          with_sdr=with_sdr, seld_average=seld_average, progress=progress)
+                          with_sdr=with_sdr, seld_average=seld_average, progress=progress,
+                          by_num_sources=by_num_sources)
     report: dict = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "dataset": dataset,
                     "n_items": len(ds), "seld_average": seld_average,
                     "model": {"n_classes": cfg.n_classes, "n_slots": cfg.n_slots, "sample_rate": cfg.sample_rate,
@@ -450,8 +623,42 @@ def strict_json(value):
     return value
 
 
+#: The columns of the per-N table of :func:`format_table`: (header, block, key).
+BY_N_COLUMNS = (("detected", "objects", "detection_rate"), ("class acc.", "objects", "class_accuracy"),
+                ("DoA med °", "objects", "doa_error_median_deg"), ("SI-SDRi", "separation", "si_sdri_db"),
+                ("direct SI-SDRi", "separation", "direct_si_sdri_db"), ("frame SELD", "seld", "SELD"),
+                ("ER", "seld", "ER"), ("F", "seld", "F"), ("LE", "seld", "LE"), ("LR", "seld", "LR"),
+                ("DCASE SELD", "dcase", "SELD"))
+
+
+def format_by_num_sources(by_n: dict, prefix: str = "") -> list[str]:
+    """The ``by_num_sources`` block of a report as aligned text lines: one row per N, point estimates only.
+
+    Args:
+        by_n: ``report["by_num_sources"]`` (``{"<N>": {"n_items", "n_sources", blocks…}}``).
+        prefix: put before the title (``"net1 "``).
+
+    Returns:
+        the lines (title, header, one per N); none for an empty block.
+    """
+    if not by_n:
+        return []
+    cols = [c for c in BY_N_COLUMNS if any(c[2] in rep.get(c[1], {}) for rep in by_n.values())]
+    rows = [("N", "clips", "sources", *(c[0] for c in cols))]
+    for n in sorted(by_n, key=int):
+        rep = by_n[n]
+        cells = []
+        for _, block, key in cols:
+            value = rep.get(block, {}).get(key)
+            cells.append("—" if value is None or value != value else f"{value:.3f}")
+        rows.append((str(n), str(rep.get("n_items", "")), str(rep.get("n_sources", "")), *cells))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [f"{prefix}by number of sources:"] + ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+
+
 def format_table(report: dict) -> str:
-    """The report as an aligned text table: metric, mean, 95 % interval (and Net 1 next to it for CoI)."""
+    """The report as an aligned text table: metric, mean, 95 % interval (and Net 1 next to it for CoI), then,
+    when the report has ``by_num_sources``, the compact per-N table of :func:`format_by_num_sources` (and Net 1's)."""
     rows = [("metric", "mean", "95% interval")]
 
     def add(prefix: str, rep: dict) -> None:
@@ -470,4 +677,6 @@ def format_table(report: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"{report['n_items']} clips of {report['data']} ({report['split']})"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += format_by_num_sources(report.get("by_num_sources", {}))
+    lines += format_by_num_sources(report.get("net1", {}).get("by_num_sources", {}), prefix="net1 ")
     return "\n".join(lines)

@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "over a dataset and report separation (SI-SDRi, SDRi, direct-path SI-SDRi; "
                               "reference channel and M2M), DeepASA frame SELD metrics and the official DCASE "
                               "2023 segment metrics (and the same for Net 1 of a CoI model), as JSON + a table "
-                              "with the mean and 95 % interval per metric.",
+                              "with the mean and 95 % interval per metric; every metric also per number of "
+                              "true sources (the report's by_num_sources block).",
                               epilog=EVAL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--checkpoint", required=True, type=Path, help="model file (.pt) or Lightning checkpoint (.ckpt)")
     e.add_argument("--data", required=True, type=Path, help="dataset root")
@@ -73,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="frame SELD averaging: micro (ASA2 tables) or macro (STARSS23)")
     e.add_argument("--no-sdr", action="store_true", help="skip the (slow) BSS-eval SDR")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--no-by-num-sources", action="store_true",
+                   help="skip the per-number-of-sources breakdown (by_num_sources; its DCASE scoring is the extra cost)")
     e.set_defaults(func=run_evaluate)
 
     x = subparsers.add_parser("export", help="write a training checkpoint as a model file (what analyze loads)",
@@ -264,7 +267,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                      log=lambda msg: print(f"deepasa evaluate: {msg}", file=sys.stderr))
     report = evaluate(args.checkpoint, args.data, split=args.split, dataset=args.dataset,
                       batch_size=args.batch_size, limit=args.limit, seld_average=args.seld_average,
-                      with_sdr=not args.no_sdr, progress=not args.quiet)
+                      with_sdr=not args.no_sdr, progress=not args.quiet,
+                      by_num_sources=not args.no_by_num_sources)
     if args.out is not None:
         import json
         import os
