@@ -18,7 +18,7 @@ process. At each budget the model scores the first ``--val-n`` unseen scenes:
   the source's active frames (whether the slot is detected or not); the median over sources;
 * ``doa_error_detected_deg``: the same over frames where slot and source are both active, detected sources;
 * ``detection_rate``: share of true sources whose aligned slot has an active frame anywhere in the clip
-  (sigmoid(onoff) > 0.5 and ‖doa‖ > 0.5, SPEC §1);
+  (sigmoid(onoff) > 0.5 and ‖doa‖ > 0.5, docs/spec.md §1);
 * ``class_accuracy`` (of the detected) and ``class_accuracy_all`` (every source's slot);
 * ``si_sdri_db``: reference-channel image SI-SDR improvement, mean over true sources;
 * ``onoff_recall`` and ``doa_norm_active``: the two halves of the decision rule on the sources' active
@@ -34,6 +34,11 @@ Long runs (4,000 passes take hours on this CPU) can span sessions: ``--state DIR
 every ``--state-every`` seconds and at every budget, atomically; a rerun with the same arguments continues
 from it, as if it had not stopped (the same scenes in the same order). ``--compile`` compiles the model's
 blocks, splitter and heads (``deepasa.train.fastpath.compile_model``; a few minutes at the start).
+
+``--score-model MODEL.pt`` trains nothing: it scores a saved model (``deepasa export`` output, e.g. a checkpoint
+of the shipped run) on the first ``--val-n`` unseen scenes of each ``--scenes`` set with the same :func:`score`,
+so a model trained elsewhere compares with the rows here; one JSON line per set (``--score-label`` names it),
+and with ``--score-csv F`` a row appended to F.
 """
 
 from __future__ import annotations
@@ -288,6 +293,42 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SCORE_FIELDS = ["label", "scenes", "val_scenes", "doa_error_median_deg", "doa_error_detected_deg",
+                "detection_rate", "class_accuracy", "class_accuracy_all", "si_sdri_db", "onoff_recall",
+                "doa_norm_active", "model"]
+
+
+def score_saved(args) -> list[dict]:
+    """``--score-model``: score a saved model on each ``--scenes`` set's unseen scenes; the rows (also printed,
+    and appended to ``--score-csv``)."""
+    import csv
+
+    from deepasa.model.loading import load_model
+
+    model = load_model(args.score_model)
+    rows = []
+    for scenes in args.scenes:
+        val = SceneDataset(Path(args.data) / scenes, "val")
+        if val.sample_rate != model.sample_rate:
+            raise DeepASAError(f"{args.data}/{scenes} is at {val.sample_rate} Hz, the model at {model.sample_rate} Hz")
+        m = score(model, [val[i] for i in range(min(args.val_n, len(val)))])
+        row = {"label": args.score_label, "scenes": scenes, "val_scenes": min(args.val_n, len(val)),
+               **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k != "n_sources"},
+               "model": args.score_model}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.score_csv:
+            path = Path(args.score_csv)
+            new = not path.is_file()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=SCORE_FIELDS, extrasaction="ignore")
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="folder with one subfolder per scene set")
@@ -307,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-every", type=float, default=600.0, help="seconds between state saves")
     ap.add_argument("--compile", action="store_true", help="torch.compile the blocks, splitter and heads")
     ap.add_argument("--quick", action="store_true", help="a one-minute check: budgets 8 16, 4 unseen scenes")
+    ap.add_argument("--score-model", help="score this saved model instead of training (module docstring)")
+    ap.add_argument("--score-label", default="", help="label of the --score-model row (e.g. run and step)")
+    ap.add_argument("--score-csv", help="append the --score-model rows to this CSV")
     args = ap.parse_args(argv)
     if args.table:
         if not Path(args.out).is_file():
@@ -328,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
             if not (Path(args.data) / s / split / "mixed").is_dir():
                 raise DeepASAError(f"no scenes at {Path(args.data) / s / split} (see docs/training.md)")
     torch.set_num_threads(args.threads)
+    if args.score_model:
+        score_saved(args)
+        return 0
     for scenes in args.scenes:
         for name in args.variants:
             keep = not args.quick or args.out != str(RESULTS)

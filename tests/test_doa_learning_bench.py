@@ -119,3 +119,23 @@ def test_a_stopped_run_continues_from_its_state_as_if_it_had_not_stopped(sets, t
         assert resumed[1][k] == pytest.approx(straight[1][k], rel=1e-4, abs=1e-4), k
     with pytest.raises(doa_learning.DeepASAError, match="other arguments"):
         doa_learning.run_variant(_args(sets, tmp_path, [8, 32]), "gcc_mixture", "1-static", lambda _: None)
+
+
+def test_score_model_scores_a_saved_model_as_score_does(sets, tmp_path):
+    """--score-model on a saved model gives the same numbers as score() on the loaded model, and a CSV row."""
+    model = tiny_model_with_fixed_heads(8.0, doa=[5.0, 0.0, 0.0])
+    path = tmp_path / "fixed.pt"
+    model.save(path)
+    csv_path = tmp_path / "scores.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--data", str(sets),
+                           "--scenes", "1-static", "--score-model", str(path), "--val-n", "4", "--threads", "1",
+                           "--score-label", "fixed", "--score-csv", str(csv_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    direct = doa_learning.score(model, items(sets / "1-static", "val", 4))
+    assert row["label"] == "fixed" and row["val_scenes"] == 4
+    assert row["doa_error_median_deg"] == pytest.approx(direct["doa_error_median_deg"], abs=1e-3)
+    assert row["detection_rate"] == direct["detection_rate"] == 1.0
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("label,scenes,val_scenes,doa_error_median_deg") and lines[1].startswith("fixed,1-static,4,")
