@@ -3,7 +3,7 @@
     python scripts/head_diagnostics.py checkpoints/default.pt --data /work/data/sim --split val --scenes 12
 
 Slots are aligned with the sources by the training loss's permutation (PIT on the reference-channel image,
-SPEC §4). Prints, over the aligned slots: the clip-class accuracy of the slots of true sources; the mean
+docs/spec.md §4). Prints, over the aligned slots: the clip-class accuracy of the slots of true sources; the mean
 on/off probability and the share above 0.5 on active and on silent frames; the mean DoA-vector norm on
 active and silent frames (the decision rule needs > 0.5); the median and mean angle between the DoA vector
 and the true direction on active frames (90° is chance). The model card quotes it for the shipped model.

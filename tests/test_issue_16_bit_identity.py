@@ -1,4 +1,4 @@
-"""Issue 16: the heads, the CoI and ``DeepASA.forward`` were rewritten to read like SPEC §3.5–§3.7; the network
+"""Issue 16: the heads, the CoI and ``DeepASA.forward`` were rewritten to read like docs/spec.md §3.5–§3.7; the network
 must compute exactly what it computed before, for the same weights.
 
 The numbers below were produced by the code *before* that rewrite (commit ead2782) on fixed seeds: the

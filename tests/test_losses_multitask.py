@@ -1,4 +1,4 @@
-"""The DeepASA multi-task loss (SPEC §5): components, the shared permutation, and a tiny overfit run."""
+"""The DeepASA multi-task loss (docs/spec.md §5): components, the shared permutation, and a tiny overfit run."""
 
 import itertools
 import math

@@ -1,4 +1,4 @@
-"""DeepASA frame-level object metrics (SPEC §8) on a hand-derived case, and the paper's SELD scores."""
+"""DeepASA frame-level object metrics (docs/spec.md §8) on a hand-derived case, and the paper's SELD scores."""
 
 import math
 
@@ -19,7 +19,7 @@ def test_seld_score_reproduces_the_paper(er, f1, le, lr, reported):
 
 
 def test_seld_score_starss23_coi():
-    # (0.337 + 0.369 + 9.8/180 + 0.254) / 4 = 0.25361…; the table prints 0.253 (truncated), SPEC §8 0.2536.
+    # (0.337 + 0.369 + 9.8/180 + 0.254) / 4 = 0.25361…; the table prints 0.253 (truncated), docs/spec.md §8 0.2536.
     assert seld_score(0.337, 0.631, 9.8, 0.746) == pytest.approx(0.2536, abs=5e-5)
 
 

@@ -62,7 +62,7 @@ def test_slot_equivariance_with_coi():
 
 
 def test_tcm_mixes_slots_by_design():
-    """The TCM's Linear(C·J → D) reads slot identity (SPEC §3.7), so Net 2 is not equivariant to Net-1 slots."""
+    """The TCM's Linear(C·J → D) reads slot identity (docs/spec.md §3.7), so Net 2 is not equivariant to Net-1 slots."""
     torch.manual_seed(0)
     model = DeepASA(get_config("tiny", coi_steps=1)).eval()
     with torch.no_grad():  # make Net 1 detect something so that the hard SED map is not all zero

@@ -11,7 +11,7 @@ torch.set_num_threads(1)
 
 def test_gabor_init_is_released_reset_parameters_and_frozen():
     g = GaborSTFT(640, 320, 64, trainable=False)
-    assert sum(p.numel() for p in g.parameters()) == 41154  # SPEC §2.2
+    assert sum(p.numel() for p in g.parameters()) == 41154  # docs/spec.md §2.2
     assert not any(p.requires_grad for p in g.parameters())
     w = g.windows(torch.randn(2, 3200) * 0.1)  # (2, T, 640)
     n = torch.arange(640) - 320.0

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_committed_yaml_is_the_default_recipe():
     cfg = SceneConfig.from_sources(ROOT / "configs" / "data" / "scenes.yaml")
     assert cfg == SceneConfig()
-    # the ASA recipe, SPEC §7.1
+    # the ASA recipe, docs/spec.md §7.1
     assert (cfg.sample_rate, cfg.duration, cfg.num_sources, cfg.num_sources_weights) == \
         (16000, 4.0, (2, 3, 4, 5), (0.1, 0.2, 0.3, 0.4))
     assert (cfg.moving_prob, cfg.room_xy, cfg.room_z, cfg.rt60, cfg.snr_db) == \

@@ -282,7 +282,7 @@ def test_every_recipe_parses(recipe, capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["checkpoint"]["save_last"] is False and printed["last_every_n_steps"] >= 1   # LastCheckpoint
     assert printed["trainer"]["gradient_clip_val"] == 5.0
-    if recipe.startswith("asa2_paper"):               # SPEC §6: 8 GPUs × 2, Adam 4e-4 / 1e-5, bf16-mixed
+    if recipe.startswith("asa2_paper"):               # docs/spec.md §6: 8 GPUs × 2, Adam 4e-4 / 1e-5, bf16-mixed
         assert printed["trainer"]["devices"] == 8 and printed["data"]["batch_size"] == 2
         assert printed["trainer"]["strategy"] == "ddp" and printed["trainer"]["precision"] == "bf16-mixed"
         assert printed["model"]["lr"] == 4e-4 and printed["model"]["weight_decay"] == 1e-5

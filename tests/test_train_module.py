@@ -59,7 +59,7 @@ def fit(module, dataset, tmp_path, steps=1):
 
 def test_seld_only_objective_on_data_without_sources(tmp_path):
     module = DeepASAModule(model="tiny", objective="seld", seld_average="macro", use_doa_norm=False)
-    assert module.weights.image_ref == 0 and module.weights.cos == 1      # SPEC §5.2 weights
+    assert module.weights.image_ref == 0 and module.weights.cos == 1      # docs/spec.md §5.2 weights
     metrics = fit(module, Synthetic({"seld"}), tmp_path)
     for k in ("val/loss", "val/cls", "val/sed", "val/doa", "val/cos", "val/onoff", "val/seld_score", "val/ER"):
         assert k in metrics and torch.isfinite(metrics[k]), k

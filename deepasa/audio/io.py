@@ -1,4 +1,4 @@
-"""Audio file I/O with the checks DESIGN.md asks for (no torch).
+"""Audio file I/O with the input checks of docs/analyze.md, "Input handling" (no torch).
 
 ``load_audio`` returns float32 ``(M, N)`` arrays and refuses unreadable, empty or non-finite input with a
 :class:`~deepasa.errors.DeepASAError`; ``write_audio`` writes float32 WAV atomically (temp file + rename).

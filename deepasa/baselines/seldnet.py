@@ -1,6 +1,6 @@
 """The DCASE 2023 Task 3 SELDnet baseline (``sharathadavanne/seld-dcase2023``), track-wise multi-ACCDOA.
 
-What is the same as the DCASE 2023 baseline (ANCHORS.md §2; ``parameters.py``, ``cls_feature_class.py``,
+What is the same as the DCASE 2023 baseline (docs/baselines.md; ``parameters.py``, ``cls_feature_class.py``,
 ``seldnet_model.py`` of that repository):
 
 * **Features.** STFT with hop 20 ms, Hann window of 2 hops (40 ms), FFT size the next power of two; 64 mel

@@ -1,6 +1,6 @@
 """DCASE 2025 Task 4 (S5, spatial semantic segmentation of sound scenes) in the baseline's waveform layout.
 
-Layout (``nttcslab/dcase2025_task4_baseline``, ``DatasetS5Waveform``; ANCHORS §1)::
+Layout (``nttcslab/dcase2025_task4_baseline``, ``DatasetS5Waveform``; docs/training.md, "Datasets and their recipes")::
 
     <root>/<split>/soundscape/<name>.wav                4-ch first-order Ambisonics mixture, 32 kHz, 10 s
     <root>/<split>/oracle_target/<name>_<Label>.wav     one "dry" target per event (reference channel 0)

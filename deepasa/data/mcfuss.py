@@ -1,4 +1,4 @@
-"""MC-FUSS (spatialised multichannel FUSS-plus) for the separation-only DeepASA variant (SPEC §7.3, §5.3).
+"""MC-FUSS (spatialised multichannel FUSS-plus) for the separation-only DeepASA variant (docs/spec.md §7.3, §5.3).
 
 Layout::
 
@@ -10,7 +10,7 @@ contains ``background`` (FUSS names its background ``background0_sound.wav``) is
 source [I: the authors' loader is not public in source form]; without one, the noise target is
 ``mixture − Σ sources``. Sources beyond ``n_slots`` are an error (the paper's J is at most 4).
 
-Crops (SPEC §7.3): training items are random ``clip_seconds`` crops (a new position at every access, from
+Crops (docs/spec.md §7.3): training items are random ``clip_seconds`` crops (a new position at every access, from
 torch's generator, which Lightning seeds per worker); validation items are crops at a position seeded by
 ``(seed, index)``; the ``test`` split is returned at full length (score it with batch 1).
 """

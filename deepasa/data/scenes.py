@@ -1,6 +1,6 @@
 """Torch dataset for scenes in the ASA layout: ``deepasa simulate`` output and the authors' ASA/ASA2 data.
 
-Layout (DESIGN.md; ``deepasa.scenes.writer``)::
+Layout (docs/sound-bank.md, "Scene simulator"; ``deepasa.scenes.writer``)::
 
     <root>/<split>/mixed/<id>.wav, anechoic/<id>/<k>.wav, reverb/<id>/<k>.wav, info/<id>.csv
     [noise/<id>.wav, meta/<id>.json, dcase/<id>.csv]     (ours only)
@@ -9,11 +9,11 @@ Layout (DESIGN.md; ``deepasa.scenes.writer``)::
 Elevation: our ``info`` files store the usual elevation (+90° = up); ASA's store the polar angle from the
 zenith. With ``elevation="auto"`` a split that has ``meta/`` is read as ours, one without as ASA, and polar
 angles are converted with ``el = 90° − polar`` (physically right; the authors' loader flips the sign of z,
-SPEC §7.1, which is harmless only if every dataset is read the same way).
+docs/spec.md §7.1, which is harmless only if every dataset is read the same way).
 
 Sources beyond ``n_slots`` are dropped (the first ``n_slots`` by file index are kept, as the ASA loader
 does); empty slots have zero audio, class −1, zero activity and zero DoA. ASA has no ``noise/`` folder: the
-noise target is then ``mixture − Σ_k (direct_k + reverb_k)``, the definition of SPEC §5.1.
+noise target is then ``mixture − Σ_k (direct_k + reverb_k)``, the definition of docs/spec.md §5.1.
 """
 
 from __future__ import annotations

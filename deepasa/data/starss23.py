@@ -1,6 +1,7 @@
 """STARSS23 (DCASE 2023 Task 3) in the official development layout, chunked into model-length clips.
 
-Layout (as distributed on Zenodo; SPEC §7.2, ANCHORS §2)::
+Layout (as distributed on Zenodo, docs/training.md "Datasets and their recipes"; not the authors' pre-chunked
+layout of docs/spec.md §7.2)::
 
     <root>/foa_dev/<split-folder>/<name>.wav        4-ch FOA (ACN/SN3D), 24 kHz
     <root>/mic_dev/<split-folder>/<name>.wav        4-ch tetrahedral MIC, 24 kHz
@@ -9,7 +10,7 @@ Layout (as distributed on Zenodo; SPEC §7.2, ANCHORS §2)::
 ``<split-folder>`` is e.g. ``dev-train-sony``, ``dev-train-tau``, ``dev-test-sony``, ``dev-test-tau``; split
 ``train`` takes every folder starting with ``dev-train``, ``test`` every ``dev-test`` folder, any other split
 name the folders starting with it. Frames are 100 ms (0-based); azimuth/elevation in degrees with the usual
-elevation (+90° up), so ``z = sin(elevation)`` (SPEC §7.2).
+elevation (+90° up), so ``z = sin(elevation)`` (docs/spec.md §7.2).
 
 Each recording is cut into consecutive clips of ``clip_seconds`` (the last one zero-padded), resampled to
 ``sample_rate``. In each clip every distinct (class, source index) pair is one object slot, in order of first
@@ -81,7 +82,7 @@ class Starss23Dataset(Dataset):
         clip_seconds: clip length (a multiple of the 100-ms label hop).
         train: unused (clips are fixed); accepted for a uniform loader signature.
         fmt: ``mic`` or ``foa``.
-        peak_normalize: divide each clip by its peak |x| (the STARSS23 fine-tuning recipe, SPEC §6).
+        peak_normalize: divide each clip by its peak |x| (the STARSS23 fine-tuning recipe, docs/spec.md §6).
         label_hop: seconds per metadata frame (0.1).
 
     Items:

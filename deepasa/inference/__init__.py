@@ -5,7 +5,7 @@ Public API::
     from deepasa.inference import analyze, load_model
     model = load_model()                      # checkpoints/default.pt, or load_model("my.pt")
     result = analyze(model, "rec.wav")        # SceneAnalysis
-    result.save("rec_analysis")               # DESIGN.md layout + report.html
+    result.save("rec_analysis")               # docs/analyze.md layout + report.html
 
 Note: the package attribute ``deepasa.inference.analyze`` is the function; the module is reached with
 ``from deepasa.inference.analyze import ...`` (or ``sys.modules``).

@@ -1,6 +1,6 @@
 """``analyze``: every sound object of a recording of any length, with bounded memory.
 
-Pipeline (DESIGN.md "The command line", SPEC §10):
+Pipeline (docs/analyze.md; docs/spec.md §10):
 
 1. **Check the input** in one streaming pass: readable, not empty, finite, not silent, the model's channel
    count, and a physical format check (FOA ACN/SN3D has ``E_Y + E_Z + E_X <= E_W``; four omni capsules have

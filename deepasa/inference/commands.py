@@ -1,6 +1,6 @@
 """``deepasa analyze`` and ``deepasa demo`` (what ``make demo`` runs).
 
-``analyze`` runs the model on a recording of any length and writes the DESIGN.md output layout
+``analyze`` runs the model on a recording of any length and writes the output layout of docs/analyze.md
 (see :mod:`deepasa.inference.analyze`).
 
 ``demo`` simulates one scene from *held-out* (test-split) sound-bank clips (fetching the test split of the

@@ -4,7 +4,7 @@ Input: an analysis folder as ``deepasa analyze`` writes it (or the *oracle analy
 ``deepasa simulate --oracle-analysis``), read with :meth:`SceneAnalysis.load`. Output: one (4, N) float32
 signal at the analysed sample rate.
 
-Rendering, object by object (DESIGN.md "The command line", issue 17):
+Rendering, object by object (docs/remix.md, issue 17):
 
 * **Unedited** objects pass through exactly: their ``image.wav`` (and the noise its ``noise.wav``), so a
   remix without edits is ``Σ_j image_j + noise`` — the analysed mixture up to the model's residual

@@ -2,7 +2,7 @@
 
 Signals are not held in memory: every object's image/direct/reverb and the noise estimate live in WAV files
 (M channels, at the input's sample rate) under ``SceneAnalysis.root`` and are read when asked for
-(``obj.image``). ``SceneAnalysis.save(dir)`` writes the layout of DESIGN.md::
+(``obj.image``). ``SceneAnalysis.save(dir)`` writes the layout of docs/analyze.md ("Outputs")::
 
     DIR/objects/<j>_<class>/{image,direct,reverb}.wav   M-ch, input sample rate
     DIR/noise.wav
@@ -31,7 +31,7 @@ from deepasa.errors import DeepASAError
 __all__ = ["SceneObject", "SceneAnalysis", "OBJECTS_JSON_VERSION", "activity_segments"]
 
 OBJECTS_JSON_VERSION = "deepasa-objects/1"
-#: What the summary and the report say when no slot passed the decision rule (SPEC §1) in any frame.
+#: What the summary and the report say when no slot passed the decision rule (docs/spec.md §1) in any frame.
 NO_OBJECT = ("no object found: no slot had a 100-ms frame with on/off probability > 0.5 and DoA-vector norm > 0.5 "
              "(the decision rule of the model); see the model card for how often this model detects")
 
@@ -213,7 +213,7 @@ class SceneAnalysis:
         (folder / "objects.json").write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
 
     def save(self, directory: str | Path, overwrite: bool = False, report: bool = True) -> Path:
-        """Write the DESIGN.md layout to ``directory`` (atomically: temporary folder, then rename).
+        """Write the docs/analyze.md layout to ``directory`` (atomically: temporary folder, then rename).
 
         Signal files of an unsaved analysis are moved (not copied) out of its temporary folder, and this
         object then points at ``directory``. Returns ``directory``.

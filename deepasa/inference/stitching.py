@@ -4,7 +4,7 @@ A recording longer than the model's clip is cut into windows of ``L`` samples ev
 window is zero-padded). The network returns J object slots per window, but slot ``j`` of one window need not
 be slot ``j`` of the next (the model is permutation-invariant). Following ESPnet's segment-wise enhancement,
 which re-aligns output streams of consecutive segments by their agreement on the overlap, the
-:class:`Stitcher` aligns slots by three cues together (STYLE.md):
+:class:`Stitcher` aligns slots by three cues together (docs/analyze.md, "Long recordings and stitching"):
 
 * **signal**: 1 − normalised correlation of the two slots' multichannel images on the overlap samples
   (neutral 0.5 when either is quieter than −30 dB re the mixture on the overlap);
@@ -84,7 +84,7 @@ class WindowOutput:
 
 def slot_activity(onoff_prob: np.ndarray, doa: np.ndarray, onoff_threshold: float = 0.5,
                   doa_threshold: float = 0.5) -> np.ndarray:
-    """SPEC §1 decision: sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5. (..., T'), (..., T', 3) -> (..., T') bool."""
+    """docs/spec.md §1 decision: sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5. (..., T'), (..., T', 3) -> (..., T') bool."""
     return (onoff_prob > onoff_threshold) & (np.linalg.norm(doa, axis=-1) > doa_threshold)
 
 

@@ -1,4 +1,4 @@
-"""deepasa.losses: PIT with one shared permutation, signal losses and the DeepASA objectives (SPEC §4, §5)."""
+"""deepasa.losses: PIT with one shared permutation, signal losses and the DeepASA objectives (docs/spec.md §4, §5)."""
 
 from deepasa.losses.multitask import (
     Estimates,

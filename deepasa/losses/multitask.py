@@ -1,4 +1,4 @@
-"""DeepASA training objectives (SPEC §5): the ASA2 multi-task loss, the SELD-only and the USS variants.
+"""DeepASA training objectives (docs/spec.md §5): the ASA2 multi-task loss, the SELD-only and the USS variants.
 
 The losses work on plain tensors held by any object with the right field names (a dataclass such as
 :class:`Estimates` / :class:`Targets`, the model's output dataclass, or a ``dict``), so this module does not
@@ -10,7 +10,7 @@ Estimate fields (``B`` batch, ``J`` slots, ``M`` mics, ``N`` samples, ``T'`` lab
     reverb      (B, J, M, N)   reverberant image minus direct path
     noise       (B, M, N)      background-noise estimate (optional)
     cls_logits  (B, J, C)      clip-level class logits
-    sed         (B, J, T', C)  frame-level class posteriors (softmax outputs, SPEC §1)
+    sed         (B, J, T', C)  frame-level class posteriors (softmax outputs, docs/spec.md §1)
     onoff       (B, J, T')     activity logits
     doa         (B, J, T', 3)  Cartesian DoA (ACCDOA-like norm)
 
@@ -85,7 +85,7 @@ class Targets:
 
 @dataclass
 class LossWeights:
-    """Every weight of the DeepASA objective. Defaults reproduce SPEC §5.1 (ASA2, as intended).
+    """Every weight of the DeepASA objective. Defaults reproduce docs/spec.md §5.1 (ASA2, as intended).
 
     ``L = image_ref·PIT-SA(ŷ_ref) + direct_ref·PIT-SA(ŷᵈ_ref) + reverb_ref·PIT-SA(ŷʳ_ref)
          + nonref·Σ_{m≠ref}[image·… + direct·… + reverb·…]  − noise·SI-SDR(n̂, n)
@@ -111,12 +111,12 @@ class LossWeights:
 
     @classmethod
     def asa2(cls) -> "LossWeights":
-        """SPEC §5.1: all task weights 1, other channels 0.1, noise 0.01, no cosine term."""
+        """docs/spec.md §5.1: all task weights 1, other channels 0.1, noise 0.01, no cosine term."""
         return cls()
 
     @classmethod
     def seld(cls) -> "LossWeights":
-        """SPEC §5.2 (STARSS23 fine-tuning): cls + sed + doa + cos + on/off, all 1; no audio terms."""
+        """docs/spec.md §5.2 (STARSS23 fine-tuning): cls + sed + doa + cos + on/off, all 1; no audio terms."""
         return cls(image_ref=0.0, direct_ref=0.0, reverb_ref=0.0, nonref=0.0, noise=0.0, cos=1.0)
 
 
@@ -148,7 +148,7 @@ def _get(obj: Any, name: str, required: bool = True) -> torch.Tensor | None:
 # SELD task terms
 # ------------------------------------------------------------------------------------------------
 def class_loss(logits: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-    """Per-slot class loss ``CLS(z, c)`` of SPEC §5.1.
+    """Per-slot class loss ``CLS(z, c)`` of docs/spec.md §5.1.
 
     Cross-entropy for ``c ≥ 0``; for an empty slot (``c = −1``) the KL divergence from the uniform
     distribution ``u`` to the posterior, ``Σ_k u_k·log(u_k / softmax(z)_k)``, which pushes an empty slot's
@@ -224,11 +224,11 @@ def _weighted_seld(parts: dict[str, torch.Tensor], w: LossWeights) -> torch.Tens
 
 
 # ------------------------------------------------------------------------------------------------
-# ASA2 multi-task loss (SPEC §5.1)
+# ASA2 multi-task loss (docs/spec.md §5.1)
 # ------------------------------------------------------------------------------------------------
 def multitask_loss(est: Any, tgt: Any, weights: LossWeights | None = None, *, ref_channel: int = 0,
                    aux_own_permutation: bool = True, master: str = "image", method: str = "auto") -> LossOutput:
-    """The DeepASA ASA2 multi-task loss of SPEC §5.1, *as intended*.
+    """The DeepASA ASA2 multi-task loss of docs/spec.md §5.1, *as intended*.
 
     * Master permutation π*: PIT with −SA-SDR on the **reference-channel full image** (direct + reverb).
     * The direct and reverb terms on the reference channel and the three terms on every **other** channel
@@ -241,18 +241,18 @@ def multitask_loss(est: Any, tgt: Any, weights: LossWeights | None = None, *, re
     Args:
         est: estimate fields (module docstring); ``noise`` may be ``None`` (the noise term is then skipped).
         tgt: target fields.
-        weights: :class:`LossWeights` (default SPEC §5.1).
+        weights: :class:`LossWeights` (default docs/spec.md §5.1).
         ref_channel: reference mic.
         aux_own_permutation: independent PIT for the auxiliary separation terms.
-        master: ``"image"`` (SPEC §4: π* from −SA-SDR of the reference-channel image) or ``"seld"`` (π* from
-            the SELD pair losses, as :func:`seld_loss`; the image term is then scored under π*).
+        master: ``"image"`` (docs/spec.md §4: π* from −SA-SDR of the reference-channel image) or ``"seld"``
+            (π* from the SELD pair losses, as :func:`seld_loss`; the image term is then scored under π*).
         method: permutation search, see :func:`deepasa.losses.pit.find_best_permutation`.
 
     Returns:
         :class:`LossOutput` with ``total`` (scalar), ``components`` and ``perm (B, J)`` = π*.
     """
     w = weights or LossWeights()
-    # Losses in float32 even when the network runs under bf16 autocast (SPEC §5.1).
+    # Losses in float32 even when the network runs under bf16 autocast (docs/spec.md §5.1).
     direct, reverb = _get(est, "direct").float(), _get(est, "reverb").float()     # (B, J, M, N)
     t_direct, t_reverb = _get(tgt, "direct").float(), _get(tgt, "reverb").float() # (B, J, M, N)
     image, t_image = direct + reverb, t_direct + t_reverb                         # (B, J, M, N)
@@ -262,7 +262,7 @@ def multitask_loss(est: Any, tgt: Any, weights: LossWeights | None = None, *, re
 
     comps: dict[str, torch.Tensor] = {}
 
-    if master == "image":  # SPEC §4: π* from the reference-channel full image
+    if master == "image":  # docs/spec.md §4: π* from the reference-channel full image
         loss_img_ref, perm = pit_sa_sdr(image[:, :, ref_channel], t_image[:, :, ref_channel], method=method)
     elif master == "seld":
         with torch.no_grad():
@@ -311,7 +311,7 @@ def multitask_loss(est: Any, tgt: Any, weights: LossWeights | None = None, *, re
 
 
 # ------------------------------------------------------------------------------------------------
-# SELD-only variant (SPEC §5.2)
+# SELD-only variant (docs/spec.md §5.2)
 # ------------------------------------------------------------------------------------------------
 def seld_loss_matrix(est: Any, tgt: Any, weights: LossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted SELD loss of every (target slot, estimate slot) pair.
@@ -338,7 +338,7 @@ def seld_loss_matrix(est: Any, tgt: Any, weights: LossWeights) -> tuple[torch.Te
 
 
 def seld_loss(est: Any, tgt: Any, weights: LossWeights | None = None, *, method: str = "auto") -> LossOutput:
-    """SELD-only objective with the permutation chosen from the SELD loss itself (SPEC §5.2).
+    """SELD-only objective with the permutation chosen from the SELD loss itself (docs/spec.md §5.2).
 
     For data without isolated sources (STARSS23). The per-slot loss
     ``w_cls·CLS + w_sed·MSE(sed) + w_doa·MSE(doa) + w_cos·L_cos + w_onoff·BCE(onoff)`` is
@@ -371,12 +371,12 @@ def apply_permutation_matrix(matrix: torch.Tensor, perm: torch.Tensor) -> torch.
 
 
 # ------------------------------------------------------------------------------------------------
-# USS variant (SPEC §5.3)
+# USS variant (docs/spec.md §5.3)
 # ------------------------------------------------------------------------------------------------
 def uss_loss(sources: torch.Tensor, noise: torch.Tensor | None, target_sources: torch.Tensor,
              target_noise: torch.Tensor | None, *, ref_channel: int = 0, noise_weight: float = 0.01,
              method: str = "auto") -> LossOutput:
-    """MC-FUSS separation objective ``PIT-SA(ŷ_ref, y_ref) − 0.01·SI-SDR(n̂_ref, n_ref)`` (SPEC §5.3).
+    """MC-FUSS separation objective ``PIT-SA(ŷ_ref, y_ref) − 0.01·SI-SDR(n̂_ref, n_ref)`` (docs/spec.md §5.3).
 
     Args:
         sources: ``(B, J, N)`` reference-channel estimates, or ``(B, J, M, N)`` (the reference channel is taken).

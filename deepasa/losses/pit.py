@@ -1,6 +1,6 @@
 """Permutation-invariant training (PIT) with one shared permutation, and the signal losses it uses.
 
-The object-oriented idea of DeepASA (SPEC §4) is that every task head of slot ``j`` reads the same object
+The object-oriented idea of DeepASA (docs/spec.md §4) is that every task head of slot ``j`` reads the same object
 feature, so **one** permutation aligns separation, class, SED, on/off and DoA at once. This module therefore
 never hides the permutation: :func:`find_best_permutation` returns it, and :func:`apply_permutation` reorders
 any ``(B, J, ...)`` tensor with it.
@@ -105,7 +105,7 @@ def snr(estimate: torch.Tensor, target: torch.Tensor, *, eps: float = _EPS) -> t
 
 
 def sa_sdr(estimate: torch.Tensor, target: torch.Tensor, *, eps: float = _EPS) -> torch.Tensor:
-    """Source-aggregated SDR (SPEC §4): one ratio over all slots of a sample, slot order as given.
+    """Source-aggregated SDR (docs/spec.md §4): one ratio over all slots of a sample, slot order as given.
 
     ``SA-SDR = 10·log10( Σ_j ‖s_j‖² / Σ_j ‖s_j − ŝ_j‖² )``. Silent (zero-padded) target slots are fine:
     they add nothing to the numerator and their estimate's energy to the denominator.
@@ -294,7 +294,7 @@ def pit_loss(estimate: torch.Tensor, target: torch.Tensor,
 
 def pit_sa_sdr(estimate: torch.Tensor, target: torch.Tensor, *, method: str = "auto",
                eps: float = _EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """PIT with negative source-aggregated SDR (the ``PIT-SA`` of SPEC §4/§5).
+    """PIT with negative source-aggregated SDR (the ``PIT-SA`` of docs/spec.md §4/§5).
 
     SA-SDR is *not* a sum of per-pair terms: it is one ratio over all slots,
     ``10·log10(Σ_j‖s_j‖² / Σ_j‖s_j − ŝ_π(j)‖²)``. Its numerator does not depend on the permutation π and

@@ -2,7 +2,7 @@
 
 * :mod:`~deepasa.metrics.separation` — SI-SDR(i), SDR(i) (BSS-eval, 512-tap filter), SNR; reference
   channel and M2M; image and direct path.
-* :mod:`~deepasa.metrics.seld_frame` — **DeepASA frame-level object metrics** (SPEC §8, the paper's tables).
+* :mod:`~deepasa.metrics.seld_frame` — **DeepASA frame-level object metrics** (docs/spec.md §8, the paper's tables).
 * :mod:`~deepasa.metrics.seld_dcase` — **official DCASE 2023 Task 3 segment-level metrics** from CSVs.
 * :mod:`~deepasa.metrics.ca_sdri` — CA-SDRi of DCASE 2025 Task 4 (SNR-based, as the challenge).
 """

@@ -1,4 +1,4 @@
-"""DeepASA's **frame-level object** SELD metrics (SPEC §8) — the numbers in the paper's tables.
+"""DeepASA's **frame-level object** SELD metrics (docs/spec.md §8) — the numbers in the paper's tables.
 
 These are *not* the official DCASE metrics (see :mod:`deepasa.metrics.seld_dcase`): they are computed per
 100-ms label frame and per object slot after PIT, with no 1-s segmentation and no per-class Hungarian
@@ -44,7 +44,7 @@ _DOA_THRESHOLD_DEG = 20.0
 def seld_score(er: float, f1: float, le_deg: float, lr: float) -> float:
     """``(ER + (1 − F1) + LE/180 + (1 − LR)) / 4`` with ER, F1, LR as fractions and LE in degrees.
 
-    >>> round(seld_score(0.257, 0.740, 16.8, 0.783), 3)   # ASA2, DeepASA + CoI (SPEC §8)
+    >>> round(seld_score(0.257, 0.740, 16.8, 0.783), 3)   # ASA2, DeepASA + CoI (docs/spec.md §8)
     0.207
     """
     return (er + (1.0 - f1) + le_deg / 180.0 + (1.0 - lr)) / 4.0
@@ -73,7 +73,7 @@ def angular_error_deg(doa_out, doa_label) -> np.ndarray:
 
 
 def seld_decisions(cls_logits, onoff_logits, doa, *, use_doa_norm: bool = True) -> np.ndarray:
-    """Binary SED decisions of SPEC §1 from the model outputs.
+    """Binary SED decisions of docs/spec.md §1 from the model outputs.
 
     ``active[j, t] = sigmoid(onoff) > 0.5`` (and ``‖doa‖ > 0.5`` when ``use_doa_norm``, the ASA protocol;
     the STARSS23 code uses on/off only); ``class[j] = argmax cls_logits[j]``.

@@ -3,7 +3,7 @@
 Definitions (``s`` target, ``ŝ`` estimate, both ``(N,)``):
 
 * **SI-SDR** ``= 10·log10(‖αs‖² / ‖αs − ŝ‖²)``, ``α = <ŝ, s>/‖s‖²``; with ``zero_mean=True`` both signals are
-  made zero-mean first. This is torchmetrics' ``scale_invariant_signal_distortion_ratio`` (SPEC §8 uses its
+  made zero-mean first. This is torchmetrics' ``scale_invariant_signal_distortion_ratio`` (docs/spec.md §8 uses its
   zero-mean form), including its ``eps = finfo(float64).eps`` guards.
 * **SDR** (BSS-eval v4 style, single reference): the part of ``ŝ`` explained by ``s`` filtered with an
   optimal FIR filter of ``filter_length`` taps (512, as BSS-eval, torchmetrics ``signal_distortion_ratio`` and
@@ -58,7 +58,7 @@ def si_sdr(estimate, target, *, zero_mean: bool = True) -> np.ndarray:
     Args:
         estimate: ``(..., N)``.
         target: ``(..., N)``.
-        zero_mean: remove the means first (SPEC §8 / NBSS use the zero-mean form).
+        zero_mean: remove the means first (docs/spec.md §8 / NBSS use the zero-mean form).
 
     Returns:
         ``(...)`` float64.
@@ -177,7 +177,7 @@ def evaluate_separation(est_image, tgt_image, mixture, *, est_direct=None, tgt_d
         ref_channel: the reference mic.
         with_sdr: also compute the (slower) filtered SDR.
         filter_length: SDR distortion-filter taps.
-        zero_mean_si_sdr: zero-mean SI-SDR (SPEC §8).
+        zero_mean_si_sdr: zero-mean SI-SDR (docs/spec.md §8).
 
     Returns:
         dict with keys from :data:`SEPARATION_KEYS` that apply: ``si_sdr_db``, ``si_sdri_db``, ``sdr_db``,

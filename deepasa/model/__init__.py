@@ -1,4 +1,4 @@
-"""deepasa.model: the DeepASA network (SPEC-deepasa.md §1–§4), its configs and complexity counting.
+"""deepasa.model: the DeepASA network (docs/spec.md §1–§4), its configs and complexity counting.
 
 Public API: :class:`DeepASA`, :class:`DeepASAConfig`, :class:`DeepASAOutput`, :func:`get_config`,
 :func:`decide` and :class:`SlotDecisions`. The network classes are imported lazily, so that naming a

@@ -1,4 +1,4 @@
-"""Feature aggregator: the DeFT-Mamba block and its layers (SPEC §3.1–§3.2).
+"""Feature aggregator: the DeFT-Mamba block and its layers (docs/spec.md §3.1–§3.2).
 
 Trunk tensors are (B, D, T, F). A block runs a frequency sub-block (sequence axis F: gated conv, MHSA, FFN)
 and then a time sub-block (sequence axis T: gated conv, MHSA, bidirectional Mamba-2 FFN); ``time_ffn="ffn"``
@@ -15,7 +15,7 @@ from deepasa.model.mamba2 import Mamba2
 
 
 class LN4D(nn.Module):
-    """LayerNorm over the channel axis of a (B, D, T, F) map, per-channel affine (SPEC §3.2). Shape kept."""
+    """LayerNorm over the channel axis of a (B, D, T, F) map, per-channel affine (docs/spec.md §3.2). Shape kept."""
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -47,7 +47,7 @@ class GCB(nn.Module):
 
 
 class MHSA(nn.Module):
-    """Multi-head self-attention without positional encoding (SPEC §3.2). (N, L, D) -> (N, L, D).
+    """Multi-head self-attention without positional encoding (docs/spec.md §3.2). (N, L, D) -> (N, L, D).
 
     q, k, v: Linear(D → H·d_h, no bias) (stored fused); scale 1/√d_h; attention dropout only in training
     (the released FlashAttention call applied it at eval time too); output Linear(H·d_h → D) + Dropout.
@@ -87,7 +87,7 @@ class FFN(nn.Module):
 
 
 class BiMamba(nn.Module):
-    """Bidirectional Mamba-2 (SPEC §3.2). (N, L, D) -> (N, L, 2D).
+    """Bidirectional Mamba-2 (docs/spec.md §3.2). (N, L, D) -> (N, L, 2D).
 
     forward  f = Mamba2(RMSNorm(u)) + u;  backward b = the same with its own weights on the time-reversed u,
     reversed back; output Linear(2D → 2D)(concat[f, b]). Each branch is mamba_ssm's ``Block`` with an RMSNorm
@@ -109,7 +109,7 @@ class BiMamba(nn.Module):
 
 
 class MambaFFN(nn.Module):
-    """BiMamba → Mish → Dropout → Linear(2D → D) → Dropout (SPEC §3.2). (N, L, D) -> (N, L, D)."""
+    """BiMamba → Mish → Dropout → Linear(2D → D) → Dropout (docs/spec.md §3.2). (N, L, D) -> (N, L, D)."""
 
     def __init__(self, dim: int, dropout: float = 0.1, **mamba_kw) -> None:
         super().__init__()
@@ -200,7 +200,7 @@ class DeFTBlock(nn.Module):
 
 
 class AudioEncoder(nn.Module):
-    """"Up-Conv": Conv2d(2M → D, 3×3) → GroupNorm(1, D) (SPEC §3.1). (B, 2M, T, F) -> (B, D, T, F)."""
+    """"Up-Conv": Conv2d(2M → D, 3×3) → GroupNorm(1, D) (docs/spec.md §3.1). (B, 2M, T, F) -> (B, D, T, F)."""
 
     def __init__(self, in_ch: int, dim: int) -> None:
         super().__init__()

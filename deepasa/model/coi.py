@@ -1,4 +1,4 @@
-"""Chain-of-inference (CoI) with temporal coherence matching (TCM), SPEC §3.7.
+"""Chain-of-inference (CoI) with temporal coherence matching (TCM), docs/spec.md §3.7.
 
 One CoI step takes the aggregator output Z and the previous stage's SELD outputs, and returns new object
 features and refined SELD outputs:
@@ -54,7 +54,7 @@ from deepasa.model.heads import ObjectSplitter, SELDHeads
 
 
 class CrossAttention(nn.Module):
-    """Multi-head cross-attention over time-course tokens (SPEC §3.7, ``CrossAttn_40``).
+    """Multi-head cross-attention over time-course tokens (docs/spec.md §3.7, ``CrossAttn_40``).
 
     q/k/v: Linear(T' → H·T', no bias); head dim T', scale 1/√T'; attention dropout in training only;
     output Linear(H·T' → T') + Dropout. query (B, Lq, T'), context (B, Lk, T') -> (B, Lq, T').
@@ -146,7 +146,7 @@ class ChainOfInference(nn.Module):
     after the TCM, upsampling, FiLM and splitter are built, so a seeded model has the same weights as before).
 
     forward(z (B, D, T, F), prev: dict of (B, J, ...) SELD outputs) -> (objects (B, J, D, T, F), outputs dict)
-    where outputs = prev + this step's head outputs, slot-wise (SPEC §3.7 step 7).
+    where outputs = prev + this step's head outputs, slot-wise (docs/spec.md §3.7 step 7).
     """
 
     def __init__(self, *, make_heads: Callable[[], SELDHeads], dim: int = 64, n_slots: int = 5,

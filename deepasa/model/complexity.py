@@ -1,4 +1,4 @@
-"""Parameter and MAC counting (SPEC §3.9, §3.10), on the meta device (no memory, a few seconds).
+"""Parameter and MAC counting (docs/spec.md §3.9, §3.10), on the meta device (no memory, a few seconds).
 
 MACs are counted with ``torch.utils.flop_counter.FlopCounterMode``, which reports FLOPs = 2·MACs for
 matmuls, convolutions and attention; we divide by 2. Everything that runs as a matmul is counted: linear
@@ -19,14 +19,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from deepasa.errors import DeepASAError
 from deepasa.model.configs import DeepASAConfig, get_config
 
-#: Paper figures (SPEC §9, Table 8 and Table 3) for the comparison columns.
+#: Paper figures (docs/spec.md §9, Table 8 and Table 3) for the comparison columns.
 PAPER_REFERENCE = {
     "paper": {"params_M": 8.2, "pretrained_params_M": 96.8, "gmacs_per_second": 99.1},
     "paper-coi": {"params_M": 12.1, "pretrained_params_M": 96.8, "gmacs_per_second": 104.0},
     "uss": {"params_M": 3.8, "gmacs_per_second": 84.0},
 }
-#: Analytic counts of the released code without its ATST branch (SPEC §3.9 totals; §3.10 104.8 − 30.5 − 1.4
-#: = 72.9 GMAC/s without CoI, + 12.8 for the CoI step without its second ATST = 85.7).
+#: Analytic counts of the released code without its ATST branch (docs/spec.md §3.9 totals; §3.10: 104.8 − 30.5
+#: − 1.4 = 72.9 GMAC/s without CoI, + 12.8 for the CoI step without its second ATST = 85.7).
 SPEC_REFERENCE = {
     "paper": {"params_M": 5.41, "gmacs_per_second": 72.9},
     "paper-coi": {"params_M": 8.82, "gmacs_per_second": 85.7},
@@ -47,7 +47,7 @@ class Complexity:
     categories: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict, with the paper and SPEC reference numbers when known."""
+        """JSON-ready dict, with the paper and docs/spec.md reference numbers when known."""
         return {
             "config": self.config,
             "seconds": self.seconds,
@@ -163,6 +163,6 @@ def format_table(c: Complexity) -> str:
         lines.append(f"paper: {p['params_M']} M{extra}, {p['gmacs_per_second']} GMAC/s")
     if c.config in SPEC_REFERENCE:
         s = SPEC_REFERENCE[c.config]
-        lines.append("released code without ATST (SPEC §3.9/§3.10): "
+        lines.append("released code without ATST (docs/spec.md §3.9/§3.10): "
                      + ", ".join(f"{v} {'M params' if k == 'params_M' else 'GMAC/s'}" for k, v in s.items()))
     return "\n".join(lines)

@@ -3,14 +3,14 @@
 Every size the network needs (STFT frames T, frequency bins F, label frames T', slot count J, class count C,
 channel count M, pooled widths of the heads, the TCM attention width, the CoI upsampling kernel) is derived
 here from a handful of primary fields, so no module hard-codes 201 frames, 321 bins or 40 label frames
-(SPEC §10 says the authors' decoders do).
+(docs/spec.md §10 says the authors' decoders do).
 
 Named configurations (``get_config(name)``):
 
-* ``paper``      Net 1 of DeepASA as released (SPEC constants: M=4, J=5, C=13, D=64, 6 blocks, 16 kHz,
+* ``paper``      Net 1 of DeepASA as released (docs/spec.md §0 constants: M=4, J=5, C=13, D=64, 6 blocks, 16 kHz,
                  n_fft 640 / hop 320, 4-s clips), no chain-of-inference, no pretrained-encoder branch.
-* ``paper-coi``  the same plus one chain-of-inference step (SPEC §3.7).
-* ``uss``        the MC-FUSS separation-only variant "DeepASA (SEP)" (SPEC §3.11): J=4 source objects + one
+* ``paper-coi``  the same plus one chain-of-inference step (docs/spec.md §3.7).
+* ``uss``        the MC-FUSS separation-only variant "DeepASA (SEP)" (docs/spec.md §3.11): J=4 source objects + one
                  noise object, reference-channel output, no SED/DoA heads.
 * ``small``      the CPU-trainable size shipped by this project (see docs/model.md for its cost).
 * ``tiny``       a minimal size for fast tests.
@@ -43,7 +43,7 @@ _DEFAULTS_TO_EMB_DIM = ("attn_head_dim", "head_channels")
 
 @dataclass(frozen=True)
 class DeepASAConfig:
-    """All hyper-parameters of :class:`~deepasa.model.DeepASA`; the defaults are the paper's Net 1 (SPEC §0).
+    """All hyper-parameters of :class:`~deepasa.model.DeepASA`; the defaults are the paper's Net 1 (docs/spec.md §0).
 
     Primary fields are stored in checkpoints; derived sizes are read-only properties.
     """
@@ -55,7 +55,7 @@ class DeepASAConfig:
     clip_seconds: float = 4.0        # training clip; fixes T' of the CoI time-course attention
     label_hop_s: float = 0.1         # SED / DoA label frame (100 ms)
     n_mics: int = 4                  # M, input channels
-    ref_mic: int = 0                 # reference channel of the normalisation (SPEC §2.3)
+    ref_mic: int = 0                 # reference channel of the normalisation (docs/spec.md §2.3)
     # --- objects and tasks ----------------------------------------------------------------------------
     n_slots: int = 5                 # J object slots
     n_classes: int = 13              # C
@@ -65,7 +65,7 @@ class DeepASAConfig:
     seld_heads: bool = True          # SED/class and DoA decoders (False for USS)
     # --- front end ------------------------------------------------------------------------------------
     gabor_width: int = 64            # D_w, conv features predicting the Gaussian window per frame
-    trainable_window: bool = False   # the released config freezes the Gabor front end (SPEC §2.2)
+    trainable_window: bool = False   # the released config freezes the Gabor front end (docs/spec.md §2.2)
     freq_embedding: bool = False     # learned frequency-position embedding (D, F) added to the encoder output
     # --- aggregator -----------------------------------------------------------------------------------
     emb_dim: int = 64                # D

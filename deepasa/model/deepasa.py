@@ -1,4 +1,4 @@
-"""The DeepASA network (Lee, Kwon & Choi, NeurIPS 2025), SPEC-deepasa.md §1–§4.
+"""The DeepASA network (Lee, Kwon & Choi, NeurIPS 2025), docs/spec.md §1–§4.
 
 x (B, M, N) → Gabor STFT → frequency norm → Up-Conv → N_b DeFT-Mamba blocks → Z (B, D, T, F)
 → object splitter → per object: audio decoder (direct, reverb), ClassNet (class, SED, on/off), DoANet (DoA);
@@ -7,13 +7,14 @@ noise head on Z; optional chain-of-inference steps refine the SELD outputs and r
 Deviations from the authors' released code (donghoney0416/DeepASA), each deliberate:
 
 1. **Object j → audio slot j.** The released output reshape scrambles slots (source s at mic m comes from
-   object ⌊(10m + 2s + r)/8⌋, SPEC §3.4 [BUG]); here object j's 2M head channels are (mic, re/im) of slot j,
-   so all task heads of slot j read the same object (the paper's object-oriented premise, SPEC §4).
+   object ⌊(10m + 2s + r)/8⌋, docs/spec.md §3.4 [BUG]); here object j's 2M head channels are (mic, re/im) of
+   slot j, so all task heads of slot j read the same object (the paper's object-oriented premise,
+   docs/spec.md §4).
 2. **Attention dropout only in training.** FlashAttention received ``dropout_p=0.1`` unconditionally, so the
    released model is stochastic at eval; we pass 0 when ``not self.training`` (aggregator and TCM).
 3. **Direct and reverb heads are returned separately** (``direct``, ``reverb`` and ``image = direct + reverb``).
-   The released architecture returns only the sum, so its trainer never supervises dereverberation (SPEC §5.1
-   [BUG]); supervising them separately is done by ``deepasa.losses``, the heads make it possible.
+   The released architecture returns only the sum, so its trainer never supervises dereverberation
+   (docs/spec.md §5.1 [BUG]); supervising them separately is done by ``deepasa.losses``, the heads make it possible.
 4. **No hard-coded sizes.** The decoders of the release assume T = 201, F = 321, T' = 40; here all sizes come
    from :class:`DeepASAConfig`, the heads' time pools fall back to adaptive max pooling when a fixed factor
    does not give T' label frames (heads.py), and the CoI upsampling geometry is derived from T and T'.
@@ -26,8 +27,8 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
 7. **TCM combination selectable** (``tcm_combine``): "product" as in the code (default, it produced the
    published numbers) or "residual_sum" as in the paper's figure.
 8. **The pretrained ATST branch is an optional plug-in, off by default.** No ATST weights can be fetched and
-   the released 16384 → 768 patch embedding cannot load public ATST-Frame weights anyway (SPEC §3.5). Without
-   it ClassNet's fusion layer is Linear(F_a·D → 320) instead of Linear(640 → 320) and there is no
+   the released 16384 → 768 patch embedding cannot load public ATST-Frame weights anyway (docs/spec.md §3.5).
+   Without it ClassNet's fusion layer is Linear(F_a·D → 320) instead of Linear(640 → 320) and there is no
    Linear(768 → 320); see :class:`~deepasa.model.heads.PretrainedEncoder` for plugging an encoder in.
 9. **Gabor window init and freezing as the released config** (μ ≈ 0, σ ≈ n_fft/6, frozen), with a
    ``trainable_window`` flag for the paper's learnable window.
@@ -45,7 +46,8 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     SED frame logits instead of their posteriors (the released sum of two softmaxes, range 0..2, is trained
     against a one-hot target, which pushes Net 2's true-class posterior towards 0), and ``coi_init: identity``
     starts each CoI step as the identity on Net 1's outputs (FiLM β = 1, γ = 0, splitter 2 = splitter 1, the last
-    layer of Net 2's SELD outputs at zero), the start the CoI stage of SPEC §6 needs. See :mod:`deepasa.model.coi`.
+    layer of Net 2's SELD outputs at zero), the start the CoI stage of docs/spec.md §6 needs.
+    See :mod:`deepasa.model.coi`.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ class DeepASAOutput:
 
 @dataclass
 class SlotDecisions:
-    """Per-object decisions (SPEC §1 "Final SELD decision", §10).
+    """Per-object decisions (docs/spec.md §1 "Final SELD decision", §10).
 
     Attributes:
         active: (B, J, T') bool, sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5.
@@ -368,8 +370,8 @@ class DeepASA(nn.Module):
             for k in range(steps):
                 step = self.coi[0 if cfg.coi_share_weights else k]
                 obj_final, seld_final = step(z, seld_final, spatial_fn)  # objects O'_j, residually refined SELD
-        # SPEC §3.7 step 8: the audio decoders read the last stage's objects (Net 2's O'_j after CoI, Splitter 1's
-        # without); the noise head read Z above (or the USS noise object), never the FiLM-modulated Z'.
+        # docs/spec.md §3.7 step 8: the audio decoders read the last stage's objects (Net 2's O'_j after CoI,
+        # Splitter 1's without); the noise head read Z above (or the USS noise object), never the FiLM-modulated Z'.
         return self._output(noise, seld_final, self._audio(obj_final, scale, n, cache), net1)
 
     @staticmethod

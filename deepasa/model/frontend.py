@@ -1,6 +1,6 @@
 """Front end: Gabor STFT with a learned per-frame Gaussian window, reference-channel normalisation, iSTFT.
 
-SPEC §2 (paper: "dynamic temporal kernel"). The analysis window of frame t of mic m is a Gaussian whose centre
+docs/spec.md §2 (paper: "dynamic temporal kernel"). The analysis window of frame t of mic m is a Gaussian whose centre
 μ[m, t] and width σ[m, t] are predicted from a strided Conv1d of that mic's waveform; synthesis is a plain Hann
 iSTFT (the mismatch is learned away because every loss is computed on waveforms).
 """
@@ -13,7 +13,7 @@ from torch import nn
 
 
 class GaborSTFT(nn.Module):
-    """STFT whose window is a per-frame, per-mic Gaussian predicted from the signal (SPEC §2.2).
+    """STFT whose window is a per-frame, per-mic Gaussian predicted from the signal (docs/spec.md §2.2).
 
     Args:
         n_fft: FFT size = window length (640).
@@ -64,7 +64,7 @@ class GaborSTFT(nn.Module):
 
 
 class FrequencyNorm(nn.Module):
-    """NBSS ``Norm(frequency)``: divide every channel by the per-frame mean |X_ref| over frequency (SPEC §2.3).
+    """NBSS ``Norm(frequency)``: divide every channel by the per-frame mean |X_ref| over frequency (docs/spec.md §2.3).
 
     ``forward`` returns the normalised spectrum and the scale (B, 1, 1, T); ``inverse`` multiplies it back.
     """
@@ -86,7 +86,7 @@ class FrequencyNorm(nn.Module):
 
 
 class HannISTFT(nn.Module):
-    """Inverse STFT with a Hann window (centred, float32), the synthesis of SPEC §2.2.
+    """Inverse STFT with a Hann window (centred, float32), the synthesis of docs/spec.md §2.2.
 
     Input (..., F, T) complex, output (..., N) real. On the meta device (complexity counting) it returns an
     empty tensor of the right shape, because ``torch.istft`` has no meta kernel; the FFT costs no MACs in
@@ -109,7 +109,7 @@ class HannISTFT(nn.Module):
 
 
 def spec_to_channels(X: torch.Tensor) -> torch.Tensor:
-    """Network input layout (SPEC §2.4). X (B, M, F, T) complex -> (B, 2M, T, F) real, order m0.re, m0.im, ..."""
+    """Network input layout (docs/spec.md §2.4). X (B, M, F, T) complex -> (B, 2M, T, F) real, order m0.re, m0.im, ..."""
     b, m, f, t = X.shape
     x = torch.view_as_real(X)  # (B, M, F, T, 2)
     return x.permute(0, 1, 4, 3, 2).reshape(b, 2 * m, t, f)  # (B, 2M, T, F)
@@ -119,7 +119,7 @@ def channels_to_spec(y: torch.Tensor, n_out: int) -> torch.Tensor:
     """Inverse of :func:`spec_to_channels` for head outputs. y (..., 2K, T, F) real -> (..., K, F, T) complex.
 
     Channel 2k + r of the head is (output mic k, real/imag r): object j's channels stay with object j (the
-    intended mapping of SPEC §3.4, not the released code's scrambled one).
+    intended mapping of docs/spec.md §3.4, not the released code's scrambled one).
     """
     lead, (t, f) = y.shape[:-3], y.shape[-2:]
     y = y.reshape(*lead, n_out, 2, t, f)  # (..., K, 2, T, F)

@@ -1,10 +1,10 @@
-"""Object splitter and sub-decoders (SPEC §3.3–§3.6).
+"""Object splitter and sub-decoders (docs/spec.md §3.3–§3.6).
 
-Every head of slot j reads object feature map j (object-oriented processing, SPEC §4). Object features are
-(B·J, D, T, F); the SED/class and DoA decoders work on the transposed (B·J, D, F, T) map, frequency on the
+Every head of slot j reads object feature map j (object-oriented processing, docs/spec.md §4). Object features
+are (B·J, D, T, F); the SED/class and DoA decoders work on the transposed (B·J, D, F, T) map, frequency on the
 H axis and time on the W axis, as in the released code.
 
-Pooling is given as (F, T) pairs per CNN block, as SPEC §3.5/§3.6 write them; for the paper config
+Pooling is given as (F, T) pairs per CNN block, as docs/spec.md §3.5/§3.6 write them; for the paper config
 (F = 321 bins, T = 201 frames, T' = 40 label frames) the maps after each stage are
 
 * ClassNet branch A, ``(2,5) (2,1) (2,1) (2,1) (2,1) (2,1) (1,1)``: F 321→160→80→40→20→10→5→5, T 201→40;
@@ -36,7 +36,7 @@ from deepasa.model.spatial import gcc_feature_width
 
 
 class ObjectSplitter(nn.Module):
-    """Conv2d(D → K·D, 3×3) → Mish → GroupNorm(1, K·D); channel group k is object k (SPEC §3.3).
+    """Conv2d(D → K·D, 3×3) → Mish → GroupNorm(1, K·D); channel group k is object k (docs/spec.md §3.3).
 
     (B, D, T, F) -> (B, K, D, T, F). K = J, or J + 1 with a trailing noise object (USS variant).
     """
@@ -55,7 +55,7 @@ class ObjectSplitter(nn.Module):
 
 
 class AudioDecoder(nn.Module):
-    """Complex spectral mapping heads (SPEC §3.4): Conv2d(D → 2K, 3×3) each, K output mics.
+    """Complex spectral mapping heads (docs/spec.md §3.4): Conv2d(D → 2K, 3×3) each, K output mics.
 
     ``direct`` and ``reverb`` (or a single ``image`` head when ``reverb_head=False``) act on each object;
     ``noise`` acts on the aggregator output Z (or on the noise object of the USS variant). Object j's output
@@ -122,14 +122,14 @@ def head_pools(freq_pools: Sequence[int], label_time_pool: int, later_time_pool:
     return tuple((pf, label_time_pool if i == 0 else later_time_pool) for i, pf in enumerate(freq_pools))
 
 
-#: SPEC §3.5 branch A, §3.5 branch C and §3.6 pools, (F, T) per block (the defaults of the heads).
+#: docs/spec.md §3.5 branch A, §3.5 branch C and §3.6 pools, (F, T) per block (the defaults of the heads).
 PAPER_TIME_CNN_POOLS = ((2, 5), (2, 1), (2, 1), (2, 1), (2, 1), (2, 1), (1, 1))
 PAPER_FREQ_CNN_POOLS = ((4, 5), (4, 4))
 PAPER_DOA_POOLS = ((8, 5), (8, 1))
 
 
 class ConvBlock(nn.Module):
-    """CB(p): Conv2d(3×3) → GroupNorm(1) → Mish → MaxPool over (F, T) → Dropout (SPEC §3.5).
+    """CB(p): Conv2d(3×3) → GroupNorm(1) → Mish → MaxPool over (F, T) → Dropout (docs/spec.md §3.5).
 
     The frequency pool is a fixed factor; the time pool is :func:`pool_time` (factor, target frames) or none.
     (N, C_in, F, T) -> (N, C_out, F // pool_f, T_out).
@@ -166,7 +166,7 @@ def _check_time_pools(name: str, pools: Sequence[tuple[int, int]]) -> None:
 
 
 class AttentiveStatsPool(nn.Module):
-    """Attentive statistics pooling of frame logits (SPEC §3.5). (N, T', C) -> clip logits (N, C).
+    """Attentive statistics pooling of frame logits (docs/spec.md §3.5). (N, T', C) -> clip logits (N, C).
 
     α = softmax_t(w·tanh(W s_t)); μ = Σ α s; σ = sqrt(max(Σ α s² − μ², 1e-5)); out = Linear(2C → C)([μ, σ]).
     """
@@ -190,8 +190,8 @@ class PretrainedEncoder(Protocol):
 
     An implementation is an ``nn.Module`` with an ``out_dim`` attribute whose ``forward(obj, n_frames)`` maps
     object features ``obj`` (N, D, F, T) to frame embeddings (N, n_frames, out_dim). The paper's branch
-    (SPEC §3.5, "Branch B") cuts (D, 64-bin, 4-frame) patches, embeds them with Linear(64·4·D → 768), runs 12
-    ViT blocks of ATST-Frame and adaptive-average-pools the 250 tokens to T' frames. It is built by a factory
+    (docs/spec.md §3.5, "Branch B") cuts (D, 64-bin, 4-frame) patches, embeds them with Linear(64·4·D → 768),
+    runs 12 ViT blocks of ATST-Frame and adaptive-average-pools the 250 tokens to T' frames. It is built by a factory
     named in the config as ``pretrained_encoder = "package.module:factory"`` and called as
     ``factory(cfg, **cfg.pretrained_encoder_kwargs)``; the factory loads its own weights from a local file
     (nothing is downloaded). :class:`ClassNet` freezes it (``requires_grad=False``, kept in eval mode) and
@@ -261,14 +261,15 @@ def upgrade_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 class ClassNet(nn.Module):
-    """SED / class decoder (SPEC §3.5): time CNN (+ optional frozen encoder) → BiGRU → frame and clip outputs.
+    """SED / class decoder (docs/spec.md §3.5): time CNN (+ optional frozen encoder) → BiGRU → frame and clip outputs.
 
     Keyword arguments (defaults: the paper's Net 1 without the ATST branch):
         in_channels: D of the object features; channels: of the CNN blocks; n_classes: C;
         n_freqs: F of the object features; n_label_frames: T' of a training clip (fixes branch C's Linear);
         time_cnn_pools, freq_cnn_pools: (F, T) pools of branches A and C (module docstring);
         fuse_dim, gru_hidden, gru_layers, fc_dim, asp_hidden, dropout: widths of the layers after the CNNs;
-        pretrained: an optional frozen encoder branch (:class:`PretrainedEncoder`; SPEC's ATST, "branch B").
+        pretrained: an optional frozen encoder branch (:class:`PretrainedEncoder`; the ATST of docs/spec.md §3.5,
+            "branch B").
 
     Input object features (N, D, T, F), N = B·J. Returns
         cls (N, C) clip logits = attentive-statistics-pooled frame logits + frequency-branch logits;
@@ -346,7 +347,7 @@ class ClassNet(nn.Module):
 
 
 class DoANet(nn.Module):
-    """DoA decoder (SPEC §3.6): CB(8, 5) → CB(8, 1) → BiGRU → Linear → Linear(→3) → tanh.
+    """DoA decoder (docs/spec.md §3.6): CB(8, 5) → CB(8, 1) → BiGRU → Linear → Linear(→3) → tanh.
 
     Keyword arguments (defaults: the paper): in_channels (D), channels, n_freqs (F), pools ((F, T) per block),
     gru_hidden, gru_layers, fc_dim, dropout; spatial_features S > 0 joins per-object spatial features

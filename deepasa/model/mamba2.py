@@ -1,6 +1,6 @@
 """Mamba-2 (``Mamba2Simple`` of mamba_ssm 2.2.2) in pure PyTorch, with a chunked SSD scan.
 
-SPEC §3.2: d_model 64, d_state 16, d_conv 4, expand 4 (d_inner 256), headdim 16 (16 heads), ngroups 1,
+docs/spec.md §3.2: d_model 64, d_state 16, d_conv 4, expand 4 (d_inner 256), headdim 16 (16 heads), ngroups 1,
 no in/out-projection biases, conv bias, SiLU, gated RMSNorm before ``out_proj``.
 
 The selective state-space recurrence per head h (state S ∈ R^{P×N}, P = headdim, N = d_state):

@@ -1,6 +1,6 @@
 """Room acoustics for the scene simulator: image sources, RIRs, late tails, diffuse noise (no torch).
 
-The model, in one paragraph (DESIGN.md "Simulator", DATA-SOURCES.md §4):
+The model, in one paragraph (docs/sound-bank.md, "Scene simulator"):
 
 * **Early part** — pyroomacoustics' image-source model (shoebox, frequency-independent absorption) gives the
   image positions and their reflection products up to ``ism_order``. We build the impulse responses
@@ -11,7 +11,7 @@ The model, in one paragraph (DESIGN.md "Simulator", DATA-SOURCES.md §4):
 * **Late part** — past ``t_mix`` (when the image list is still complete) the response is a *diffuse* tail:
   Gaussian noise with the inter-channel coherence of a diffuse field (``sin(kd)/(kd)`` between omni
   capsules; uncorrelated W/Y/Z/X with 1/3 of W's power in Y, Z, X for SN3D) — ray-traced tails do not have
-  it (DATA-SOURCES §4.5) — under the statistical-acoustics envelope of the image model,
+  it (docs/sound-bank.md, "How it is rendered") — under the statistical-acoustics envelope of the image model,
   ``σ²(t) = c / (4 π V fs) · (1 − α)^(c S t / 4V)`` (image density × image energy, Eyring decay), its
   level matched to the image energy around ``t_mix``.
 * **Direct path** — the order-0 image alone, with the very same fractional-delay filter, so

@@ -1,4 +1,4 @@
-"""Scene simulator configuration: every range of the ASA recipe (SPEC §7.1), configurable (no torch).
+"""Scene simulator configuration: every range of the ASA recipe (docs/spec.md §7.1), configurable (no torch).
 
 A :class:`SceneConfig` is built from defaults, then a YAML file, then ``key=value`` overrides; ranges are
 ``[min, max]`` pairs and are validated (min ≤ max) with a one-line :class:`~deepasa.errors.DeepASAError`.
@@ -17,7 +17,7 @@ from deepasa.errors import DeepASAError
 
 @dataclass
 class SceneConfig:
-    """All parameters of a simulated scene. Defaults follow the ASA recipe (SPEC §7.1).
+    """All parameters of a simulated scene. Defaults follow the ASA recipe (docs/spec.md §7.1).
 
     Ranges are ``(min, max)`` and drawn uniformly unless stated otherwise.
     """

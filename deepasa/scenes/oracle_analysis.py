@@ -1,7 +1,7 @@
 """The *oracle analysis* of a simulated scene: its own source images written as an analysis folder (no torch).
 
 ``deepasa simulate --oracle-analysis`` writes, per scene, ``<root>/<split>/oracle/<id>/`` in the layout of
-``deepasa analyze`` (DESIGN.md), so that everything that reads an analysis (``deepasa remix``,
+``deepasa analyze`` (docs/analyze.md, "Outputs"), so that everything that reads an analysis (``deepasa remix``,
 ``SceneAnalysis.load``) can be run on ground truth::
 
     oracle/<id>/objects/<k>_<class>/{image,direct,reverb}.wav   source k's images (image = direct + reverb)

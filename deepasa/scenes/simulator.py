@@ -11,8 +11,8 @@ A scene is made in two steps, so that ``meta/<id>.json`` is enough to re-render 
 the reverberant part (image − direct), and the background noise, with
 ``mixture == Σ_k (direct_k + reverb_k) + noise`` exactly (up to float32 rounding on disk).
 
-Moving sources are rendered by crossfaded convolution (DATA-SOURCES §4.2): Hann² windows centred on the
-trajectory points (``trajectory_rate`` per second, 50 % overlap, summing to one) cut the dry signal into
+Moving sources are rendered by crossfaded convolution (docs/sound-bank.md, "How it is rendered"): Hann² windows
+centred on the trajectory points (``trajectory_rate`` per second, 50 % overlap, summing to one) cut the dry signal into
 segments; each is convolved with the early response of its point; the diffuse late tail, drawn once per
 source, is convolved with the whole signal. Labels: DoA per 100 ms frame is the direction, *seen from the
 array centre*, of the trajectory position at the frame centre (interpolated with the same windows), as

@@ -1,4 +1,4 @@
-"""Write simulated scenes in the ASA-compatible on-disk layout of DESIGN.md (no torch).
+"""Write simulated scenes in the ASA-compatible on-disk layout of docs/sound-bank.md, "On disk" (no torch).
 
 ```
 <root>/<split>/mixed/<id>.wav            M-ch mixture (float32 wav)

@@ -2,7 +2,7 @@
 
 What is fast depends on the machine, so the choice is made where the run starts and printed once:
 
-* **bf16 autocast** (Lightning ``precision: bf16-mixed``; losses and metrics stay in float32, SPEC §5.1) pays
+* **bf16 autocast** (Lightning ``precision: bf16-mixed``; losses and metrics stay in float32, docs/spec.md §5.1) pays
   only where bf16 matrix products run in hardware: CUDA devices with bf16 support, and x86 CPUs with
   AMX-BF16 or AVX-512-BF16. Elsewhere PyTorch emulates bf16 and it is *slower*: on this project's 2-core
   AMD EPYC (AVX2 only) a 2048² bf16 matmul takes 53 s against 0.39 s in float32, and a `small` forward 28 s

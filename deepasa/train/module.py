@@ -1,18 +1,18 @@
-"""The LightningModule: DeepASA + its objective, optimiser and schedule (SPEC §5, §6), validation metrics.
+"""The LightningModule: DeepASA + its objective, optimiser and schedule (docs/spec.md §5, §6), validation metrics.
 
 Objectives (``objective``):
 
-* ``asa``  — the ASA2 multi-task loss of SPEC §5.1 (:func:`deepasa.losses.multitask_loss`): separation
+* ``asa``  — the ASA2 multi-task loss of docs/spec.md §5.1 (:func:`deepasa.losses.multitask_loss`): separation
   (image, direct and reverb terms, reference and other channels), noise, class, SED, DoA, on/off; one
   master permutation from the reference-channel image (or from the SELD loss with ``master: seld``).
-* ``seld`` — SPEC §5.2 (:func:`deepasa.losses.seld_loss`): SELD terms only, the permutation chosen from
+* ``seld`` — docs/spec.md §5.2 (:func:`deepasa.losses.seld_loss`): SELD terms only, the permutation chosen from
   the SELD loss itself, for data without isolated sources (STARSS23).
-* ``uss``  — SPEC §5.3 (:func:`deepasa.losses.uss_loss`): PIT −SA-SDR of the reference-channel images and
+* ``uss``  — docs/spec.md §5.3 (:func:`deepasa.losses.uss_loss`): PIT −SA-SDR of the reference-channel images and
   −0.01·SI-SDR of the noise (MC-FUSS).
 * ``s5``   — separation + labels (DCASE 2025 Task 4): the ``uss`` terms, plus the class loss of the slots
   under the same permutation (empty slots pushed to uniform).
 
-Schedule (SPEC §6): Adam (lr 4e-4, weight decay 1e-5) over the trainable parameters and
+Schedule (docs/spec.md §6): Adam (lr 4e-4, weight decay 1e-5) over the trainable parameters and
 ``ReduceLROnPlateau(factor 0.5, patience 3)`` on ``monitor`` (``val/seld_score``, lower is better); gradient
 clipping (norm 5) and precision are Trainer settings of the recipes.
 
@@ -81,15 +81,15 @@ class DeepASAModule(L.LightningModule):
         model_overrides: config fields replacing the named ones (e.g. ``{n_classes: 10, coi_steps: 1}``).
         objective: ``asa``, ``seld``, ``uss`` or ``s5`` (module docstring).
         loss_weights: :class:`~deepasa.losses.LossWeights` fields replacing the objective's defaults
-            (``asa``: SPEC §5.1; ``seld``: SPEC §5.2).
-        master: master permutation of ``asa``: ``image`` (SPEC §4) or ``seld``.
+            (``asa``: docs/spec.md §5.1; ``seld``: docs/spec.md §5.2).
+        master: master permutation of ``asa``: ``image`` (docs/spec.md §4) or ``seld``.
         aux_own_permutation: ``asa``: the auxiliary separation terms (direct, reverb, the other mics) each get
             their own PIT, as the released trainer (True), or reuse the master permutation, one assignment per
             object (False): with their own PIT, an object's other-mic channels can be trained towards another
             source than its reference channel.
         net1_loss_weight: weight of the SELD terms of the Net-1 outputs of a CoI model, under the master
             permutation (0 = only the final outputs are supervised, as the released code).
-        lr: Adam learning rate (SPEC §6: 4e-4; STARSS23 fine-tuning 5e-5).
+        lr: Adam learning rate (docs/spec.md §6: 4e-4; STARSS23 fine-tuning 5e-5).
         weight_decay: Adam weight decay (1e-5).
         min_lr: floor of the plateau schedule (1e-6).
         lr_factor: plateau factor (0.5).
@@ -277,7 +277,7 @@ class DeepASAModule(L.LightningModule):
         return loss.total
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """Adam + ReduceLROnPlateau on ``monitor`` (SPEC §6)."""
+        """Adam + ReduceLROnPlateau on ``monitor`` (docs/spec.md §6)."""
         h = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
