@@ -7,6 +7,10 @@
 #   scripts/train_shipped.sh curve    export last.ckpt as checkpoints/shipped_latest.pt, evaluate it on the fixed
 #                                     validation sets, append rows to checkpoints/eval/shipped_curve.csv
 #   scripts/train_shipped.sh stop     SIGTERM (last.ckpt is written at the current step), wait for the exit
+#   scripts/train_shipped.sh priority N
+#                                     run at nice N (0 normal .. 19 lowest) to lend the cores to a benchmark:
+#                                     sets the run's scheduler autogroup (setsid gives it its own, and a plain
+#                                     renice does not reach across autogroups) and its processes' nice value
 # PYTHON (default .venv/bin/python) and THREADS (default 2) can be set in the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +23,10 @@ PIDFILE=$RUN/train.pid
 
 # the PID file names a live `deepasa.cli train` process (not a reused PID)
 running() { [[ -f $PIDFILE ]] && ps -o args= -p "$(cat "$PIDFILE")" 2>/dev/null | grep -q "deepasa.cli train"; }
-usage() { echo "usage: $0 start [deepasa train options] | status | save | curve | stop" >&2; exit 2; }
+usage() { echo "usage: $0 start [deepasa train options] | status | save | curve | stop | priority N" >&2; exit 2; }
 
 cmd=${1:-}; shift || true
-[[ $cmd == start || $# -eq 0 ]] || usage
+[[ $cmd == start || $cmd == priority || $# -eq 0 ]] || usage
 case "$cmd" in
 start)
     if running; then echo "already running (pid $(cat "$PIDFILE"))"; exit 1; fi
@@ -68,6 +72,14 @@ stop)
     if kill -0 "$pid" 2>/dev/null; then echo "pid $pid still running after 10 min"; exit 1; fi
     rm -f "$PIDFILE"
     echo "stopped (pid $pid)"
+    ;;
+priority)
+    [[ $# -eq 1 && $1 =~ ^[0-9]+$ && $1 -le 19 ]] || usage
+    running || { echo "not running"; exit 1; }
+    pid=$(cat "$PIDFILE")
+    if [[ -w /proc/$pid/autogroup ]]; then echo "$1" >"/proc/$pid/autogroup"; fi
+    renice -n "$1" -g "$pid" >/dev/null          # the process group: the trainer and its data workers
+    echo "priority $1 (pid $pid$( [[ -r /proc/$pid/autogroup ]] && echo ", $(cat /proc/$pid/autogroup)"))"
     ;;
 *)
     usage
