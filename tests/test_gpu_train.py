@@ -65,7 +65,9 @@ def test_dry_run_on_cpu_leaves_a_resume_state_a_model_and_its_evaluation(pack, t
 
     before = _sha(CHECKPOINT)
     out = tmp_path / "out"
-    done = _run([1, out, "--device", "cpu", "--steps", 1, "--batch", 1, "--bank-pack", pack,
+    # MINUTES 5, not 1: the run stops after its one step anyway, and the wrapper's hard deadline (MINUTES + 2 min)
+    # must not cut a slow step on a loaded machine (it did at 1 min beside a 2-thread benchmark: exit code 1)
+    done = _run([5, out, "--device", "cpu", "--steps", 1, "--batch", 1, "--bank-pack", pack,
                  "--unpack-to", tmp_path / "home", "--work", tmp_path / "work", "--eval-scenes", 1,
                  "--set", "data.val_scenes=1", "--set", "trainer.num_sanity_val_steps=0",
                  "--set", "trainer.log_every_n_steps=1"])
