@@ -7,12 +7,15 @@ The model is the shipped ``checkpoints/default.pt``; while it is absent, the ``s
 weights (same architecture and cost; meaningless outputs) — the JSON says which.
 
     python benchmarks/analyze.py [--seconds 10 60 240 600] [--threads 1] [--max-minutes 5]
-    python benchmarks/analyze.py --seconds 3600 --threads 1 --max-minutes 0   # one hour (~1-2 h; background)
+    python benchmarks/analyze.py --seconds 3600 --threads 2 --max-minutes 0   # one hour of audio: ~2 h here
+
+(On the 2-core AVX2 machine the one-hour file was half analysed after 67 min at 2 threads with other jobs
+beside it; give it the cores: `scripts/train_shipped.sh priority 19` while it runs.)
 
 A length whose estimated run time (from the previous length's real-time factor) exceeds ``--max-minutes``
 (0: no limit) is skipped and listed as such. The peak RSS is recorded after windows 1, 5, 10, 100, 1000 and
-the last one (and at the quarters); the child prints each of windows 10, 100, 1000 to stderr as it passes
-them, so a long background run can be followed. ``memory_growth_from_window_100`` is the relative growth of
+the last one (and at the quarters); the child prints each of windows 10, 100, 1000 and every 250th to stderr as it
+passes them, so a long background run can be followed. ``memory_growth_from_window_100`` is the relative growth of
 the peak RSS from window 100 to the end (the issue-15 bound: at most 5 %). Rows are merged into
 ``benchmarks/results/analyze.json`` by length (a length run again replaces its row; the others are kept,
 each with its own command and time).
@@ -79,7 +82,7 @@ def child(seconds: float, threads: int, out_dir: str) -> dict:
     def run_window(x):
         out = _run_window(model, x)
         hwm.append(_hwm_mb())
-        if len(hwm) in MILESTONES:
+        if len(hwm) in MILESTONES or len(hwm) % 250 == 0:  # milestones, and every 250 windows to follow a long run
             print(f"window {len(hwm)}: peak RSS {hwm[-1]:.1f} MB after {time.perf_counter() - t0:.0f} s",
                   file=sys.stderr, flush=True)
         return out
