@@ -56,24 +56,6 @@ TEST_SETS = [
      "--subtype FLOAT --set 'num_sources=[1,2]' --set 'num_sources_weights=[0.5,0.5]'",
      {COI: "default_1-2.json", NET1: "net1_1-2.json"}),
 ]
-#: The rows of each per-N table: (block, key, label).
-BY_N_ROWS = [
-    ("objects", "detection_rate", "analysed objects: true sources detected ↑"),
-    ("objects", "class_accuracy", "analysed objects: class accuracy of the detected ↑"),
-    ("objects", "doa_error_median_deg", "analysed objects: median DoA error of the detected (°) ↓"),
-    ("separation", "si_sdri_db", "image SI-SDRi, reference channel (dB) ↑"),
-    ("separation", "direct_si_sdri_db", "direct-path SI-SDRi, reference channel (dB) ↑"),
-    ("seld", "SELD", "frame SELD score ↓"),
-    ("seld", "ER", "frame ER ↓"),
-    ("seld", "F", "frame F ↑"),
-    ("seld", "LE", "frame LE (°) ↓"),
-    ("seld", "LR", "frame LR ↑"),
-    ("dcase", "SELD", "DCASE 2023 segment SELD score ↓"),
-    ("dcase", "ER", "DCASE 2023 segment ER ↓"),
-    ("dcase", "F", "DCASE 2023 segment F ↑"),
-    ("dcase", "LE", "DCASE 2023 segment LE (°) ↓"),
-    ("dcase", "LR", "DCASE 2023 segment LR ↑"),
-]
 ROWS = [
     ("separation", "si_sdri_db", "image SI-SDRi, reference channel (dB) ↑"),
     ("separation", "sdri_db", "image SDRi, reference channel (dB) ↑"),
@@ -98,6 +80,13 @@ ROWS = [
     ("dcase", "LR", "DCASE 2023 segment LR ↑"),
     ("dcase", "SELD", "DCASE 2023 segment SELD score ↓"),
 ]
+#: The rows of each per-N table: (block, key, label), the labels those of ROWS.
+BY_N_KEYS = [("objects", "detection_rate"), ("objects", "class_accuracy"), ("objects", "doa_error_median_deg"),
+             ("separation", "si_sdri_db"), ("separation", "direct_si_sdri_db"),
+             *[("seld", k) for k in ("SELD", "ER", "F", "LE", "LR")],
+             *[("dcase", k) for k in ("SELD", "ER", "F", "LE", "LR")]]
+_LABELS = {(block, key): label for block, key, label in ROWS}
+BY_N_ROWS = [(block, key, _LABELS[block, key]) for block, key in BY_N_KEYS]
 
 
 def _cell(report: dict, block: str, key: str) -> str:
