@@ -110,7 +110,7 @@ def train_case(config: str, coi: bool, batch: int, threads: int, repeats: int, c
         tf.append(fast.step(tgt))
     mb, mf = statistics.median(tb), statistics.median(tf)
     return {"config": config, "coi": coi, "batch": batch, "threads": threads, "repeats": repeats,
-            "baseline_step_s": round(mb, 3), "fast_step_s": round(mf, 3),
+            "baseline_step_s": round(mb, 4), "fast_step_s": round(mf, 4),
             "baseline_scene_passes_per_s": round(batch / mb, 4), "fast_scene_passes_per_s": round(batch / mf, 4),
             "speedup": round(mb / mf, 3), "fast_bf16": fast.bf16, "fast_compiled": fast.compiled, **warm}
 
