@@ -67,12 +67,35 @@ def test_a_run_resumed_mid_pass_continues_with_the_scenes_it_has_not_seen():
     assert resumed_position(2, 2, 2, 10) == (0, 8)                  # 2 ranks: 4 scenes a step
     assert resumed_position(0, 2, 1, 10) == (0, 0)
     ds = OnTheFlyScenes.__new__(OnTheFlyScenes)                     # indices() needs no sound bank
-    ds.epoch_size, ds.rank, ds.world_size = 10, 0, 1
+    ds.epoch_size, ds.rank, ds.world_size, ds.first_scene = 10, 0, 1, 0
     full = [list(ds.indices(1, w, 2)) for w in range(2)]
     assert full == [[10, 12, 14, 16, 18], [11, 13, 15, 17, 19]]
     rest = [list(ds.indices(1, w, 2, offset=6)) for w in range(2)]
     assert rest == [[16, 18], [17, 19]]                             # the remaining scenes, each once
     assert sorted(sum(rest, [])) == list(range(16, 20))
+    ds.first_scene = 1000                                           # a run that continues after 1000 scenes
+    assert [list(ds.indices(1, w, 2, offset=6)) for w in range(2)] == [[1016, 1018], [1017, 1019]]
+
+
+def test_first_scene_continues_the_stream_and_the_curriculum_of_another_run(tiny_bank_home):
+    from deepasa.data.onthefly import OnTheFlyScenes
+
+    from deepasa.train.data import DeepASADataModule
+
+    first = list(OnTheFlyScenes(tiny_bank_home, scene_config=BASE, seed=4, epoch_size=6, curriculum=CURRICULUM))
+    # a second run (e.g. the CoI stage initialised from the first) that starts after the first run's 3 scenes
+    later = OnTheFlyScenes(tiny_bank_home, scene_config=BASE, seed=4, epoch_size=3, curriculum=CURRICULUM,
+                           first_scene=3)
+    items = list(later)
+    assert [it["scene_id"] for it in items] == [it["scene_id"] for it in first[3:6]]     # scenes 3, 4, 5
+    assert all(torch.equal(a["mixture"], b["mixture"]) for a, b in zip(items, first[3:6]))
+    assert [later.stage(i) for i in (3, 4)] == [1, 2]                # the curriculum goes on from stage 2
+    dm = DeepASADataModule(simulate=True, bank_home=str(tiny_bank_home), sample_rate=8000, clip_seconds=1.0,
+                           scene_config=BASE, epoch_size=3, seed=4, curriculum=CURRICULUM, first_scene=3)
+    dm.setup("fit")
+    assert [it["scene_id"] for it in dm.train_set] == [it["scene_id"] for it in first[3:6]]  # the recipe option
+    with pytest.raises(DeepASAError, match="first_scene must be a scene index >= 0"):
+        OnTheFlyScenes(tiny_bank_home, scene_config=BASE, first_scene=-1)
 
 
 @pytest.mark.parametrize("curriculum, message", [
@@ -100,6 +123,8 @@ def test_curriculum_needs_simulated_training_data():
 
     with pytest.raises(DeepASAError, match="data.simulate"):
         DeepASADataModule(root="data", curriculum=CURRICULUM)
+    with pytest.raises(DeepASAError, match="data.simulate"):
+        DeepASADataModule(root="data", first_scene=4000)
 
 
 # ------------------------------------------------------------------------------------------------ swap

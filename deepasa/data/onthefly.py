@@ -18,7 +18,10 @@ pass ``p`` continues with the stage of the indices of pass ``p``.
 
 The pass counter lives in the dataset object: it advances when the same object is iterated again (no
 workers, or ``persistent_workers=True``, which :class:`~deepasa.train.data.DeepASADataModule` sets), and
-``first_pass`` places a resumed run where it stopped.
+``first_pass`` places a resumed run where it stopped. ``first_scene`` shifts the whole stream: a run that
+continues another one with a new model (the chain-of-inference stage initialised from a Net-1 run that saw
+``S`` scenes) starts at scene ``S``, so it draws scenes the first run never saw and its curriculum continues
+from the stage the first run had reached instead of starting again at stage 1.
 """
 
 from __future__ import annotations
@@ -228,6 +231,7 @@ class OnTheFlyScenes(_SourceBacked, IterableDataset):
             :func:`curriculum_stages`); ``None``: every scene uses ``scene_config``.
         transform: applied to every item before it is yielded (e.g. a channel-swap augmentation), called in
             the process that renders the item (a DataLoader worker).
+        first_scene: index of the stream's first scene (pass ``p`` holds ``first_scene + p·epoch_size …``).
 
     Yields:
         the item dict of :func:`scene_item` (mixture (M, N), direct/reverb (J, M, N), …), through ``transform``.
@@ -240,13 +244,16 @@ class OnTheFlyScenes(_SourceBacked, IterableDataset):
     def __init__(self, home: str | Path | None = None, split: str = "train", scene_config: dict | None = None,
                  fmt: str = "mic", n_slots: int = 5, seed: int = 0, epoch_size: int = 1000,
                  classes: list[str] | None = None, curriculum: list[dict] | None = None,
-                 transform: Callable[[dict], dict] | None = None):
+                 transform: Callable[[dict], dict] | None = None, first_scene: int = 0):
         super().__init__()
         if epoch_size < 1:
             raise DeepASAError(f"epoch_size must be at least 1, got {epoch_size}")
+        if isinstance(first_scene, bool) or not isinstance(first_scene, int) or first_scene < 0:
+            raise DeepASAError(f"first_scene must be a scene index >= 0, got {first_scene!r}")
         self.source = _SceneSource(home, split, scene_config, fmt, n_slots, seed, classes, curriculum)
         self.curriculum = [dict(stage) for stage in curriculum or []]
         self.epoch_size = int(epoch_size)
+        self.first_scene = first_scene
         self.transform = transform
         self.rank, self.world_size = 0, 1
         self.first_pass = 0
@@ -289,8 +296,8 @@ class OnTheFlyScenes(_SourceBacked, IterableDataset):
         """Scene indices of one (rank, worker) stream in pass ``pass_index``, from scene ``offset`` of the pass."""
         streams = self.world_size * num_workers
         stream = self.rank + self.world_size * worker               # rank-major: per-rank share = __len__
-        start = pass_index * self.epoch_size + offset
-        return range(start + stream, (pass_index + 1) * self.epoch_size, streams)
+        base = self.first_scene + pass_index * self.epoch_size   # the pass's first scene index
+        return range(base + offset + stream, base + self.epoch_size, streams)
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()

@@ -145,6 +145,9 @@ class DeepASADataModule(L.LightningDataModule):
             (:func:`~deepasa.data.onthefly.curriculum_stages`). Validation scenes never follow it.
         augment: ``None`` or ``"swap"``: every training item through the tetrahedral channel swap
             (:class:`WorkerSwap`; MIC scenes only, simulated or ``deepasa simulate`` output).
+        first_scene: with ``simulate``, the index of the first training scene (default 0). A run initialised
+            from another run (``init_from``) sets it to the scenes that run saw, so it trains on new scenes and
+            its curriculum continues at that run's stage (:class:`~deepasa.data.onthefly.OnTheFlyScenes`).
     """
 
     def __init__(self, dataset: str = "scenes", root: str | None = None, train_split: str = "train",
@@ -153,7 +156,7 @@ class DeepASADataModule(L.LightningDataModule):
                  clip_seconds: float = 4.0, dataset_options: dict | None = None, simulate: bool = False,
                  bank_home: str | None = None, scene_config: dict | None = None, scene_format: str = "mic",
                  seed: int = 0, epoch_size: int = 1000, val_scenes: int = 32, pin_memory: bool = False,
-                 curriculum: list[dict] | None = None, augment: str | None = None):
+                 curriculum: list[dict] | None = None, augment: str | None = None, first_scene: int = 0):
         super().__init__()
         if dataset not in DATASETS:
             raise DeepASAError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
@@ -167,6 +170,9 @@ class DeepASADataModule(L.LightningDataModule):
             raise DeepASAError("augment: swap permutes the 4 capsules of the tetrahedral MIC array: it needs MIC "
                                "scenes (data.simulate with scene_format mic, or `deepasa simulate` output), not "
                                f"{'simulated ' + scene_format if simulate else dataset} data")
+        if first_scene and not simulate:
+            raise DeepASAError("data.first_scene is the index of the first simulated training scene: it needs "
+                               "data.simulate: true")
         if curriculum and not simulate:
             raise DeepASAError("data.curriculum sets the difficulty of simulated training scenes: it needs "
                                "data.simulate: true")
@@ -198,7 +204,7 @@ class DeepASADataModule(L.LightningDataModule):
         common = dict(home=h.bank_home, scene_config=self._scene_config(), fmt=h.scene_format, n_slots=h.n_slots)
         if train:
             return OnTheFlyScenes(split="train", seed=h.seed, epoch_size=h.epoch_size, curriculum=h.curriculum,
-                                  transform=self._swap, **common)
+                                  transform=self._swap, first_scene=h.first_scene, **common)
         return SimulatedScenes(split="val" if split != "test" else "test", seed=h.seed + 1,
                                num_scenes=h.val_scenes, **common)
 
