@@ -1,6 +1,7 @@
 """benchmarks/class_probe.py: its features against independent computations; a missing aisfx is a one-line error."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,9 +57,11 @@ def test_the_probe_classifier_separates_separable_features(cp):
 
 
 def test_without_aisfx_the_script_says_how_to_install_it(tmp_path):
-    if importlib.util.find_spec("aisfx") is not None:
-        pytest.skip("aisfx is installed here: the missing-package message cannot be shown")
+    # a module named aisfx that fails to import stands in for a machine without the package
+    (tmp_path / "shadow").mkdir()
+    (tmp_path / "shadow" / "aisfx.py").write_text('raise ImportError("No module named aisfx")\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shadow")}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--results", str(tmp_path / "r.json")],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "pip install --no-deps aisfx==0.1.2" in proc.stderr and not (tmp_path / "r.json").exists()

@@ -172,7 +172,10 @@ class ChainOfInference(nn.Module):
         self.film.weight.zero_()
         self.film.bias.copy_(torch.cat([torch.ones(d), torch.zeros(d)]))  # [β, γ]: the scale comes first
         cn, dn = self.heads.classnet, self.heads.doanet
-        for last in (cn.strong[-1], cn.onoff[-1], cn.asp.out, cn.freq_out[-1], dn.out[-2]):
+        lasts = [cn.strong[-1], cn.onoff[-1], cn.asp.out, cn.freq_out[-1], dn.out[-2]]
+        if cn.embed_out is not None:
+            lasts.append(cn.embed_out[-1])
+        for last in lasts:
             last.weight.zero_()
             last.bias.zero_()
 
@@ -182,12 +185,14 @@ class ChainOfInference(nn.Module):
         self.splitter.load_state_dict(splitter.state_dict())
 
     def forward(self, z: torch.Tensor, prev: dict[str, torch.Tensor],
-                spatial_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+                spatial_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                embed_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """z (B, D, T, F), prev {cls_logits, sed, onoff, doa} -> (objects (B, J, D, T, F), refined dict).
 
         ``spatial_fn(objects (B, J, D, T, F)) -> (B, J, T', S)`` gives the DoA decoder's spatial features of
-        this step's own objects (models with ``doa_spatial``; None otherwise).
+        this step's own objects (models with ``doa_spatial``; None otherwise), ``embed_fn(objects) -> (B, J, E)``
+        the class output's embedding of their signals (models with ``cls_embedding``).
         """
         b, d, t, f = z.shape
         e_sed = hard_sed_map(prev["cls_logits"], prev["onoff"], prev["doa"])  # (B, T', C*J)
@@ -197,7 +202,8 @@ class ChainOfInference(nn.Module):
         z2 = beta.transpose(1, 2).unsqueeze(-1) * z + gamma.transpose(1, 2).unsqueeze(-1)  # (B, D, T, F)
         obj = self.splitter(z2)  # (B, J, D, T, F)
         spatial = spatial_fn(obj) if spatial_fn is not None else None  # (B, J, T', S) or None
-        new = self.heads(obj, prev["onoff"].shape[-1], spatial)
+        embedding = embed_fn(obj) if embed_fn is not None else None  # (B, J, E) or None
+        new = self.heads(obj, prev["onoff"].shape[-1], spatial, embedding)
         out = {k: new[k] + prev[k] for k in new}  # slot-wise residual sums, (B, J, ...) each
         if self.sed_sum == "logits":
             out["sed"] = torch.softmax(out["sed_logits"], dim=-1)  # (B, J, T', C): softmax of the summed logits

@@ -31,6 +31,8 @@ from deepasa.errors import DeepASAError
 
 #: Values of ``DeepASAConfig.doa_spatial`` ("" = the paper's DoANet; see deepasa.model.spatial).
 SPATIAL_MODES = ("", "gcc_mixture", "gcc_image")
+#: Values of ``cls_embedding``: off, or the frozen aisfx embedding of each object's estimated image.
+CLS_EMBEDDINGS = ("", "aisfx")
 
 #: Folder of the model YAML files in a source checkout (``<repo>/configs/model``).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
@@ -97,6 +99,8 @@ class DeepASAConfig:
     doa_gcc_lags: int = 25           # lag points of the GCC-PHAT features over [-max, +max]
     doa_gcc_max_lag_s: float = 3.0e-4  # largest lag (s); the 4.2-cm tetrahedron's largest TDOA is 245 us
     doa_spatial_norm: bool = False   # LayerNorm over the spatial features before their projection
+    cls_embedding: str = ""          # "" (paper ClassNet) | "aisfx": frozen pretrained embedding of each object's
+                                     # estimated reference-channel image, read by the clip class output
     pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
     pretrained_encoder_kwargs: dict = field(default_factory=dict)
     # --- chain of inference ---------------------------------------------------------------------------
@@ -131,6 +135,9 @@ class DeepASAConfig:
              "coi_init 'identity' needs coi_sed_sum 'logits' (a zero stage adds softmax(0) = 1/C to a sum of probs)"),
             (self.doa_spatial in SPATIAL_MODES, f"doa_spatial is one of {', '.join(map(repr, SPATIAL_MODES))}"),
             (not (self.doa_spatial and not self.seld_heads), "doa_spatial needs the SED/DoA heads"),
+            (self.cls_embedding in CLS_EMBEDDINGS,
+             f"cls_embedding is one of {', '.join(map(repr, CLS_EMBEDDINGS))}"),
+            (not (self.cls_embedding and not self.seld_heads), "cls_embedding needs the SED/DoA heads"),
             (not (self.doa_spatial and self.output_mode != "multichannel"), "doa_spatial needs multichannel output"),
             (self.doa_gcc_lags >= 1 and self.doa_gcc_max_lag_s > 0, "need doa_gcc_lags >= 1 and doa_gcc_max_lag_s > 0"),
             (not (self.coi_steps and not self.seld_heads), "chain-of-inference needs the SED/DoA heads"),

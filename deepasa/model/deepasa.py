@@ -48,6 +48,13 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     starts each CoI step as the identity on Net 1's outputs (FiLM β = 1, γ = 0, splitter 2 = splitter 1, the last
     layer of Net 2's SELD outputs at zero), the start the CoI stage of docs/spec.md §6 needs.
     See :mod:`deepasa.model.coi`.
+14. **Optional pretrained clip embedding for the class output** (``cls_embedding: aisfx``, off in
+    ``paper``/``paper-coi``): the paper's pretrained ClassNet branch (ATST-Frame) has no usable weights here
+    (deviation 8); instead the frozen aisfx sound-effect CNN embeds each object's *estimated* reference-channel
+    image, and LayerNorm + Linear(512 → C), zero at initialisation, adds to that object's clip logits
+    (:mod:`deepasa.model.sfx_embedding`). No gradient flows through it. Measured motivation: on clean
+    sound-bank crops the embedding gives 0.64 balanced accuracy with one linear layer against 0.31 for the
+    network from scratch (benchmarks/class_probe.py).
 """
 
 from __future__ import annotations
@@ -238,6 +245,14 @@ class DeepASA(nn.Module):
         # per-object GCC-PHAT input of the DoA decoders (doa_spatial; deviation 11 of the module docstring)
         self.gcc = (GCCPhatFeatures(cfg.n_fft, cfg.sample_rate, cfg.n_mics, cfg.doa_gcc_max_lag_s, cfg.doa_gcc_lags)
                     if cfg.doa_spatial else None)
+        # frozen clip embedding of each object's estimated image (cls_embedding; deviation 14), held outside the
+        # module tree: its weights are the installed wheel's, never in a state dict, checkpoint or optimizer
+        sfx = None
+        if cfg.cls_embedding == "aisfx":
+            from deepasa.model.sfx_embedding import SFXEmbedding
+
+            sfx = SFXEmbedding(cfg.sample_rate)
+        object.__setattr__(self, "sfx", sfx)
         n_coi = 1 if (cfg.coi_share_weights and cfg.coi_steps) else cfg.coi_steps
         self.coi = nn.ModuleList(self._coi_step(cfg) for _ in range(n_coi))
         if cfg.coi_init == "identity":  # deviation 13: each CoI step starts as the identity on Net 1's outputs
@@ -293,12 +308,45 @@ class DeepASA(nn.Module):
         ref = cfg.ref_mic
 
         def fn(obj: torch.Tensor) -> torch.Tensor:
-            heads = self.audio.objects(obj)  # direct, reverb (B, J, 2K, T, F)
-            cache["obj"], cache["heads"] = obj, heads
+            heads = self._object_heads(obj, cache)  # direct, reverb (B, J, 2K, T, F)
             direct = channels_to_spec(heads[0], cfg.out_mics)  # (B, J, K, F, T) complex
             weight = object_weight(direct[:, :, ref], X[:, ref])  # (B, J, F, T)
             spec = X.unsqueeze(1) if cfg.doa_spatial == "gcc_mixture" else direct  # (B, 1|J, M, F, T)
             return self.gcc(spec, weight, n_label)  # (B, J, T', S)
+
+        return fn
+
+    def _object_heads(self, obj: torch.Tensor, cache: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The audio heads of objects (B, J, D, T, F): direct, reverb (B, J, 2K, T, F), run once per set of
+        objects (``cache`` keeps the last set's, for the spatial features, the embedding and the final decode)."""
+        if cache.get("obj") is not obj:
+            cache["obj"], cache["heads"] = obj, self.audio.objects(obj)
+        return cache["heads"]
+
+    def _embed_fn(self, scale: torch.Tensor, n: int, cache: dict):
+        """The class output's clip embedding of a set of objects (``cls_embedding``), or None when off.
+
+        The returned function maps objects (B, J, D, T, F) to (B, J, 512): the frozen aisfx embedding
+        (:mod:`deepasa.model.sfx_embedding`) of each object's estimated reference-channel image, without gradient.
+        """
+        if self.sfx is None:
+            return None
+        cfg = self.config
+        ref = cfg.ref_mic if cfg.out_mics > 1 else 0
+
+        def fn(obj: torch.Tensor) -> torch.Tensor:
+            direct, reverb = self._object_heads(obj, cache)  # (B, J, 2K, T, F) each (reverb may be None)
+            with torch.no_grad():
+                img = direct[:, :, 2 * ref: 2 * ref + 2]  # (B, J, 2, T, F): (re, im) of the reference channel
+                if reverb is not None:
+                    img = img + reverb[:, :, 2 * ref: 2 * ref + 2]
+                Y = FrequencyNorm.inverse(channels_to_spec(img, 1), scale)  # (B, J, 1, F, T)
+                wav = self.istft(Y, n)[:, :, 0]  # (B, J, N)
+                b, j = wav.shape[:2]
+                if self.sfx.window.device != wav.device:
+                    self.sfx.to(wav.device)
+                emb = self.sfx(wav.reshape(b * j, n))  # (B*J, 512)
+            return emb.reshape(b, j, -1)  # (B, J, 512)
 
         return fn
 
@@ -329,10 +377,7 @@ class DeepASA(nn.Module):
 
         ``cache`` may hold the audio-head outputs of these very objects (from the spatial features).
         """
-        if cache is not None and cache.get("obj") is obj:
-            direct, reverb = cache["heads"]  # (B, J, 2K, T, F) each
-        else:
-            direct, reverb = self.audio.objects(obj)  # (B, J, 2K, T, F) each
+        direct, reverb = self._object_heads(obj, cache if cache is not None else {})  # (B, J, 2K, T, F) each
         if reverb is None:
             return {"image": self._waveforms(direct, scale, n)}
         d_wav, r_wav = self._waveforms(direct, scale, n), self._waveforms(reverb, scale, n)
@@ -361,15 +406,17 @@ class DeepASA(nn.Module):
         noise = self._waveforms(self.audio.noise_head(noise_src), scale, n)  # (B, K, N)
         cache: dict = {}
         spatial_fn = self._spatial_fn(X, n_label, cache)
+        embed_fn = self._embed_fn(scale, n, cache)
         seld1: dict[str, torch.Tensor] = {}  # Net 1's SELD outputs, (B, J, ...) each; none for the USS variant
         if self.seld is not None:
-            seld1 = self.seld(obj1, n_label, spatial_fn(obj1) if spatial_fn is not None else None)
+            seld1 = self.seld(obj1, n_label, spatial_fn(obj1) if spatial_fn is not None else None,
+                              embed_fn(obj1) if embed_fn is not None else None)
         obj_final, seld_final, net1 = obj1, seld1, None
         if steps:
             net1 = self._output(noise, seld1, self._audio(obj1, scale, n, cache) if net1_audio else {})
             for k in range(steps):
                 step = self.coi[0 if cfg.coi_share_weights else k]
-                obj_final, seld_final = step(z, seld_final, spatial_fn)  # objects O'_j, residually refined SELD
+                obj_final, seld_final = step(z, seld_final, spatial_fn, embed_fn)  # O'_j, residually refined SELD
         # docs/spec.md §3.7 step 8: the audio decoders read the last stage's objects (Net 2's O'_j after CoI,
         # Splitter 1's without); the noise head read Z above (or the USS noise object), never the FiLM-modulated Z'.
         return self._output(noise, seld_final, self._audio(obj_final, scale, n, cache), net1)

@@ -270,8 +270,12 @@ class ClassNet(nn.Module):
         fuse_dim, gru_hidden, gru_layers, fc_dim, asp_hidden, dropout: widths of the layers after the CNNs;
         pretrained: an optional frozen encoder branch (:class:`PretrainedEncoder`; the ATST of docs/spec.md §3.5,
             "branch B").
+        embed_dim: width of an optional clip embedding of each object's own signal (``cls_embedding``,
+            :mod:`deepasa.model.sfx_embedding`); 0 = none. It adds LayerNorm + Linear(embed_dim → C) to the clip
+            logits, the Linear at zero at initialisation (the head starts as without it).
 
-    Input object features (N, D, T, F), N = B·J. Returns
+    Input object features (N, D, T, F), N = B·J, and with ``embed_dim`` the objects' embeddings (N, embed_dim).
+    Returns
         cls (N, C) clip logits = attentive-statistics-pooled frame logits + frequency-branch logits;
         sed (N, T', C) frame class posteriors (softmax over classes; used only by the loss);
         onoff (N, T') activity logits;
@@ -284,7 +288,8 @@ class ClassNet(nn.Module):
                  time_cnn_pools: Sequence[tuple[int, int]] = PAPER_TIME_CNN_POOLS,
                  freq_cnn_pools: Sequence[tuple[int, int]] = PAPER_FREQ_CNN_POOLS,
                  fuse_dim: int = 320, gru_hidden: int = 128, gru_layers: int = 2, fc_dim: int = 128,
-                 asp_hidden: int = 64, dropout: float = 0.0, pretrained: nn.Module | None = None) -> None:
+                 asp_hidden: int = 64, dropout: float = 0.0, pretrained: nn.Module | None = None,
+                 embed_dim: int = 0) -> None:
         super().__init__()
         _check_time_pools("ClassNet branch A", time_cnn_pools)
         hc, h = channels, gru_hidden
@@ -310,6 +315,11 @@ class ClassNet(nn.Module):
         self.freq_proj = nn.Linear(hc * self.freq_frames, fuse_dim)
         self.freq_gru = nn.GRU(fuse_dim, h, gru_layers, batch_first=True, bidirectional=True)
         self.freq_out = nn.Sequential(nn.Linear(2 * h, fc_dim), nn.Linear(fc_dim, n_classes))
+        # optional clip embedding of the object's own signal (cls_embedding): a zero Linear at the start
+        self.embed_out = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, n_classes)) if embed_dim else None
+        if self.embed_out is not None:
+            nn.init.zeros_(self.embed_out[1].weight)
+            nn.init.zeros_(self.embed_out[1].bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before issue 16 name the pretrained branch ``encoder`` / ``enc_proj``
@@ -318,8 +328,14 @@ class ClassNet(nn.Module):
                 state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, obj: torch.Tensor, n_label: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """obj (N, D, T, F), n_label = T' -> cls (N, C), sed (N, T', C), onoff (N, T'), frame logits (N, T', C)."""
+    def forward(self, obj: torch.Tensor, n_label: int, embedding: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """obj (N, D, T, F), n_label = T', embedding (N, E) or None -> cls (N, C), sed (N, T', C), onoff (N, T'),
+        frame logits (N, T', C)."""
+        if (embedding is None) != (self.embed_out is None):
+            raise DeepASAError("ClassNet was built " + ("with" if self.embed_out is not None else "without")
+                               + " a clip embedding input (cls_embedding) and called "
+                               + ("without" if embedding is None else "with") + " one")
         x = obj.transpose(2, 3)  # (N, D, F, T)
         n = x.shape[0]
         # Branch A: the first block pools time to the T' label frames, the others frequency only
@@ -343,7 +359,10 @@ class ClassNet(nn.Module):
         c = c.permute(0, 2, 1, 3).reshape(n, self.freq_bins, -1)  # (N, F_c, hc*T_c)
         c, _ = self.freq_gru(self.freq_proj(c))  # (N, F_c, 2h)
         x3 = self.freq_out(c.mean(dim=1))  # (N, C)
-        return weak + x3, sed, onoff, strong
+        cls = weak + x3  # (N, C)
+        if self.embed_out is not None:
+            cls = cls + self.embed_out(embedding.to(cls.dtype))  # (N, C)
+        return cls, sed, onoff, strong
 
 
 class DoANet(nn.Module):
@@ -422,6 +441,7 @@ class SELDHeads(nn.Module):
             time_cnn_pools=head_pools(cfg.sed_freq_pools, cfg.label_time_pool),
             freq_cnn_pools=head_pools(cfg.clsf_freq_pools, cfg.label_time_pool, cfg.clsf_time_pool),
             fuse_dim=cfg.head_fuse_dim, asp_hidden=cfg.asp_hidden, pretrained=pretrained,
+            embed_dim=512 if cfg.cls_embedding == "aisfx" else 0,
         )
         doanet = DoANet(
             **width, pools=head_pools(cfg.doa_freq_pools, cfg.label_time_pool),
@@ -429,15 +449,17 @@ class SELDHeads(nn.Module):
         )
         return cls(classnet=classnet, doanet=doanet)
 
-    def forward(self, obj: torch.Tensor, n_label: int, spatial: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """obj (B, J, D, T, F), spatial (B, J, T', S) or None -> dict (see class docstring)."""
+    def forward(self, obj: torch.Tensor, n_label: int, spatial: torch.Tensor | None = None,
+                embedding: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """obj (B, J, D, T, F), spatial (B, J, T', S) or None, embedding (B, J, E) or None -> dict (class docstring)."""
         b, j, d, t, f = obj.shape
         flat = obj.reshape(b * j, d, t, f)  # (B*J, D, T, F)
         if self.channels_last:
             # the decoders convolve flat.transpose(2, 3) (N, D, F, T): stored channels-last (memory N, F, T, D),
             # their convolutions run ~1.4x faster on CPU (eager; ~1.2x compiled), same values
             flat = flat.transpose(2, 3).contiguous(memory_format=torch.channels_last).transpose(2, 3)  # (B*J, D, T, F)
-        cls, sed, onoff, strong = self.classnet(flat, n_label)
+        flat_emb = embedding.reshape(b * j, -1) if embedding is not None else None  # (B*J, E)
+        cls, sed, onoff, strong = self.classnet(flat, n_label, flat_emb)
         flat_sp = spatial.reshape(b * j, n_label, -1) if spatial is not None else None  # (B*J, T', S)
         doa = self.doanet(flat, n_label, flat_sp)
         return {
