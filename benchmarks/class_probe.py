@@ -24,6 +24,16 @@ splits). Results: ``benchmarks/results/class_probe.json``.
 
 This measures clean single-source crops, an upper bound for what the embedding would give on a separated
 object (reverberation, noise and leakage from other objects come on top).
+
+``--scenes DIR --model MODEL.pt`` measures that instead, on 1-source scenes (``deepasa simulate`` output with
+``train`` and ``val`` splits, e.g. the direction benchmark's ``/work/data/doa/1-static``): the model separates
+each scene, the slot whose reference-channel image is closest (SI-SDR) to the source's is the object, and the
+probes are fitted on the embeddings of that slot's estimated image of the first ``--train-scenes`` training
+scenes and scored on the ``val`` scenes; beside them the same probes on the mixture's reference channel, and
+the model's own class output on that slot (what ``cls_embedding: aisfx`` would add to). Results:
+``benchmarks/results/class_probe_scenes.json``.
+
+    python benchmarks/class_probe.py --scenes /work/data/doa/1-static --model checkpoints/shipped_latest.pt
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from deepasa.errors import DeepASAError, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "class_probe.json"
+RESULTS_SCENES = REPO / "benchmarks" / "results" / "class_probe_scenes.json"
 SR_IN, SR_EMB = 16000, 44100
 N_FFT, HOP, N_MELS, FRAMES = 2048, 1024, 96, 87          # 87 hops of 1024 samples at 44.1 kHz: 2.0 s
 SPEC_MAX = 9.457798957824707                              # aisfx's "original" min-max range of the log-mel
@@ -131,6 +142,64 @@ def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: 
             "balanced_accuracy": round(float(np.mean(recalls)), 4)}
 
 
+def scene_embeddings(model, ds, n: int, sfx) -> dict[str, np.ndarray]:
+    """Embeddings of the estimated object and of the mixture, and the model's class output, for the first n
+    1-source scenes of ``ds``: {"object": (n, 512), "mixture": (n, 512), "model_pred": (n,), "label": (n,)}."""
+    from deepasa.metrics.separation import si_sdr
+
+    ref = model.config.ref_mic
+    out: dict[str, list] = {"object": [], "mixture": [], "model_pred": [], "label": []}
+    with torch.no_grad():
+        for i in range(min(n, len(ds))):
+            item = ds[i]
+            x = item["mixture"][None]                                           # (1, M, N)
+            est = model(x)
+            target = (item["direct"][0, ref] + item["reverb"][0, ref]).numpy()  # (N,) the source's image
+            images = est.image[0, :, ref]                                       # (J, N)
+            j = int(np.argmax(si_sdr(images.numpy(), np.broadcast_to(target, images.shape))))  # the object's slot
+            emb = sfx(torch.stack([images[j].float(), x[0, ref].float()]))       # (2, 512)
+            out["object"].append(emb[0].numpy())
+            out["mixture"].append(emb[1].numpy())
+            out["model_pred"].append(int(est.cls_logits[0, j].argmax()))
+            out["label"].append(int(item["cls"][0]))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def scenes_probe(args) -> dict:
+    """The ``--scenes`` mode (module docstring): rows for the object's and the mixture's embeddings."""
+    from deepasa.data.scenes import SceneDataset
+    from deepasa.model.loading import load_model
+    from deepasa.model.sfx_embedding import SFXEmbedding
+
+    model = load_model(args.model).eval()
+    sfx = SFXEmbedding(model.config.sample_rate)
+    n_classes = model.config.n_classes
+    t0 = time.time()
+    train = scene_embeddings(model, SceneDataset(args.scenes, "train", n_slots=model.config.n_slots),
+                             args.train_scenes, sfx)
+    val = scene_embeddings(model, SceneDataset(args.scenes, "val", n_slots=model.config.n_slots), 10 ** 9, sfx)
+    print(f"{len(train['label'])} training and {len(val['label'])} unseen scenes in {time.time() - t0:.0f} s",
+          file=sys.stderr, flush=True)
+    rows = []
+    for name in ("object", "mixture"):
+        for hidden in (0, 256):
+            row = {"features": f"aisfx embedding of the {'estimated object image' if name == 'object' else 'mixture'}",
+                   "classifier": "linear" if not hidden else "MLP-256",
+                   **probe(train[name], train["label"], val[name], val["label"], n_classes, hidden, seed=args.seed)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    pred, label = val["model_pred"], val["label"]
+    recalls = [float((pred[label == c] == c).mean()) for c in range(n_classes) if (label == c).any()]
+    own = {"features": "the model's own class output on the object's slot", "classifier": "-",
+           "accuracy": round(float((pred == label).mean()), 4), "balanced_accuracy": round(float(np.mean(recalls)), 4)}
+    print(json.dumps(own), flush=True)
+    rows.append(own)
+    return {"benchmark": "class probe on separated objects: aisfx embedding of the model's estimated image of the "
+                         "one source vs of the mixture, and the model's own class output",
+            "model": str(args.model), "scenes": str(args.scenes), "train_scenes": len(train["label"]),
+            "val_scenes": len(val["label"]), "rows": rows}
+
+
 def load_embedding_net():
     """aisfx's EmbeddingNet with the weights of its wheel (``pip install --no-deps aisfx==0.1.2``)."""
     try:
@@ -152,11 +221,23 @@ def main() -> int:
     p.add_argument("--test-crops", type=int, default=2, help="random 2-s crops per held-out clip")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--results", type=Path, default=None,
+                   help=f"default {RESULTS.relative_to(REPO)} ({RESULTS_SCENES.name} with --scenes)")
+    p.add_argument("--scenes", type=Path, default=None, help="1-source scenes (train, val): probe separated objects")
+    p.add_argument("--model", type=Path, default=None, help="with --scenes: the model that separates them")
+    p.add_argument("--train-scenes", type=int, default=400, help="with --scenes: training scenes for the probes")
     args = p.parse_args()
     from deepasa.scenes.soundbank import SoundBank
 
     torch.set_num_threads(args.threads)
+    if args.scenes is not None:
+        if args.model is None:
+            raise DeepASAError("--scenes needs --model (the model that separates the scenes)")
+        out = scenes_probe(args)
+        out.update(command=" ".join(["python", "benchmarks/class_probe.py", *sys.argv[1:]]),
+                   time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        write_json(out, args.results or RESULTS_SCENES)
+        return 0
     net = load_embedding_net()
     bank = SoundBank.open()
     rng = np.random.default_rng(args.seed)
@@ -184,11 +265,16 @@ def main() -> int:
            "classes": bank.classes, "rows": rows,
            "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.results.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(args.results)
+    write_json(out, args.results or RESULTS)
     return 0
+
+
+def write_json(out: dict, path: Path) -> None:
+    """Write ``out`` to ``path`` through a temporary beside it (no half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -65,3 +65,61 @@ def test_without_aisfx_the_script_says_how_to_install_it(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "pip install --no-deps aisfx==0.1.2" in proc.stderr and not (tmp_path / "r.json").exists()
+
+
+def test_scenes_mode_probes_the_separated_object_and_the_mixture(cp, tiny_bank_home, tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from deepasa.cli import main
+    from deepasa.model import DeepASA
+    from deepasa.model.configs import get_config
+    from deepasa.scenes.soundbank import class_names
+
+    one = ["--set", "duration=1.0", "--set", "sample_rate=8000", "--set", "num_sources=[1]",
+           "--set", "num_sources_weights=[1.0]", "--quiet"]
+    data = tmp_path / "scenes"
+    for split, n, seed in (("train", 6, 1), ("val", 4, 2)):
+        assert main(["simulate", "--home", str(tiny_bank_home), "--out", str(data), "--split", split,
+                     "--num-scenes", str(n), "--seed", str(seed), *one]) == 0
+    torch.manual_seed(0)
+    model = DeepASA(get_config("tiny", n_classes=10))
+    model.class_names = class_names()
+    path = model.save(tmp_path / "m.pt")
+    monkeypatch.setenv("DEEPASA_HOME", str(tiny_bank_home))
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", ["class_probe.py", "--scenes", str(data), "--model", str(path),
+                                      "--train-scenes", "6", "--results", str(out)])
+    assert cp.main() == 0
+    res = json.loads(out.read_text())
+    assert res["train_scenes"] == 6 and res["val_scenes"] == 4 and len(res["rows"]) == 5
+    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["balanced_accuracy"] <= 1 for r in res["rows"])
+    assert res["rows"][-1]["features"].startswith("the model's own class output")
+    assert res["command"].startswith("python benchmarks/class_probe.py --scenes")
+
+
+def test_the_object_is_the_slot_closest_to_the_sources_image(cp):
+    import torch
+
+    n = 4000
+    src = torch.randn(n)
+    item = {"mixture": torch.randn(4, n), "direct": torch.zeros(5, 4, n), "reverb": torch.zeros(5, 4, n),
+            "cls": torch.tensor([3, -1, -1, -1, -1])}
+    item["direct"][0, 0] = src
+
+    class Fake:                                       # slot 2 holds the source, the others noise
+        class config:
+            ref_mic, n_slots, n_classes = 0, 5, 10
+
+        def __call__(self, x):
+            image = torch.randn(1, 5, 4, n)
+            image[0, 2, 0] = 0.5 * src + 0.01 * torch.randn(n)
+            logits = torch.zeros(1, 5, 10)
+            logits[0, 2, 7] = 1.0                      # the object's slot says class 7
+            return type("Out", (), {"image": image, "cls_logits": logits})()
+
+    seen = []
+    emb = cp.scene_embeddings(Fake(), [item], 1, lambda w: seen.append(w) or torch.zeros(w.shape[0], 512))
+    torch.testing.assert_close(seen[0][0], 0.5 * src, atol=0.05, rtol=0)      # the slot-2 image was embedded
+    assert emb["model_pred"].tolist() == [7] and emb["label"].tolist() == [3]

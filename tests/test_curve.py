@@ -43,3 +43,11 @@ def test_curve_bad_checkpoint_is_one_line(tmp_path, capsys):
         run_script(lambda: curve.main([str(bad), "--model", str(tmp_path / "m.pt"), "--csv", str(tmp_path / "c.csv")]))
     assert exc.value.code == 2 and "not a readable training checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_scene_passes_count_the_runs_a_checkpoint_was_initialised_from():
+    # run 3 of the shipped model starts from run 2's weights after 2,568 scenes (data.first_scene)
+    ckpt = {"global_step": 250, "datamodule_hyper_parameters": {"batch_size": 4, "first_scene": 2568}}
+    assert curve.scene_passes(ckpt) == 2568 + 250 * 4
+    assert curve.scene_passes({"global_step": 3, "datamodule_hyper_parameters": {"batch_size": 2}}) == 6
+    assert curve.scene_passes({"global_step": 5}) == 5                      # no data hyper-parameters: batch 1

@@ -13,7 +13,9 @@ frame SELD; image SI-SDRi). The row appended to ``--csv``:
     global_step, scene_passes, detection_rate, class_accuracy_detected, doa_error_median_deg, frame_seld,
     LE_deg, si_sdri_db, eval
 
-``scene_passes`` = global step × the checkpoint's training batch size × its world size (one process here).
+``scene_passes`` (:func:`scene_passes`) = the scenes of the runs before this one (``data.first_scene``, for a
+run initialised from another) + global step × the checkpoint's training batch size × its world size (one
+process here).
 """
 
 from __future__ import annotations
@@ -68,6 +70,17 @@ def scene_set(name: str, cache: Path, home: str | None = None) -> Path:
     return root
 
 
+def scene_passes(ckpt: dict) -> int:
+    """Scenes seen by a training checkpoint's model: ``first_scene`` (the earlier runs it was initialised from)
+    + global step × batch size (``datamodule_hyper_parameters``; batch 1 when absent).
+
+    >>> scene_passes({"global_step": 250, "datamodule_hyper_parameters": {"batch_size": 4, "first_scene": 2568}})
+    3568
+    """
+    data = ckpt.get("datamodule_hyper_parameters") or {}
+    return int(data.get("first_scene") or 0) + int(ckpt["global_step"]) * int(data.get("batch_size") or 1)
+
+
 def curve_row(report: dict, global_step: int, scene_passes: int, description: str) -> dict:
     """The CSV row of one evaluation report (``deepasa evaluate --out`` JSON)."""
     obj, seld, sep = report["objects"], report["seld"], report["separation"]
@@ -116,8 +129,7 @@ def _main(argv: list[str] | None) -> int:
         raise DeepASAError(f"no checkpoint at {ckpt_path}")
     try:
         ckpt = read_checkpoint(ckpt_path)  # tensors and plain data only (no pickled code)
-        step = int(ckpt["global_step"])
-        batch = int((ckpt.get("datamodule_hyper_parameters") or {}).get("batch_size") or 1)
+        step, passes = int(ckpt["global_step"]), scene_passes(ckpt)
     except (DeepASAError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DeepASAError(f"{ckpt_path} is not a readable training checkpoint ({type(exc).__name__})") from None
     _deepasa("export", str(ckpt_path), args.model, "--bank-classes")
@@ -129,7 +141,7 @@ def _main(argv: list[str] | None) -> int:
         report = json.loads(out.read_text())
         if i == 0 and args.json:
             Path(args.json).write_text(out.read_text())
-        row = curve_row(report, step, step * batch, SCENE_SETS[name][2])
+        row = curve_row(report, step, passes, SCENE_SETS[name][2])
         append_row(Path(args.csv), row)
         print(json.dumps(row), flush=True)
     return 0
