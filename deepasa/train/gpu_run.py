@@ -64,7 +64,7 @@ DEFAULT_UNPACK = "/tmp/deepasa-gpubank"
 #: What the GPU machine lacks (or must have at this project's versions): pure-Python or cp312 wheels, no deps.
 WHEELS = ("pyroomacoustics", "soundfile", "cffi", "pycparser", "soxr", "lightning", "lightning-utilities",
           "torchmetrics", "jsonargparse", "docstring-parser", "typeshed-client", "tqdm", "typing-extensions",
-          "packaging")
+          "packaging", "aisfx")       # aisfx: the weights of the shipped recipe's cls_embedding (23 MB)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64")
 PYTHON_VERSION = "3.12"
