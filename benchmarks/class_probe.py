@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from deepasa.errors import DeepASAError, run_script
+from deepasa.staging import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "class_probe.json"
@@ -236,7 +237,7 @@ def main() -> int:
         out = scenes_probe(args)
         out.update(command=" ".join(["python", "benchmarks/class_probe.py", *sys.argv[1:]]),
                    time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        write_json(out, args.results or RESULTS_SCENES)
+        write_json(args.results or RESULTS_SCENES, out)
         return 0
     net = load_embedding_net()
     bank = SoundBank.open()
@@ -265,16 +266,8 @@ def main() -> int:
            "classes": bank.classes, "rows": rows,
            "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_json(out, args.results or RESULTS)
+    write_json(args.results or RESULTS, out)
     return 0
-
-
-def write_json(out: dict, path: Path) -> None:
-    """Write ``out`` to ``path`` through a temporary beside it (no half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from deepasa.staging import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "train_speed.json"
 SHIPPED = {"n_classes": 10, "doa_spatial": "gcc_mixture", "doa_spatial_norm": True}
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     def write() -> None:                         # after every measurement: a cut-short run keeps what it did
         for case in cases:
             case["data_wait_fraction"] = wait_of(case)
-        _write_json(args.out, result)
+        write_json(args.out, result)
 
     for i, (config, coi, batch) in enumerate(specs):
         case = train_case(config, coi, batch, args.threads, 1 if args.quick else args.repeats,
@@ -242,14 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     write()
     print(f"wrote {args.out}")
     return 0
-
-
-def _write_json(path: Path, result: dict) -> None:
-    """Write ``result`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,25 @@ def temp_sibling(path: str | Path, tag: str = "partial", ext: str = "") -> Path:
     return path.parent / f".{path.name}.{tag}-{os.getpid()}{ext}"
 
 
+def write_json(path: str | Path, obj, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON to ``path`` through this process's temporary beside it (:func:`temp_sibling`),
+    renamed into place: never a half-written file, and a killed writer's temporary is recognisable as stale.
+
+    >>> import json, tempfile
+    >>> p = write_json(Path(tempfile.mkdtemp()) / "r.json", {"a": 1})
+    >>> json.loads(p.read_text()), [f.name for f in p.parent.iterdir()]
+    ({'a': 1}, ['r.json'])
+    """
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path, "part")
+    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this PID runs on this machine (a zombie, killed but not yet reaped, does not).
 

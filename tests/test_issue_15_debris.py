@@ -302,3 +302,19 @@ def test_analyze_into_a_path_under_a_file_is_one_line_and_exit_2(tiny_ckpt, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"deepasa analyze: error: cannot write to {blocker}: {blocker} is not a folder"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "in.wav"]
+
+
+def test_write_json_goes_through_a_recognisable_temporary(tmp_path, monkeypatch):
+    import json
+
+    from deepasa.staging import stale_temporaries, write_json
+
+    path = write_json(tmp_path / "sub" / "r.json", {"a": [1, 2]})
+    assert json.loads(path.read_text()) == {"a": [1, 2]} and [p.name for p in path.parent.iterdir()] == ["r.json"]
+    # a writer stopped between write and rename leaves its own per-PID temporary, not the target
+    monkeypatch.setattr("pathlib.Path.replace", lambda self, target: None)
+    write_json(tmp_path / "sub" / "s.json", {"b": 1})
+    left = [p.name for p in path.parent.iterdir() if p.name != "r.json"]
+    assert len(left) == 1 and left[0].startswith(".s.json.part-")
+    assert not (path.parent / "s.json").exists()
+    assert stale_temporaries(path.parent) == []                   # this live process's temporary is not stale
