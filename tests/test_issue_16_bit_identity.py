@@ -6,8 +6,10 @@ parameter count, a digest of the state-dict keys and shapes (what checkpoints lo
 output tensor its sum, absolute sum and one element. ``paper`` runs on a 0.25-s input (its decoders then use
 the adaptive time pools), ``paper-coi`` runs its CoI step on a random Z and random Net-1 outputs (a full 4-s
 ``paper-coi`` forward takes minutes on CPU), ``tiny-coi`` variants run the whole network with one and two
-CoI steps. The tolerance (1e-6 relative) only absorbs a different CPU's summation order; on the machine that
-wrote them the values agree to the printed digits.
+CoI steps. The tolerance (1e-5 relative; for a signed sum, 1e-5 of its absolute sum; 1e-6 absolute for one
+element) only absorbs a different CPU's kernels and summation order (an AVX-512 Xeon differs from the AVX2 EPYC
+that wrote them by up to 5e-6 relative on one element); on the machine that wrote them the values agree to
+the printed digits.
 """
 
 from __future__ import annotations
@@ -170,9 +172,15 @@ def test_same_parameters_and_outputs_as_before_the_rewrite(name):
         assert _keys_digest(model) == ref["keys"]
     got = {k: _stats(v) for k, v in _outputs(name, model).items()}
     assert sorted(got) == sorted(ref["out"])
-    for key, expected in ref["out"].items():
-        for value, want in zip(got[key], expected):
-            assert value == pytest.approx(want, rel=1e-6, abs=1e-7), (name, key)
+    for key, (want_sum, want_abs, want_elem) in ref["out"].items():
+        total, abs_total, elem = got[key]
+        # float32 through a deep network on another CPU's kernels (AVX-512 against AVX2) moves values by ~1e-6
+        # relative; a signed sum cancels, so it moves by ~1e-6 of the *absolute* sum (paper 'direct' on an
+        # AVX-512 Xeon: -4.4708355 against -4.4708262, absolute sum 2,351). A change in what is computed moves
+        # them by orders of magnitude more.
+        assert total == pytest.approx(want_sum, rel=1e-5, abs=1e-5 * want_abs), (name, key, "sum")
+        assert abs_total == pytest.approx(want_abs, rel=1e-5), (name, key, "abs sum")
+        assert elem == pytest.approx(want_elem, rel=1e-5, abs=1e-6), (name, key, "element")
 
 
 # ---------------------------------------------------------------------------------------------- old checkpoints
