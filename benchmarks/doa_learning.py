@@ -86,6 +86,9 @@ VARIANTS = {
     "gcc_mixture+swap": {"model": {"doa_spatial": "gcc_mixture"}, "swap": True},
     "baseline+swap": {"swap": True},
     "gcc_mixture+doa5": {"model": {"doa_spatial": "gcc_mixture"}, "loss": {"doa": 5.0}},
+    # the chosen recipe with complex ratio masks instead of spectral mapping (docs/model.md, deviation 15)
+    "gcc_mixture+ln+mask": {"model": {"doa_spatial": "gcc_mixture", "doa_spatial_norm": True,
+                                      "audio_output": "mask"}},
 }
 
 

@@ -33,6 +33,8 @@ from deepasa.errors import DeepASAError
 SPATIAL_MODES = ("", "gcc_mixture", "gcc_image")
 #: Values of ``cls_embedding``: off, or the frozen aisfx embedding of each object's estimated image.
 CLS_EMBEDDINGS = ("", "aisfx")
+#: Values of ``audio_output``: what the audio heads' channels are (docs/model.md, deviation 15).
+AUDIO_OUTPUTS = ("mapping", "mask")
 
 #: Folder of the model YAML files in a source checkout (``<repo>/configs/model``).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
@@ -64,6 +66,8 @@ class DeepASAConfig:
     noise_object: bool = False       # USS variant: splitter emits J+1 objects, the last is the noise
     output_mode: str = "multichannel"  # "multichannel" (M outputs) or "reference" (ref mic only, USS)
     reverb_head: bool = True         # separate direct and reverb heads (False: one image head, USS)
+    audio_output: str = "mapping"    # "mapping" (paper: the heads' channels are the output spectra) | "mask":
+                                     # a complex ratio mask on the normalised mixture of the same mic
     seld_heads: bool = True          # SED/class and DoA decoders (False for USS)
     # --- front end ------------------------------------------------------------------------------------
     gabor_width: int = 64            # D_w, conv features predicting the Gaussian window per frame
@@ -126,6 +130,7 @@ class DeepASAConfig:
             (self.n_slots >= 1, "n_slots must be >= 1"),
             (self.n_classes >= 1, "n_classes must be >= 1"),
             (self.output_mode in ("multichannel", "reference"), "output_mode is 'multichannel' or 'reference'"),
+            (self.audio_output in AUDIO_OUTPUTS, f"audio_output is one of {', '.join(map(repr, AUDIO_OUTPUTS))}"),
             (self.time_ffn in ("mamba", "ffn"), "time_ffn is 'mamba' or 'ffn'"),
             (self.tcm_combine in ("product", "residual_sum"), "tcm_combine is 'product' or 'residual_sum'"),
             (self.coi_steps >= 0, "coi_steps must be >= 0"),

@@ -107,12 +107,35 @@ class HannISTFT(nn.Module):
         y = torch.istft(Y, self.n_fft, self.hop, window=self.window.float(), center=True, length=length)
         return y.reshape(*lead, length)  # (..., N)
 
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """The STFT that :meth:`forward` inverts exactly (same Hann window, centred). x (B, M, N) real ->
+        (B, M, F, T) complex64, F = n_fft/2 + 1, T = N // hop + 1 (the grid of :class:`GaborSTFT`)."""
+        b, m, n = x.shape
+        if x.device.type == "meta":  # complexity counting: no stft kernel there (see the class docstring)
+            return torch.empty(b, m, self.n_fft // 2 + 1, n // self.hop + 1, dtype=torch.complex64, device="meta")
+        X = torch.stft(x.reshape(b * m, n).float(), self.n_fft, self.hop, window=self.window.float(), center=True,
+                       return_complex=True)  # (B*M, F, T)
+        return X.reshape(b, m, *X.shape[-2:])  # (B, M, F, T)
+
 
 def spec_to_channels(X: torch.Tensor) -> torch.Tensor:
     """Network input layout (docs/spec.md §2.4). X (B, M, F, T) complex -> (B, 2M, T, F) real, order m0.re, m0.im, ..."""
     b, m, f, t = X.shape
     x = torch.view_as_real(X)  # (B, M, F, T, 2)
     return x.permute(0, 1, 4, 3, 2).reshape(b, 2 * m, t, f)  # (B, 2M, T, F)
+
+
+def complex_mask(mask: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """Apply a complex ratio mask in the head-channel layout (channel 2k + r = mic k, real/imag r).
+
+    mask (..., 2K, T, F) real, mix (..., 2K, T, F) real (broadcastable, e.g. (B, 1, 2K, T, F) against
+    (B, J, 2K, T, F)) -> (..., 2K, T, F): per mic k and bin, (m_re + i m_im)(x_re + i x_im).
+    """
+    m = mask.unflatten(-3, (-1, 2))  # (..., K, 2, T, F)
+    x = mix.unflatten(-3, (-1, 2))  # (..., K, 2, T, F)
+    m_re, m_im, x_re, x_im = m[..., 0, :, :], m[..., 1, :, :], x[..., 0, :, :], x[..., 1, :, :]  # (..., K, T, F)
+    out = torch.stack((m_re * x_re - m_im * x_im, m_re * x_im + m_im * x_re), dim=-3)  # (..., K, 2, T, F)
+    return out.flatten(-4, -3)  # (..., 2K, T, F)
 
 
 def channels_to_spec(y: torch.Tensor, n_out: int) -> torch.Tensor:
