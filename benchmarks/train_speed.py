@@ -17,8 +17,11 @@ It also reports:
     python benchmarks/train_speed.py                 # the issue's cases (takes ~1 h on 2 busy cores)
     python benchmarks/train_speed.py --quick         # `tiny`, batch 1, no compilation: checks the harness
                                                      # (the fast path is then bf16 only where it pays)
+    python benchmarks/train_speed.py --shipped       # only the shipped run's step (2-s clips, batch 4)
+    python benchmarks/train_speed.py --shipped --bf16-only   # both paths compiled: what bf16 alone buys
 
-Writes ``benchmarks/results/train_speed.json`` (``--out`` elsewhere) with a list ``cases``.
+Writes ``benchmarks/results/train_speed.json`` (``--shipped``: ``train_speed_shipped.json``; ``--out`` elsewhere)
+with a list ``cases``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from deepasa.staging import write_json
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "train_speed.json"
 SHIPPED = {"n_classes": 10, "doa_spatial": "gcc_mixture", "doa_spatial_norm": True}
+#: ``--shipped``: what configs/train/sim_small_shipped.yaml adds (run 3): 2-s clips, the aisfx class embedding
+SHIPPED_RUN = {"clip_seconds": 2.0, "cls_embedding": "aisfx"}
+SHIPPED_RESULTS = ROOT / "benchmarks" / "results" / "train_speed_shipped.json"
 
 
 def synthetic_batch(cfg, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -66,7 +72,10 @@ def synthetic_batch(cfg, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
 class Runner:
     """One model + Adam on one path; ``step(batch)`` runs a full training step and returns its seconds."""
 
-    def __init__(self, config: str, overrides: dict, fast: bool, seed: int = 0, compile: bool = True):
+    def __init__(self, config: str, overrides: dict, fast: bool, seed: int = 0, compile: bool = True,
+                 bf16: bool | None = None):
+        """``fast``: channels-last decoders, compilation (``compile``) and bf16 where it runs in hardware;
+        ``bf16`` (default: ``fast``) switches the bf16 autocast alone."""
         from deepasa.model import DeepASA, get_config
         from deepasa.model.heads import SELDHeads
         from deepasa.train.fastpath import bf16_is_fast, compile_model
@@ -75,7 +84,7 @@ class Runner:
         self.cfg = get_config(config, **overrides)
         self.model = DeepASA(self.cfg).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=4e-4)
-        self.bf16 = fast and bf16_is_fast("cpu")
+        self.bf16 = (fast if bf16 is None else bf16) and bf16_is_fast("cpu")
         # the decoders' channels-last input (SELDHeads.channels_last, on by default) is part of the fast path;
         # the baseline is the contiguous layout it replaced
         for mod in self.model.modules():
@@ -98,11 +107,18 @@ class Runner:
         return time.perf_counter() - t0
 
 
-def train_case(config: str, coi: bool, batch: int, threads: int, repeats: int, compile: bool = True) -> dict:
-    """Interleaved baseline/fast training steps of one case; scene passes per second of each and the ratio."""
+def train_case(config: str, coi: bool, batch: int, threads: int, repeats: int, compile: bool = True,
+               extra: dict | None = None, bf16_only: bool = False) -> dict:
+    """Interleaved baseline/fast training steps of one case; scene passes per second of each and the ratio.
+
+    ``extra``: more model-config overrides (``--shipped``: the shipped run's 2-s clips and class embedding).
+    ``bf16_only``: the baseline is the fast path without bf16 autocast (channels-last, compiled if
+    ``compile``), so the ratio is what bf16 alone buys.
+    """
     torch.set_num_threads(threads)
     overrides = {**SHIPPED, "coi_steps": 1 if coi else 0} if config == "small" else {"coi_steps": 1 if coi else 0}
-    base = Runner(config, overrides, fast=False)
+    overrides.update(extra or {})
+    base = Runner(config, overrides, fast=bf16_only, compile=compile, bf16=False)
     fast = Runner(config, overrides, fast=True, compile=compile)
     tgt = synthetic_batch(base.cfg, batch)
     warm = {"baseline_first_step_s": round(base.step(tgt), 2), "fast_first_step_s": round(fast.step(tgt), 2)}
@@ -114,7 +130,8 @@ def train_case(config: str, coi: bool, batch: int, threads: int, repeats: int, c
     return {"config": config, "coi": coi, "batch": batch, "threads": threads, "repeats": repeats,
             "baseline_step_s": round(mb, 4), "fast_step_s": round(mf, 4),
             "baseline_scene_passes_per_s": round(batch / mb, 4), "fast_scene_passes_per_s": round(batch / mf, 4),
-            "speedup": round(mb / mf, 3), "fast_bf16": fast.bf16, "fast_compiled": fast.compiled, **warm}
+            "speedup": round(mb / mf, 3), "fast_bf16": fast.bf16, "fast_compiled": fast.compiled,
+            "baseline": "fast path in float32" if bf16_only else "float32, eager", "overrides": overrides, **warm}
 
 
 def data_wait(source: str, threads: int, steps: int, home: str | None = None) -> dict:
@@ -192,20 +209,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed steps per path and case")
     p.add_argument("--skip-data", action="store_true", help="no data-wait measurement")
     p.add_argument("--skip-rtf", action="store_true", help="no forward real-time factor")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--shipped", action="store_true",
+                   help="only the shipped run's step (small Net 1, 2-s clips, class embedding, batch 4); "
+                        "implies --skip-data --skip-rtf")
+    p.add_argument("--no-compile", action="store_true", help="the fast path without torch.compile")
+    p.add_argument("--bf16-only", action="store_true",
+                   help="baseline = the fast path in float32: the ratio is what bf16 autocast alone buys")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"results JSON (default {RESULTS.relative_to(ROOT)}; with --shipped "
+                        f"{SHIPPED_RESULTS.relative_to(ROOT)})")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = SHIPPED_RESULTS if args.shipped else RESULTS
+    if args.shipped:
+        args.skip_data = args.skip_rtf = True
     if args.threads < 1 or args.repeats < 1:
         print("train_speed: --threads and --repeats must be at least 1", file=sys.stderr)
         return 2
     from deepasa.train.fastpath import bf16_is_fast, compile_available
 
+    extra = SHIPPED_RUN if args.shipped else {}
     if args.quick:
         specs = [("tiny", False, 1)]
+    elif args.shipped:
+        specs = [("small", False, 4)]
     else:                                        # batch 2 first: the cases the targets are set on
         specs = [("small", coi, b) for b in (2, 4) for coi in (False, True)]
     ok, why = compile_available()
     result = {
-        "benchmark": "train_speed", "command": "python benchmarks/train_speed.py" + (" --quick" if args.quick else ""),
+        "benchmark": "train_speed", "command": " ".join(["python benchmarks/train_speed.py", *(argv if argv is not None
+                                                                                           else sys.argv[1:])]),
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "bf16_matrix_units": bf16_is_fast("cpu"), "compile_available": ok, "compile_note": why,
@@ -226,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for i, (config, coi, batch) in enumerate(specs):
         case = train_case(config, coi, batch, args.threads, 1 if args.quick else args.repeats,
-                          compile=not args.quick)
+                          compile=not (args.quick or args.no_compile), extra=extra, bf16_only=args.bf16_only)
         cases.append(case)
         print(json.dumps(case), flush=True)
         write()
