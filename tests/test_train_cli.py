@@ -195,6 +195,7 @@ def test_export_bad_input_exits_2(scenes, tmp_path, capsys):
 
 
 def test_coi_stage_from_net1_weights_with_frozen_aggregator(scenes, tmp_path):
+    from deepasa.errors import DeepASAError
     from deepasa.model import DeepASA, get_config
     from deepasa.train.module import DeepASAModule
 
@@ -208,6 +209,20 @@ def test_coi_stage_from_net1_weights_with_frozen_aggregator(scenes, tmp_path):
         assert torch.equal(module.model.state_dict()[k], v)
     assert not any(p.requires_grad for p in module.model.blocks.parameters())
     assert all(p.requires_grad for p in module.model.coi.parameters())
+
+    # init_skip leaves the named weights at their fresh initialisation (a change of the audio heads' meaning)
+    torch.manual_seed(5)
+    fresh = DeepASA(get_config("tiny", n_classes=10, audio_output="mask")).state_dict()
+    torch.manual_seed(5)
+    masked = DeepASAModule(model="tiny", model_overrides={"n_classes": 10, "audio_output": "mask"},
+                           init_from=str(tmp_path / "net1.pt"), init_skip=["audio."])
+    n_audio = sum(k.startswith("audio.") for k in fresh)
+    assert masked.init_report["skipped_prefix"] == n_audio > 0
+    for k, v in masked.model.state_dict().items():
+        assert torch.equal(v, fresh[k] if k.startswith("audio.") else net1.state_dict()[k]), k
+    with pytest.raises(DeepASAError, match="names no weight"):
+        DeepASAModule(model="tiny", model_overrides={"n_classes": 10}, init_from=str(tmp_path / "net1.pt"),
+                      init_skip=["decoder."])
 
     run = tmp_path / "coi"
     blocks_before = {k: v.clone() for k, v in module.model.blocks.state_dict().items()}

@@ -101,6 +101,8 @@ class DeepASAModule(L.LightningModule):
         init_from: a Net-1 model file or checkpoint whose matching weights (same name and shape) initialise
             this model (the CoI stage); applied once, at construction. With ``coi_init: identity`` the CoI
             steps' splitters are then copied from the loaded Net-1 splitter.
+        init_skip: name prefixes of weights that ``init_from`` does not copy (they keep their fresh
+            initialisation), e.g. ``[audio.]`` when the audio heads change meaning (``audio_output: mask``).
         seld_average: ``micro`` (ASA2 tables) or ``macro`` (STARSS23 table).
         use_doa_norm: SED decisions need ``‖doa‖ > 0.5`` as well as on/off (ASA protocol; STARSS23: False).
         val_separation: compute SI-SDRi in validation (when the data have isolated sources).
@@ -114,7 +116,8 @@ class DeepASAModule(L.LightningModule):
                  net1_loss_weight: float = 0.0,
                  lr: float = 4e-4, weight_decay: float = 1e-5, min_lr: float = 1e-6, lr_factor: float = 0.5,
                  lr_patience: int = 3, monitor: str = "val/seld_score", monitor_mode: str = "min",
-                 freeze: list[str] | None = None, init_from: str | None = None, seld_average: str = "micro",
+                 freeze: list[str] | None = None, init_from: str | None = None, init_skip: list[str] | None = None,
+                 seld_average: str = "micro",
                  use_doa_norm: bool = True, val_separation: bool = True, compile: bool = False):
         super().__init__()
         if objective not in OBJECTIVES:
@@ -136,8 +139,10 @@ class DeepASAModule(L.LightningModule):
         self.model = DeepASA(cfg)
         self.weights = self._weights(objective, loss_weights)
         self.init_report: dict[str, int] | None = None
+        if init_skip and not init_from:
+            raise DeepASAError("init_skip needs init_from")
         if init_from:
-            self.init_report = self.copy_matching_weights(init_from)
+            self.init_report = self.copy_matching_weights(init_from, skip=init_skip or ())
         self._frozen = self._freeze(freeze or [])
         self._compiled: list[str] | None = None
         self._reset_val_stats()
@@ -154,18 +159,25 @@ class DeepASAModule(L.LightningModule):
             setattr(base, k, float(v))
         return base
 
-    def copy_matching_weights(self, path: str | Path) -> dict[str, int]:
-        """Copy every tensor of ``path`` whose name and shape match into this model (Net 1 → CoI).
+    def copy_matching_weights(self, path: str | Path, skip: tuple[str, ...] | list[str] = ()) -> dict[str, int]:
+        """Copy every tensor of ``path`` whose name and shape match into this model (Net 1 → CoI), except
+        those whose name starts with one of ``skip``.
 
         Returns:
-            ``{"copied", "skipped_shape", "missing"}``: tensors copied, tensors of the file whose shape
-            differs here, and tensors of this model the file does not have (e.g. the new CoI step).
+            ``{"copied", "skipped_shape", "skipped_prefix", "missing"}``: tensors copied, tensors of the file
+            whose shape differs here, tensors left out by ``skip``, and tensors of this model not copied
+            (e.g. the new CoI step, or the skipped ones).
 
         Raises:
-            DeepASAError: unreadable file, or no tensor matched.
+            DeepASAError: unreadable file, a ``skip`` prefix that names no tensor, or no tensor matched.
         """
         _, state = load_model_weights(path)
         own = self.model.state_dict()
+        unknown = [p for p in skip if not any(k.startswith(p) for k in own)]
+        if unknown:
+            raise DeepASAError(f"init_skip {', '.join(unknown)} names no weight of this model")
+        skipped_prefix = [k for k in state if any(k.startswith(p) for p in skip)]
+        state = {k: v for k, v in state.items() if k not in set(skipped_prefix)}
         copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
         if not copied:
@@ -176,7 +188,8 @@ class DeepASAModule(L.LightningModule):
             # a Net-1 file: splitter 2 starts as the Net-1 splitter just loaded
             for step in self.model.coi:
                 step.copy_splitter(self.model.splitter)
-        return {"copied": len(copied), "skipped_shape": len(skipped), "missing": len(set(own) - set(copied))}
+        return {"copied": len(copied), "skipped_shape": len(skipped), "skipped_prefix": len(skipped_prefix),
+                "missing": len(set(own) - set(copied))}
 
     def _freeze(self, names: list[str]) -> list[str]:
         children = dict(self.model.named_children())
