@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.budgets) < args.batch:
         raise DeepASAError("every budget must be at least one batch")
     for s in args.scenes:
-        for split in ("train", "val"):
+        for split in ("val",) if args.score_model else ("train", "val"):  # scoring reads the unseen scenes only
             if not (Path(args.data) / s / split / "mixed").is_dir():
                 raise DeepASAError(f"no scenes at {Path(args.data) / s / split} (see docs/training.md)")
     torch.set_num_threads(args.threads)
