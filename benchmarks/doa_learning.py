@@ -32,7 +32,8 @@ budget, so a run stopped between budgets keeps the rows it has measured.
 Long runs (4,000 passes take hours on this CPU) can span sessions: ``--state DIR`` writes
 ``DIR/<variant>__<scenes>.pt`` (weights, optimizer, the random generators, the scene order, the rows so far)
 every ``--state-every`` seconds and at every budget, atomically; a rerun with the same arguments continues
-from it, as if it had not stopped (the same scenes in the same order). ``--compile`` compiles the model's
+from it, as if it had not stopped (the same scenes in the same order). The rerun may add budgets beyond the
+saved run's last one (``--budgets 500 1000 2000 4000`` continues a finished ``500 1000 2000`` run). ``--compile`` compiles the model's
 blocks, splitter and heads (``deepasa.train.fastpath.compile_model``; a few minutes at the start).
 
 ``--score-model MODEL.pt`` trains nothing: it scores a saved model (``deepasa export`` output, e.g. a checkpoint
@@ -193,12 +194,16 @@ def run_variant(args, name: str, scenes: str, log, on_row=None) -> list[dict]:
     last = budgets[-1]
     rows, passes, t_train, t_data, order = [], 0, 0.0, 0.0, []
     spath = state_path(args, name, scenes)
-    # the arguments that must match for a saved state to be continued
+    # the arguments that must match for a saved state to be continued; the budgets may be extended beyond the
+    # saved run's last one (the scene order does not depend on them, and scoring draws no random numbers)
     key = {"model": args.model, "set": args.set, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-           "val_n": args.val_n, "budgets": sorted(args.budgets)}
+           "val_n": args.val_n, "budgets": list(budgets)}
     if spath is not None and spath.is_file():
         st = torch.load(spath, weights_only=False)
-        if st["key"] != key:
+        saved = st["key"].get("budgets", [])
+        same = {k: v for k, v in st["key"].items() if k != "budgets"} == {k: v for k, v in key.items()
+                                                                           if k != "budgets"}
+        if not same or not saved or [b for b in budgets if b <= saved[-1]] != saved:
             raise DeepASAError(f"{spath} was written with other arguments ({st['key']}); remove it or match them")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])

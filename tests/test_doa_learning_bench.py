@@ -120,6 +120,14 @@ def test_a_stopped_run_continues_from_its_state_as_if_it_had_not_stopped(sets, t
     with pytest.raises(doa_learning.DeepASAError, match="other arguments"):
         doa_learning.run_variant(_args(sets, tmp_path, [8, 32]), "gcc_mixture", "1-static", lambda _: None)
 
+    # a finished run extended by one more budget gives the uninterrupted run's row
+    ext = tmp_path / "extend"
+    doa_learning.run_variant(_args(sets, ext, [8]), "gcc_mixture", "1-static", lambda _: None)
+    extended = doa_learning.run_variant(_args(sets, ext, [8, 16]), "gcc_mixture", "1-static", lambda _: None)
+    assert [r["scene_passes"] for r in extended] == [8, 16]
+    for k in ("doa_error_median_deg", "si_sdri_db", "loss", "class_accuracy_all"):
+        assert extended[1][k] == pytest.approx(straight[1][k], rel=1e-4, abs=1e-4), k
+
 
 def test_score_model_scores_a_saved_model_as_score_does(sets, tmp_path):
     """--score-model on a saved model gives the same numbers as score() on the loaded model, and a CSV row."""
