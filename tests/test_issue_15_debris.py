@@ -164,7 +164,10 @@ def test_analyze_keeps_a_live_runs_temporary(tiny_ckpt, tmp_path, live_pid, caps
 
 
 def test_two_analyses_writing_the_same_output_one_wins_the_other_exits_2(tiny_ckpt, tmp_path):
-    long_wav, short_wav = _noise_wav(tmp_path / "long.wav", 20.0, seed=2), _noise_wav(tmp_path / "short.wav", 3.0, seed=3)
+    # long enough that the first run is still writing when the second has started Python and imported torch
+    # (20 s of audio was not, on a Xeon that analyses it faster than an interpreter starts)
+    long_s = 120.0
+    long_wav, short_wav = _noise_wav(tmp_path / "long.wav", long_s, seed=2), _noise_wav(tmp_path / "short.wav", 3.0, seed=3)
     res = tmp_path / "res"
     out = res / "analysis"
     args = ["--out", str(out), "--checkpoint", str(tiny_ckpt), "--no-report"]
@@ -185,9 +188,9 @@ def test_two_analyses_writing_the_same_output_one_wins_the_other_exits_2(tiny_ck
     # nothing mixed: the output is the first run's, every file of its length; no temporaries, no lock left
     assert [p.name for p in res.iterdir()] == ["analysis"]
     doc = json.loads((out / "objects.json").read_text())
-    assert doc["input"] == str(long_wav) and doc["duration_s"] == 20.0
+    assert doc["input"] == str(long_wav) and doc["duration_s"] == long_s
     wavs = sorted(out.rglob("*.wav"))
-    assert len(wavs) == 1 + 5 * 3 and all(sf.info(str(w)).frames == 20 * 8000 for w in wavs)
+    assert len(wavs) == 1 + 5 * 3 and all(sf.info(str(w)).frames == int(long_s) * 8000 for w in wavs)
 
 
 # ---------------------------------------------------------------------------------------------- the others
