@@ -201,8 +201,7 @@ def run_variant(args, name: str, scenes: str, log, on_row=None) -> list[dict]:
     if spath is not None and spath.is_file():
         st = torch.load(spath, weights_only=False)
         saved = st["key"].get("budgets", [])
-        same = {k: v for k, v in st["key"].items() if k != "budgets"} == {k: v for k, v in key.items()
-                                                                           if k != "budgets"}
+        same = {**st["key"], "budgets": None} == {**key, "budgets": None}
         if not same or not saved or [b for b in budgets if b <= saved[-1]] != saved:
             raise DeepASAError(f"{spath} was written with other arguments ({st['key']}); remove it or match them")
         model.load_state_dict(st["model"])

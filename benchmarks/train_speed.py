@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         specs = [("small", coi, b) for b in (2, 4) for coi in (False, True)]
     ok, why = compile_available()
     result = {
-        "benchmark": "train_speed", "command": " ".join(["python benchmarks/train_speed.py", *(argv if argv is not None
-                                                                                           else sys.argv[1:])]),
+        "benchmark": "train_speed",
+        "command": " ".join(["python benchmarks/train_speed.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "bf16_matrix_units": bf16_is_fast("cpu"), "compile_available": ok, "compile_note": why,

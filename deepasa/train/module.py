@@ -176,8 +176,8 @@ class DeepASAModule(L.LightningModule):
         unknown = [p for p in skip if not any(k.startswith(p) for k in own)]
         if unknown:
             raise DeepASAError(f"init_skip {', '.join(unknown)} names no weight of this model")
-        skipped_prefix = [k for k in state if any(k.startswith(p) for p in skip)]
-        state = {k: v for k, v in state.items() if k not in set(skipped_prefix)}
+        kept = {k: v for k, v in state.items() if not k.startswith(tuple(skip))}
+        skipped_prefix, state = len(state) - len(kept), kept
         copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
         if not copied:
@@ -188,7 +188,7 @@ class DeepASAModule(L.LightningModule):
             # a Net-1 file: splitter 2 starts as the Net-1 splitter just loaded
             for step in self.model.coi:
                 step.copy_splitter(self.model.splitter)
-        return {"copied": len(copied), "skipped_shape": len(skipped), "skipped_prefix": len(skipped_prefix),
+        return {"copied": len(copied), "skipped_shape": len(skipped), "skipped_prefix": skipped_prefix,
                 "missing": len(set(own) - set(copied))}
 
     def _freeze(self, names: list[str]) -> list[str]:
