@@ -192,3 +192,33 @@ def test_doa_head_reads_the_object_spatial_features():
     assert not torch.allclose(d1, d2, atol=1e-4)
     assert model.seld.doanet.spatial is not None and base.seld.doanet.spatial is None
     assert model.seld.doanet.n_spatial == 6 * model.config.doa_gcc_lags + 1
+
+
+@pytest.mark.parametrize("audio_output", ["mapping", "mask"])
+def test_model_object_weight_is_the_heads_ratio_mask(monkeypatch, audio_output):
+    """The DoA features' object weight is |direct| / |mixture| in the heads' own (Hann) spectrum: heads that
+    return 0.3 × the mixture give a weight of 0.3 in every bin (not the 15×-saturated ratio against the
+    unit-norm Gabor spectrum that the weight used before 2026-12-02)."""
+    import deepasa.model.deepasa as dm
+
+    model = DeepASA(get_config("tiny", doa_spatial="gcc_mixture", audio_output=audio_output)).eval()
+    x = torch.as_tensor(plane_wave(unit_vector(30.0, 10.0), n=model.config.clip_samples), dtype=torch.float32)[None]
+    _, scale = model.aggregate(x)
+    mix = model._mixture_channels(x, scale)  # (1, 2M, T, F): the mixture in head-channel layout
+
+    def heads(obj):  # 0.3 × the mixture, as a mapping (spectra) or as a mask (re 0.3, im 0)
+        b, j = obj.shape[:2]
+        out = 0.3 * mix
+        if audio_output == "mask":
+            out = torch.zeros_like(mix)  # (1, 2M, T, F)
+            out[:, 0::2] = 0.3  # channel 2k = real part of mic k's mask
+        return out.unsqueeze(1).expand(b, j, *mix.shape[1:]), None
+
+    seen = []
+    monkeypatch.setattr(model.audio, "objects", heads)
+    monkeypatch.setattr(dm, "object_weight", lambda d, m: seen.append(object_weight(d, m)) or seen[-1])
+    with torch.no_grad():
+        model(x)
+    w = seen[0]  # (1, J, F, T)
+    keep = torch.as_tensor(mix[0, 0].abs().T > 1e-6)  # bins where the mixture is not silent, (F, T)
+    assert torch.allclose(w[0, :, keep], torch.full_like(w[0, :, keep], 0.3), atol=1e-3)

@@ -303,22 +303,33 @@ class DeepASA(nn.Module):
             z = blk(z)
         return (z, scale, X) if return_spec else (z, scale)
 
-    def _spatial_fn(self, X: torch.Tensor, n_label: int, cache: dict):
+    def _spatial_fn(self, X: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, n_label: int, cache: dict):
         """The DoA decoder's spatial features of a set of objects (``doa_spatial``), or None when off.
 
-        X (B, M, F, T) normalised mixture spectrum. The returned function maps objects (B, J, D, T, F) to
+        X (B, M, F, T) normalised mixture spectrum (Gabor: its phases feed the GCC), x (B, M, N) the mixture,
+        scale (B, 1, 1, T) the input norm's scale. The returned function maps objects (B, J, D, T, F) to
         (B, J, T', P·L + 1) (deepasa.model.spatial) and leaves the objects' head outputs in ``cache`` so the
         final audio decode does not run the heads twice.
+
+        The object weight compares the head's direct path with the mixture in the head's own spectrum: the
+        Hann STFT that the output iSTFT inverts, divided by the scale. Until 2026-12-02 it was compared with
+        the Gabor spectrum X, whose unit-norm window gives magnitudes 1/15.4 of the Hann ones here, so the
+        weight was min(15.4 · ratio, 1): 1 wherever the object held more than 6.5 % of a bin (docs/model.md,
+        deviation 11).
         """
         cfg = self.config
         if not cfg.doa_spatial:
             return None
         ref = cfg.ref_mic
+        if "mix" in cache:  # audio_output: mask already has the mixture's head channels
+            mix_ref = channels_to_spec(cache["mix"][:, 2 * ref: 2 * ref + 2], 1)[:, 0]  # (B, F, T)
+        else:
+            mix_ref = self.istft.analysis(x[:, ref: ref + 1])[:, 0] / scale[:, 0]  # (B, F, T)
 
         def fn(obj: torch.Tensor) -> torch.Tensor:
             heads = self._object_heads(obj, cache)  # direct, reverb (B, J, 2K, T, F)
             direct = channels_to_spec(heads[0], cfg.out_mics)  # (B, J, K, F, T) complex
-            weight = object_weight(direct[:, :, ref], X[:, ref])  # (B, J, F, T)
+            weight = object_weight(direct[:, :, ref], mix_ref)  # (B, J, F, T)
             spec = X.unsqueeze(1) if cfg.doa_spatial == "gcc_mixture" else direct  # (B, 1|J, M, F, T)
             return self.gcc(spec, weight, n_label)  # (B, J, T', S)
 
@@ -432,7 +443,7 @@ class DeepASA(nn.Module):
             cache["mix"] = self._mixture_channels(x, scale)  # (B, 2K, T, F)
             noise_ch = complex_mask(noise_ch, cache["mix"])  # (B, 2K, T, F)
         noise = self._waveforms(noise_ch, scale, n)  # (B, K, N)
-        spatial_fn = self._spatial_fn(X, n_label, cache)
+        spatial_fn = self._spatial_fn(X, x, scale, n_label, cache)
         embed_fn = self._embed_fn(scale, n, cache)
         seld1: dict[str, torch.Tensor] = {}  # Net 1's SELD outputs, (B, J, ...) each; none for the USS variant
         if self.seld is not None:
