@@ -37,7 +37,8 @@ saved run's last one (``--budgets 500 1000 2000 4000`` continues a finished ``50
 blocks, splitter and heads (``deepasa.train.fastpath.compile_model``; a few minutes at the start).
 
 ``--score-model MODEL.pt`` trains nothing: it scores a saved model (``deepasa export`` output, e.g. a checkpoint
-of the shipped run) on the first ``--val-n`` unseen scenes of each ``--scenes`` set with the same :func:`score`,
+of the shipped run; ``--set`` overrides fields of its config, e.g. ``doa_refine=srp``) on the first ``--val-n``
+unseen scenes of each ``--scenes`` set with the same :func:`score`,
 so a model trained elsewhere compares with the rows here; one JSON line per set (``--score-label`` names it),
 and with ``--score-csv F`` a row appended to F.
 """
@@ -90,6 +91,10 @@ VARIANTS = {
     # the chosen recipe with complex ratio masks instead of spectral mapping (docs/model.md, deviation 15)
     "gcc_mixture+ln+mask": {"model": {"doa_spatial": "gcc_mixture", "doa_spatial_norm": True,
                                       "audio_output": "mask"}},
+    # the same + SRP-PHAT refinement of the DoA at scoring time (docs/model.md, deviation 16): trains exactly as
+    # gcc_mixture+ln+mask (the refinement is inference-only); its rows also hold the network's own DoA errors
+    "gcc_mixture+ln+mask+srp": {"model": {"doa_spatial": "gcc_mixture", "doa_spatial_norm": True,
+                                          "audio_output": "mask", "doa_refine": "srp"}},
 }
 
 
@@ -106,15 +111,23 @@ def angles_deg(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
-    """Score unseen scenes. items: SceneDataset items -> metric dict (module docstring)."""
+    """Score unseen scenes. items: SceneDataset items -> metric dict (module docstring).
+
+    With ``config.doa_refine`` set the DoA is the refined one, and ``network_doa_error_median_deg`` /
+    ``network_doa_error_detected_deg`` hold the errors of the network's own DoA on the same slots."""
     model.eval()
-    per_src = {"err_all": [], "err_det": [], "det": [], "cls_ok": [], "sdri": [], "on": [], "norm": []}
+    per_src = {"err_all": [], "err_det": [], "det": [], "cls_ok": [], "sdri": [], "on": [], "norm": [],
+               "net_all": [], "net_det": []}
     ref = model.config.ref_mic
     for s in range(0, len(items), batch):
         b = collate(items[s:s + batch])
         out = model(b["mixture"])
         perm = multitask_loss(out, b).perm  # (B, J): π*, the image-PIT assignment every head shares
         doa = apply_permutation(out.doa, perm)  # (B, J, T', 3)
+        net_ang = None
+        if model.config.doa_refine:  # the network's own DoA: the same pass without the refinement
+            net_doa = apply_permutation(model(b["mixture"], refine_doa=False).doa, perm)  # (B, J, T', 3)
+            net_ang = angles_deg(net_doa, b["doa"])  # (B, J, T')
         on = torch.sigmoid(apply_permutation(out.onoff, perm)) > 0.5  # (B, J, T')
         act_hat = on & (doa.norm(dim=-1) > 0.5)  # (B, J, T')
         cls_hat = apply_permutation(out.cls_logits, perm).argmax(-1)  # (B, J)
@@ -130,11 +143,15 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
                 det = bool(act_hat[i, j].any())
                 per_src["det"].append(det)
                 per_src["err_all"].append(float(ang[i, j][act[i, j]].mean()))
+                if net_ang is not None:
+                    per_src["net_all"].append(float(net_ang[i, j][act[i, j]].mean()))
                 per_src["on"].append(float(on[i, j][act[i, j]].float().mean()))  # on/off recall, active frames
                 per_src["norm"].append(float(doa[i, j][act[i, j]].norm(dim=-1).mean()))  # ‖doa‖, active frames
                 both = act[i, j] & act_hat[i, j]
                 if det and both.any():
                     per_src["err_det"].append(float(ang[i, j][both].mean()))
+                    if net_ang is not None:
+                        per_src["net_det"].append(float(net_ang[i, j][both].mean()))
                 ok = bool(cls_hat[i, j] == b["cls"][i, j])
                 per_src["cls_ok"].append((det, ok))
                 per_src["sdri"].append(float(improvement(si_sdr, image[i, j], t_image[i, j], mix[i])))
@@ -152,14 +169,21 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
         # the two halves of the decision rule on the sources' active frames (which one fails)
         "onoff_recall": float(np.mean(per_src["on"])) if per_src["on"] else nan,
         "doa_norm_active": float(np.mean(per_src["norm"])) if per_src["norm"] else nan,
+        **({"network_doa_error_median_deg": float(np.median(per_src["net_all"])) if per_src["net_all"] else nan,
+            "network_doa_error_detected_deg": float(np.median(per_src["net_det"])) if per_src["net_det"] else nan}
+           if model.config.doa_refine else {}),
     }
+
+
+def set_overrides(sets: list[str]) -> dict:
+    """``--set KEY=VALUE`` strings -> config overrides (values parsed as YAML, as deepasa.train.step_time)."""
+    return {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in sets)}
 
 
 def build_model(name: str, variant: dict, sets: list[str]) -> DeepASA:
     """Benchmark model: MODELS[name] + the variant's model overrides + ``--set`` overrides."""
     base, over = MODELS.get(name, (name, {}))
-    extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in sets)}  # as deepasa.train.step_time
-    return DeepASA(get_config(base, **{**over, **variant.get("model", {}), **extra}))
+    return DeepASA(get_config(base, **{**over, **variant.get("model", {}), **set_overrides(sets)}))
 
 
 def state_path(args, name: str, scenes: str) -> Path | None:
@@ -289,20 +313,24 @@ def markdown_table(rows: list[dict]) -> str:
     def f(v, fmt):
         return "–" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
     lines = ["| variant | scenes | model | scene passes | DoA err. every slot (°) | DoA err. detected (°) | "
-             "detection | class acc. (detected) | class acc. (all) | SI-SDRi (dB) | passes/s | chosen |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "detection | class acc. (detected) | class acc. (all) | SI-SDRi (dB) | passes/s | chosen | "
+             "network's own DoA, every slot / detected (°) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['scenes']} | {r.get('model', '')} | {r['scene_passes']} | "
                      f"{f(r['doa_error_median_deg'], '.1f')} | {f(r['doa_error_detected_deg'], '.1f')} | "
                      f"{f(r['detection_rate'], '.2f')} | {f(r['class_accuracy'], '.2f')} | "
                      f"{f(r.get('class_accuracy_all'), '.2f')} | {f(r['si_sdri_db'], '.1f')} | "
-                     f"{f(r['scene_passes_per_s'], '.2f')} | {'yes' if r.get('chosen') else ''} |")
+                     f"{f(r['scene_passes_per_s'], '.2f')} | {'yes' if r.get('chosen') else ''} | "
+                     + (f"{f(r['network_doa_error_median_deg'], '.1f')} / "
+                        f"{f(r.get('network_doa_error_detected_deg'), '.1f')} |"
+                        if "network_doa_error_median_deg" in r else "– |"))
     return "\n".join(lines)
 
 
 SCORE_FIELDS = ["label", "scenes", "val_scenes", "doa_error_median_deg", "doa_error_detected_deg",
                 "detection_rate", "class_accuracy", "class_accuracy_all", "si_sdri_db", "onoff_recall",
-                "doa_norm_active", "model"]
+                "doa_norm_active", "network_doa_error_median_deg", "network_doa_error_detected_deg", "model"]
 
 
 def score_saved(args) -> list[dict]:
@@ -312,7 +340,7 @@ def score_saved(args) -> list[dict]:
 
     from deepasa.model.loading import load_model
 
-    model = load_model(args.score_model)
+    model = load_model(args.score_model, **set_overrides(args.set))  # e.g. --set doa_refine=srp
     rows = []
     for scenes in args.scenes:
         val = SceneDataset(Path(args.data) / scenes, "val")
@@ -326,13 +354,17 @@ def score_saved(args) -> list[dict]:
         print(json.dumps(row), flush=True)
         if args.score_csv:
             path = Path(args.score_csv)
-            new = not path.is_file()
+            old = []
+            if path.is_file():  # rewritten whole: a file written before a column was added gains it (empty)
+                with open(path, newline="") as fh:
+                    old = list(csv.DictReader(fh))
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", newline="") as fh:
+            tmp = path.with_name(path.name + ".part")
+            with open(tmp, "w", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=SCORE_FIELDS, extrasaction="ignore")
-                if new:
-                    w.writeheader()
-                w.writerow(row)
+                w.writeheader()
+                w.writerows(old + [row])
+            tmp.replace(path)
     return rows
 
 

@@ -186,12 +186,25 @@ def test_export_bad_input_exits_2(scenes, tmp_path, capsys):
     DeepASA(get_config("tiny", n_classes=13)).save(good)
     cases = [[str(tmp_path / "missing.ckpt"), str(tmp_path / "a.pt")],                   # missing checkpoint
              [str(good), str(tmp_path / "b.pt"), "--data", str(scenes)],                  # 13 classes vs 10
-             [str(good), str(tmp_path / "c.pt"), "--data", str(tmp_path)]]                # no classes.json
+             [str(good), str(tmp_path / "c.pt"), "--data", str(tmp_path)],                # no classes.json
+             [str(good), str(tmp_path / "d.pt"), "--set", "doa_refine"],                  # no value
+             [str(good), str(tmp_path / "e.pt"), "--set", "emb_dim=12"]]                  # changes the weights
     for args in cases:
         assert main(["export", *args]) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("deepasa export: error:"), err
         assert not Path(args[1]).exists()
+
+
+def test_export_set_writes_an_inference_field_and_keeps_the_weights(tmp_path):
+    from deepasa.model import DeepASA, get_config
+
+    src, out = tmp_path / "m.pt", tmp_path / "srp.pt"
+    DeepASA(get_config("tiny", doa_spatial="gcc_mixture")).save(src)
+    assert main(["export", str(src), str(out), "--set", "doa_refine=srp", "--set", "doa_refine_cone_deg=30"]) == 0
+    a, b = DeepASA.from_pretrained(src), DeepASA.from_pretrained(out)
+    assert (b.config.doa_refine, b.config.doa_refine_cone_deg) == ("srp", 30.0) and a.config.doa_refine == ""
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
 def test_coi_stage_from_net1_weights_with_frozen_aggregator(scenes, tmp_path):

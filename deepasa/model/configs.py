@@ -35,6 +35,8 @@ SPATIAL_MODES = ("", "gcc_mixture", "gcc_image")
 CLS_EMBEDDINGS = ("", "aisfx")
 #: Values of ``audio_output``: what the audio heads' channels are (docs/model.md, deviation 15).
 AUDIO_OUTPUTS = ("mapping", "mask")
+#: Values of ``DeepASAConfig.doa_refine`` ("" = the network's DoA; see deepasa.model.spatial.SRPRefine).
+REFINE_MODES = ("", "srp")
 
 #: Folder of the model YAML files in a source checkout (``<repo>/configs/model``).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
@@ -103,6 +105,10 @@ class DeepASAConfig:
     doa_gcc_lags: int = 25           # lag points of the GCC-PHAT features over [-max, +max]
     doa_gcc_max_lag_s: float = 3.0e-4  # largest lag (s); the 4.2-cm tetrahedron's largest TDOA is 245 us
     doa_spatial_norm: bool = False   # LayerNorm over the spatial features before their projection
+    doa_refine: str = ""             # "" (the network's DoA) | "srp": at inference, SRP-PHAT of the object-weighted
+                                     # mixture within a cone around the network's DoA (deepasa.model.spatial)
+    doa_refine_cone_deg: float = 25.0  # the cone's half-angle (degrees)
+    doa_refine_frames: int = 1       # SRP pooled over label frames t' - k .. t' + k
     cls_embedding: str = ""          # "" (paper ClassNet) | "aisfx": frozen pretrained embedding of each object's
                                      # estimated reference-channel image, read by the clip class output
     pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
@@ -144,6 +150,12 @@ class DeepASAConfig:
              f"cls_embedding is one of {', '.join(map(repr, CLS_EMBEDDINGS))}"),
             (not (self.cls_embedding and not self.seld_heads), "cls_embedding needs the SED/DoA heads"),
             (not (self.doa_spatial and self.output_mode != "multichannel"), "doa_spatial needs multichannel output"),
+            (self.doa_refine in REFINE_MODES, f"doa_refine is one of {', '.join(map(repr, REFINE_MODES))}"),
+            (not (self.doa_refine and not (self.seld_heads and self.output_mode == "multichannel"
+                                           and self.n_mics == 4)),
+             "doa_refine needs the SED/DoA heads, multichannel output and the 4-capsule array"),
+            (0.0 < self.doa_refine_cone_deg <= 180.0 and self.doa_refine_frames >= 0,
+             "need 0 < doa_refine_cone_deg <= 180 and doa_refine_frames >= 0"),
             (self.doa_gcc_lags >= 1 and self.doa_gcc_max_lag_s > 0, "need doa_gcc_lags >= 1 and doa_gcc_max_lag_s > 0"),
             (not (self.coi_steps and not self.seld_heads), "chain-of-inference needs the SED/DoA heads"),
             (self.label_samples >= self.hop, "label_hop_s must be at least one STFT hop"),

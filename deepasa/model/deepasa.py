@@ -62,6 +62,14 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     (docs/spec.md §3.4). Motivation: after 2,568 scene passes the shipped mapping model's image was still below
     the mixture (SI-SDRi −3.9 dB on 1-static scenes); a mask starts from the mixture's own phase and detail.
     Measured in docs/training.md ("Direction learning speed", variant ``gcc_mixture+ln+mask``).
+16. **Optional SRP-PHAT refinement of the DoA at inference** (``doa_refine: srp``, off in ``paper``/``paper-coi``):
+    each object's DoA is replaced, frame by frame, by the direction of largest steered response power of the
+    mixture's phase transform weighted by that object's direct-path ratio mask, searched within
+    ``doa_refine_cone_deg`` of the network's own DoA (:class:`~deepasa.model.spatial.SRPRefine`). The norm stays
+    the network's, so detection does not change; in training the losses read the network's DoA. The paper has
+    no such step. Motivation: after thousands of scene passes the learned DoA still erred by more than 10° on one
+    static source, while the object-weighted mixture already holds the delays; the measured gain is in
+    docs/training.md ("Direction learning speed", the ``network's own DoA`` column).
 """
 
 from __future__ import annotations
@@ -77,6 +85,7 @@ import torch
 from torch import nn
 
 from deepasa import __version__
+from deepasa.audio.geometry import tetra_mic_offsets
 from deepasa.errors import DeepASAError
 from deepasa.model.blocks import AudioEncoder, DeFTBlock
 from deepasa.model.coi import ChainOfInference
@@ -85,7 +94,7 @@ from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.model.frontend import (FrequencyNorm, GaborSTFT, HannISTFT, channels_to_spec, complex_mask,
                                     spec_to_channels)
 from deepasa.model.heads import AudioDecoder, ObjectSplitter, SELDHeads, build_pretrained_encoder
-from deepasa.model.spatial import GCCPhatFeatures, object_weight
+from deepasa.model.spatial import GCCPhatFeatures, SRPRefine, object_weight
 
 CHECKPOINT_FORMAT = "deepasa-model/1"
 
@@ -253,6 +262,12 @@ class DeepASA(nn.Module):
         # per-object GCC-PHAT input of the DoA decoders (doa_spatial; deviation 11 of the module docstring)
         self.gcc = (GCCPhatFeatures(cfg.n_fft, cfg.sample_rate, cfg.n_mics, cfg.doa_gcc_max_lag_s, cfg.doa_gcc_lags)
                     if cfg.doa_spatial else None)
+        # SRP-PHAT refinement of the DoA at inference (doa_refine; deviation 16): parameter-free, no state-dict
+        # entries, built wherever it applies so that forward(refine_doa=True) can also score a model without it
+        self.srp_refine = None
+        if cfg.seld_heads and cfg.output_mode == "multichannel" and cfg.n_mics == 4:
+            self.srp_refine = SRPRefine(cfg.n_fft, cfg.sample_rate, tetra_mic_offsets(),
+                                        cone_deg=cfg.doa_refine_cone_deg, frames=cfg.doa_refine_frames)
         # frozen clip embedding of each object's estimated image (cls_embedding; deviation 14), held outside the
         # module tree: its weights are the installed wheel's, never in a state dict, checkpoint or optimizer
         sfx = None
@@ -321,10 +336,7 @@ class DeepASA(nn.Module):
         if not cfg.doa_spatial:
             return None
         ref = cfg.ref_mic
-        if "mix" in cache:  # audio_output: mask already has the mixture's head channels
-            mix_ref = channels_to_spec(cache["mix"][:, 2 * ref: 2 * ref + 2], 1)[:, 0]  # (B, F, T)
-        else:
-            mix_ref = self.istft.analysis(x[:, ref: ref + 1])[:, 0] / scale[:, 0]  # (B, F, T)
+        mix_ref = self._mixture_ref(x, scale, cache)  # (B, F, T)
 
         def fn(obj: torch.Tensor) -> torch.Tensor:
             heads = self._object_heads(obj, cache)  # direct, reverb (B, J, 2K, T, F)
@@ -334,6 +346,29 @@ class DeepASA(nn.Module):
             return self.gcc(spec, weight, n_label)  # (B, J, T', S)
 
         return fn
+
+    def _mixture_ref(self, x: torch.Tensor, scale: torch.Tensor, cache: dict) -> torch.Tensor:
+        """The reference mic's mixture in the audio heads' own spectrum (Hann STFT / the norm's scale), the
+        denominator of the object weight: x (B, M, N), scale (B, 1, 1, T) -> (B, F, T) complex (kept in cache)."""
+        if "mix_ref" not in cache:
+            ref = self.config.ref_mic
+            if "mix" in cache:  # audio_output: mask already has the mixture's head channels
+                cache["mix_ref"] = channels_to_spec(cache["mix"][:, 2 * ref: 2 * ref + 2], 1)[:, 0]  # (B, F, T)
+            else:
+                cache["mix_ref"] = self.istft.analysis(x[:, ref: ref + 1])[:, 0] / scale[:, 0]  # (B, F, T)
+        return cache["mix_ref"]
+
+    def _refined_doa(self, seld: dict, obj: torch.Tensor, X: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
+                     cache: dict) -> dict:
+        """``seld`` with its DoA refined by SRP-PHAT (``doa_refine``, deviation 16) on the objects obj
+        (B, J, D, T, F): the mixture's phase transform X (B, M, F, T), weighted by each object's direct-path
+        ratio mask. Returns a new dict; the DoA stays (B, J, T', 3)."""
+        if self.audio_format != "mic":
+            raise DeepASAError(f"doa_refine: srp needs the tetrahedral MIC array; this model reads {self.audio_format}")
+        ref = self.config.ref_mic
+        direct = channels_to_spec(self._object_heads(obj, cache)[0], self.config.out_mics)  # (B, J, M, F, T)
+        weight = object_weight(direct[:, :, ref], self._mixture_ref(x, scale, cache))  # (B, J, F, T)
+        return {**seld, "doa": self.srp_refine(X.unsqueeze(1), weight, seld["doa"])}  # doa (B, J, T', 3)
 
     def _object_heads(self, obj: torch.Tensor, cache: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The audio heads of objects (B, J, D, T, F): direct, reverb (B, J, 2K, T, F), run once per set of
@@ -417,13 +452,17 @@ class DeepASA(nn.Module):
         d_wav, r_wav = self._waveforms(direct, scale, n), self._waveforms(reverb, scale, n)
         return {"direct": d_wav, "reverb": r_wav, "image": d_wav + r_wav}
 
-    def forward(self, x: torch.Tensor, coi_steps: int | None = None, net1_audio: bool = False) -> DeepASAOutput:
+    def forward(self, x: torch.Tensor, coi_steps: int | None = None, net1_audio: bool = False,
+                refine_doa: bool | None = None) -> DeepASAOutput:
         """Run the network.
 
         Args:
             x: (B, M, N) waveforms at ``sample_rate``.
             coi_steps: CoI steps to run (default ``config.coi_steps``); 0 gives Net 1 of the same weights.
             net1_audio: also decode audio from the Net-1 objects into ``out.net1`` (costs one audio decoder).
+            refine_doa: SRP-PHAT refinement of the DoA outputs (deviation 16; Net 1's too); default: on in
+                eval mode where ``config.doa_refine`` is "srp", never in training (the losses read the network's
+                own DoA).
 
         Returns:
             :class:`DeepASAOutput` (shapes in its docstring).
@@ -431,6 +470,9 @@ class DeepASA(nn.Module):
         cfg = self.config
         steps = cfg.coi_steps if coi_steps is None else int(coi_steps)
         self._check_input(x, steps)
+        refine = bool(cfg.doa_refine and not self.training) if refine_doa is None else bool(refine_doa)
+        if refine and (self.srp_refine is None or self.seld is None):
+            raise DeepASAError("doa_refine needs the SED/DoA heads, multichannel output and the 4-capsule array")
         n = x.shape[-1]
         n_label = cfg.label_frames(n)
         z, scale, X = self.aggregate(x, return_spec=True)  # (B, D, T, F), (B, 1, 1, T), (B, M, F, T)
@@ -451,13 +493,17 @@ class DeepASA(nn.Module):
                               embed_fn(obj1) if embed_fn is not None else None)
         obj_final, seld_final, net1 = obj1, seld1, None
         if steps:
-            net1 = self._output(noise, seld1, self._audio(obj1, scale, n, cache) if net1_audio else {})
+            net1 = self._output(noise, self._refined_doa(seld1, obj1, X, x, scale, cache) if refine else seld1,
+                                self._audio(obj1, scale, n, cache) if net1_audio else {})
             for k in range(steps):
                 step = self.coi[0 if cfg.coi_share_weights else k]
                 obj_final, seld_final = step(z, seld_final, spatial_fn, embed_fn)  # O'_j, residually refined SELD
         # docs/spec.md §3.7 step 8: the audio decoders read the last stage's objects (Net 2's O'_j after CoI,
         # Splitter 1's without); the noise head read Z above (or the USS noise object), never the FiLM-modulated Z'.
-        return self._output(noise, seld_final, self._audio(obj_final, scale, n, cache), net1)
+        audio = self._audio(obj_final, scale, n, cache)
+        if refine:  # after the audio decode: the final objects' heads are in the cache
+            seld_final = self._refined_doa(seld_final, obj_final, X, x, scale, cache)
+        return self._output(noise, seld_final, audio, net1)
 
     @staticmethod
     def _output(noise: torch.Tensor, seld: dict[str, torch.Tensor], audio: dict[str, torch.Tensor],

@@ -40,9 +40,15 @@ def load_model_weights(path: str | Path) -> tuple[DeepASAConfig, dict[str, torch
     raise DeepASAError(f"{path} is neither a DeepASA model file nor a `deepasa train` checkpoint")
 
 
-def load_model(path: str | Path) -> DeepASA:
-    """Rebuild a :class:`DeepASA` from a model file or a Lightning checkpoint (see :func:`load_model_weights`)."""
+def load_model(path: str | Path, **overrides) -> DeepASA:
+    """Rebuild a :class:`DeepASA` from a model file or a Lightning checkpoint (see :func:`load_model_weights`).
+
+    ``overrides`` replace config fields that leave the weights' shapes alone, e.g. ``doa_refine="srp"`` to
+    score a model with the SRP-PHAT refinement it was not exported with (a field that changes a shape fails
+    the strict load below)."""
     cfg, state = load_model_weights(path)
+    if overrides:
+        cfg = cfg.replace(**overrides)
     model = DeepASA(cfg)
     try:
         model.load_state_dict(state, strict=True)

@@ -115,3 +115,98 @@ def object_weight(direct_ref: torch.Tensor, mix_ref: torch.Tensor) -> torch.Tens
     """
     ratio = direct_ref.detach().abs() / mix_ref.detach().abs().unsqueeze(1).clamp_min(1e-8)  # (B, J, F, T)
     return ratio.clamp(max=1.0).float()
+
+
+def fibonacci_directions(n: int) -> torch.Tensor:
+    """n near-uniform unit vectors on the sphere (golden-angle spiral): (n, 3) float64, x/y/z.
+
+    Neighbours are ~ sqrt(4π / n) rad apart (3.2° for n = 4000), so the nearest grid point of any direction is
+    within ~1.8° of it.
+    """
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    polar = torch.acos(1.0 - 2.0 * i / n)  # (n,) from +z
+    azim = math.pi * (1.0 + 5.0 ** 0.5) * i  # (n,) golden angle steps
+    return torch.stack([torch.cos(azim) * torch.sin(polar), torch.sin(azim) * torch.sin(polar),
+                        torch.cos(polar)], dim=-1)  # (n, 3)
+
+
+class SRPRefine(nn.Module):
+    """SRP-PHAT refinement of each object's DoA near the network's estimate (``doa_refine: srp``).
+
+    For object j and label frame t', with the object-weighted phase transform of the mixture (module docstring,
+    P_ab and w_j), pooled over the label frames t' − k … t' + k (k = ``frames``):
+
+        SRP_j(t', u) = Σ_ab Σ_t Σ_{f ≥ 1} w_j(t, f) · Re[ P_ab(t, f) · e^{i 2π f_Hz (d_a(u) − d_b(u))} ],
+
+    where d_a(u) = −(p_a · u) / c is the arrival delay at capsule a of a plane wave from u (capsule positions p_a).
+    The refined direction is the grid direction u (``n_directions``, near-uniform) of the largest SRP within
+    ``cone_deg`` of the network's direction; the vector keeps the network's norm (the activity half of the
+    decision rule, docs/spec.md §1). Where the network's vector is zero, or the object claims no bin in the
+    window, the network's vector is returned unchanged.
+
+    The sum over frequency is computed in the lag domain, as GCC-PHAT on a lag grid 8× finer than a sample
+    spanning the array's largest delay, and read at each direction's delay pair by linear interpolation.
+    Parameter-free; nothing is learned and no gradient flows (argmax).
+
+    ``forward(spec (B, 1|J, M, F, T) complex, weight (B, J, F, T), doa (B, J, T', 3))`` → (B, J, T', 3).
+    """
+
+    def __init__(self, n_fft: int, sample_rate: int, mic_offsets, n_directions: int = 4000,
+                 cone_deg: float = 25.0, frames: int = 1, speed_of_sound: float = 343.0, upsample: int = 8):
+        super().__init__()
+        mics = torch.as_tensor(mic_offsets, dtype=torch.float64)  # (M, 3) metres
+        self.pairs = capsule_pairs(mics.shape[0])
+        self.cone_cos = math.cos(math.radians(cone_deg))
+        self.frames = int(frames)
+        grid = fibonacci_directions(n_directions)  # (G, 3)
+        # delay difference d_a − d_b of every pair at every grid direction
+        delay = -(grid @ mics.T) / speed_of_sound  # (G, M) s
+        tdoa = torch.stack([delay[:, a] - delay[:, b] for a, b in self.pairs])  # (P, G) s
+        step = 1.0 / (upsample * sample_rate)  # lag spacing (s)
+        half = math.ceil(float(tdoa.abs().max()) / step) + 1
+        lags = torch.arange(-half, half + 1, dtype=torch.float64) * step  # (L,) s
+        pos = (tdoa - lags[0]) / step  # (P, G) fractional lag index
+        lo = pos.floor().clamp(0, len(lags) - 2)  # (P, G)
+        self.gcc = GCCPhatFeatures(n_fft, sample_rate, mics.shape[0], max_lag_s=float(lags[-1]), n_lags=len(lags))
+        self.register_buffer("grid", grid.float(), persistent=False)  # (G, 3)
+        self.register_buffer("lag_lo", lo.long(), persistent=False)  # (P, G)
+        self.register_buffer("lag_frac", (pos - lo).float(), persistent=False)  # (P, G) in [0, 1]
+
+    def srp(self, spec: torch.Tensor, weight: torch.Tensor, n_label: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled SRP map and the weight mass: spec (B, 1|J, M, F, T), weight (B, J, F, T) ->
+        SRP (B, J, T', G), mass (B, J, T') (Σ w over the window's bins; 0 = the object claims nothing)."""
+        g = self.gcc
+        b, j, f, t = weight.shape
+        c, s = g.phase_transform(spec.to(torch.complex64))  # (B, 1|J, P, F, T) each
+        w = weight.float().unsqueeze(2)  # (B, J, 1, F, T)
+        p = c.shape[2]
+        wc = F.adaptive_avg_pool1d((w * c).reshape(-1, t), n_label).reshape(b, j, p, f, n_label)  # (B,J,P,F,T')
+        ws = F.adaptive_avg_pool1d((w * s).reshape(-1, t), n_label).reshape(b, j, p, f, n_label)  # (B,J,P,F,T')
+        mass = F.adaptive_avg_pool1d(weight.float()[:, :, 1:].sum(2).reshape(-1, 1, t), n_label)  # (B*J, 1, T')
+        if self.frames:  # box sum over t' − k … t' + k (linear, so it may precede the lag transform)
+            k = 2 * self.frames + 1
+            box = lambda v: F.avg_pool1d(v.reshape(-1, 1, n_label), k, 1, self.frames, count_include_pad=False)
+            wc = box(wc).reshape(b, j, p, f, n_label)  # (B, J, P, F, T')
+            ws = box(ws).reshape(b, j, p, f, n_label)  # (B, J, P, F, T')
+            mass = box(mass)  # (B*J, 1, T')
+        wc, ws = wc.transpose(-1, -2), ws.transpose(-1, -2)  # (B, J, P, T', F) each
+        gcc = wc @ g.cos_basis - ws @ g.sin_basis  # (B, J, P, T', L), unnormalised
+        out = gcc.new_zeros(b, j, n_label, self.grid.shape[0])  # (B, J, T', G)
+        for q in range(p):  # per pair: linear interpolation at the grid's delays, summed over pairs
+            lo, fr = self.lag_lo[q], self.lag_frac[q]  # (G,) each
+            out += gcc[:, :, q, :, lo] * (1 - fr) + gcc[:, :, q, :, lo + 1] * fr  # (B, J, T', G)
+        return out, mass.reshape(b, j, n_label)
+
+    @torch.no_grad()
+    def forward(self, spec: torch.Tensor, weight: torch.Tensor, doa: torch.Tensor) -> torch.Tensor:
+        """spec (B, 1|J, M, F, T) complex, weight (B, J, F, T) ≥ 0, doa (B, J, T', 3) -> refined (B, J, T', 3)."""
+        with torch.autocast(spec.device.type, enabled=False):
+            doa = doa.float()
+            srp, mass = self.srp(spec, weight, doa.shape[2])  # (B, J, T', G), (B, J, T')
+            norm = doa.norm(dim=-1, keepdim=True)  # (B, J, T', 1)
+            unit = doa / norm.clamp_min(1e-8)  # (B, J, T', 3)
+            inside = (unit @ self.grid.T) >= self.cone_cos  # (B, J, T', G): the cone around the network's DoA
+            best = srp.masked_fill(~inside, float("-inf")).argmax(dim=-1)  # (B, J, T')
+            refined = self.grid[best] * norm  # (B, J, T', 3)
+            keep = (norm[..., 0] > 1e-6) & (mass > 1e-6) & inside.any(dim=-1)  # (B, J, T')
+            return torch.where(keep.unsqueeze(-1), refined, doa)  # (B, J, T', 3)

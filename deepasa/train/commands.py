@@ -92,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="name the classes after the sound-bank taxonomy (training on simulated scenes, "
                        "data.simulate)")
     x.add_argument("--format", choices=("mic", "foa"), default="mic", help="array format of the training data")
+    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config field of the written model that leaves the weights alone (repeatable), e.g. "
+                   "doa_refine=srp (docs/model.md, deviation 16)")
     x.set_defaults(func=run_export)
 
 
@@ -229,7 +232,12 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.out.exists() and args.out.is_dir():
         raise DeepASAError(f"{args.out} is a folder; name the model file to write")
-    model = load_model(args.checkpoint)
+    bad = [s for s in args.set if "=" not in s]
+    if bad:
+        raise DeepASAError(f"--set needs KEY=VALUE, got {bad[0]!r}")
+    import yaml
+
+    model = load_model(args.checkpoint, **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)})
     if args.data is not None:
         classes = args.data / "classes.json"
         if not classes.is_file():
