@@ -200,11 +200,14 @@ def test_export_set_writes_an_inference_field_and_keeps_the_weights(tmp_path):
     from deepasa.model import DeepASA, get_config
 
     src, out = tmp_path / "m.pt", tmp_path / "srp.pt"
-    DeepASA(get_config("tiny", doa_spatial="gcc_mixture")).save(src)
+    named = DeepASA(get_config("tiny", doa_spatial="gcc_mixture", n_classes=2))
+    named.class_names = ["dog", "bell"]
+    named.save(src)
     assert main(["export", str(src), str(out), "--set", "doa_refine=srp", "--set", "doa_refine_cone_deg=30"]) == 0
     a, b = DeepASA.from_pretrained(src), DeepASA.from_pretrained(out)
     assert (b.config.doa_refine, b.config.doa_refine_cone_deg) == ("srp", 30.0) and a.config.doa_refine == ""
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert b.class_names == ["dog", "bell"]  # a model file's class names survive its re-export
 
 
 def test_coi_stage_from_net1_weights_with_frozen_aggregator(scenes, tmp_path):

@@ -27,16 +27,23 @@ def load_model_weights(path: str | Path) -> tuple[DeepASAConfig, dict[str, torch
     Raises:
         DeepASAError: missing or unreadable file, or a file that holds no DeepASA model.
     """
-    path = Path(path)
+    cfg, state, _ = _read(Path(path))
+    return cfg, state
+
+
+def _read(path: Path) -> tuple[DeepASAConfig, dict[str, torch.Tensor], dict]:
+    """(config, state dict, meta) of a model file or Lightning checkpoint; meta is the model file's class
+    names and array format ({} for a Lightning checkpoint, which has neither)."""
     ckpt = read_checkpoint(path)                                     # tensors and plain data only
     if not isinstance(ckpt, dict):
         raise DeepASAError(f"{path} is not a DeepASA checkpoint")
     if "deepasa_model" in ckpt and "state_dict" in ckpt:           # Lightning checkpoint of DeepASAModule
         cfg = DeepASAConfig.from_dict(ckpt["deepasa_model"])
         state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        return cfg, upgrade_state_dict(state)
+        return cfg, upgrade_state_dict(state), {}
     if "config" in ckpt and "state_dict" in ckpt and str(ckpt.get("format", "")).startswith("deepasa-model"):
-        return DeepASAConfig.from_dict(ckpt["config"]), upgrade_state_dict(ckpt["state_dict"])
+        return (DeepASAConfig.from_dict(ckpt["config"]), upgrade_state_dict(ckpt["state_dict"]),
+                ckpt.get("meta") or {})
     raise DeepASAError(f"{path} is neither a DeepASA model file nor a `deepasa train` checkpoint")
 
 
@@ -46,7 +53,7 @@ def load_model(path: str | Path, **overrides) -> DeepASA:
     ``overrides`` replace config fields that leave the weights' shapes alone, e.g. ``doa_refine="srp"`` to
     score a model with the SRP-PHAT refinement it was not exported with (a field that changes a shape fails
     the strict load below)."""
-    cfg, state = load_model_weights(path)
+    cfg, state, meta = _read(Path(path))
     if overrides:
         cfg = cfg.replace(**overrides)
     model = DeepASA(cfg)
@@ -54,4 +61,7 @@ def load_model(path: str | Path, **overrides) -> DeepASA:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise DeepASAError(f"checkpoint {path} does not fit its own config: {str(exc).splitlines()[0]}") from None
+    if meta.get("class_names"):  # a model file names its classes: kept (deepasa export of a model file)
+        model.class_names = list(meta["class_names"])
+    model.audio_format = meta.get("audio_format") or model.audio_format
     return model
