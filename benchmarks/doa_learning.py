@@ -95,6 +95,11 @@ VARIANTS = {
     # gcc_mixture+ln+mask (the refinement is inference-only); its rows also hold the network's own DoA errors
     "gcc_mixture+ln+mask+srp": {"model": {"doa_spatial": "gcc_mixture", "doa_spatial_norm": True,
                                           "audio_output": "mask", "doa_refine": "srp"}},
+    # the same + a positive-class weight of 4 in the on/off BCE (LossWeights.onoff_pos_weight): the active slot's
+    # on/off posterior sat at 0.30-0.45 under the 0.5 threshold while the DoA norm separated the slots
+    "gcc_mixture+ln+mask+srp+onoffpos4": {"model": {"doa_spatial": "gcc_mixture", "doa_spatial_norm": True,
+                                                    "audio_output": "mask", "doa_refine": "srp"},
+                                          "loss": {"onoff_pos_weight": 4.0}},
 }
 
 

@@ -192,3 +192,29 @@ def test_aux_terms_on_the_master_permutation_keep_an_object_whole():
               + w.nonref_reverb * -sa_sdr(reverb[:, :, m], t.reverb[:, :, m]).mean() for m in (1, 2, 3))
     torch.testing.assert_close(master.components["nonref"], ref)
     assert master.components["nonref"] > own.components["nonref"] + 10.0
+
+
+def test_onoff_positive_weight_is_a_weighted_bce_and_moves_the_optimum():
+    tgt = _targets()
+    torch.manual_seed(0)
+    est = ToyASA()()
+    est.onoff = torch.randn(B, J, T)                                              # (B, J, T) logits
+    active = (tgt.doa.norm(dim=-1) > 0.5).double()                                # (B, J, T)
+    p = torch.sigmoid(est.onoff.double())                                         # (B, J, T)
+    for w_pos in (1.0, 4.0):
+        # the per-slot BCE written out, against the weighted BCE of the loss
+        naive = -(w_pos * active * torch.log(p) + (1 - active) * torch.log(1 - p)).mean(-1)  # (B, J)
+        got = seld_losses_per_slot(est, tgt, onoff_pos_weight=w_pos)["onoff"]
+        assert torch.allclose(got.double(), naive, atol=1e-5)
+        total = multitask_loss(est, tgt, LossWeights(onoff_pos_weight=w_pos)).components["onoff"]
+        assert float(total) > 0
+    # one logit fitted to frames of which a share q is active settles at w·q / (w·q + 1 − q)
+    q, w_pos = 0.3, 4.0
+    y = (torch.arange(1000) < 300).float()                                        # (1000,)
+    z = torch.zeros((), requires_grad=True)
+    opt = torch.optim.SGD([z], lr=2.0)
+    for _ in range(300):
+        opt.zero_grad()
+        F.binary_cross_entropy_with_logits(z.expand(1000), y, pos_weight=torch.tensor(w_pos)).backward()
+        opt.step()
+    assert float(torch.sigmoid(z)) == pytest.approx(w_pos * q / (w_pos * q + 1 - q), abs=1e-3)

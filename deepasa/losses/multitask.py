@@ -93,6 +93,11 @@ class LossWeights:
 
     ``cos`` defaults to 0 because §5.1 has no cosine term (the released ASA2 trainer does not use it); the
     SELD fine-tuning recipe (§5.2) sets it to 1, see :meth:`seld`.
+
+    ``onoff_pos_weight`` is not a weight of ``L`` but the positive-class weight inside ``L_onoff``'s BCE
+    (``−[w_pos·y·log σ(z) + (1−y)·log(1−σ(z))]``); 1 is §5.1's plain BCE. With one active slot of J = 5 the
+    positives are a minority of the on/off frames; ``w_pos`` > 1 moves the head's optimum posterior from ``p``
+    to ``w_pos·p / (w_pos·p + 1 − p)`` (docs/training.md, "Direction learning speed").
     """
 
     image_ref: float = 1.0
@@ -108,6 +113,7 @@ class LossWeights:
     doa: float = 1.0
     cos: float = 0.0
     onoff: float = 1.0
+    onoff_pos_weight: float = 1.0
 
     @classmethod
     def asa2(cls) -> "LossWeights":
@@ -186,12 +192,13 @@ def sed_targets(cls: torch.Tensor, activity: torch.Tensor, n_classes: int) -> to
     return activity.float().unsqueeze(-1) * onehot.unsqueeze(2)                   # (B, J, T', C)
 
 
-def seld_losses_per_slot(est: Any, tgt: Any) -> dict[str, torch.Tensor]:
+def seld_losses_per_slot(est: Any, tgt: Any, onoff_pos_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """The SELD terms per (sample, slot), slots already aligned.
 
     Args:
         est: fields ``cls_logits (B,J,C)``, ``sed (B,J,T',C)``, ``onoff (B,J,T')``, ``doa (B,J,T',3)``.
         tgt: fields ``cls (B,J)``, ``activity (B,J,T')``, ``doa (B,J,T',3)``.
+        onoff_pos_weight: the BCE's weight of active frames (:class:`LossWeights`; 1 = plain BCE).
 
     Returns:
         dict of ``(B, J)`` tensors: ``cls``, ``sed`` (MSE), ``doa`` (MSE), ``cos``
@@ -213,7 +220,9 @@ def seld_losses_per_slot(est: Any, tgt: Any) -> dict[str, torch.Tensor]:
         "sed": ((sed - sed_label) ** 2).mean(dim=(-2, -1)),                       # (B, J)
         "doa": ((doa - doa_label) ** 2).mean(dim=(-2, -1)),                       # (B, J)
         "cos": 1.0 - (cosine * active).mean(dim=-1),                              # (B, J)
-        "onoff": F.binary_cross_entropy_with_logits(onoff, active, reduction="none").mean(-1),  # (B, J)
+        "onoff": F.binary_cross_entropy_with_logits(                              # (B, J)
+            onoff, active, reduction="none",
+            pos_weight=None if onoff_pos_weight == 1.0 else onoff.new_tensor(onoff_pos_weight)).mean(-1),
     }
 
 
@@ -302,7 +311,7 @@ def multitask_loss(est: Any, tgt: Any, weights: LossWeights | None = None, *, re
         total = total + w.noise * comps["noise"]
 
     aligned = {k: apply_permutation(_get(est, k), perm) for k in ("cls_logits", "sed", "onoff", "doa")}
-    parts = seld_losses_per_slot(aligned, tgt)                                    # each (B, J)
+    parts = seld_losses_per_slot(aligned, tgt, w.onoff_pos_weight)                # each (B, J)
     for k, v in parts.items():
         comps[k] = v.mean()
     total = total + _weighted_seld({k: comps[k] for k in parts}, w)
@@ -333,7 +342,8 @@ def seld_loss_matrix(est: Any, tgt: Any, weights: LossWeights) -> tuple[torch.Te
                  for k in ("cls_logits", "sed", "onoff", "doa")}                  # each (B·J_t, J_e, ...)
     tgt_pairs = {k: _get(tgt, k).unsqueeze(2).expand(B, J, J, *_get(tgt, k).shape[2:]).flatten(0, 1)
                  for k in ("cls", "activity", "doa")}                             # each (B·J_t, J_e, ...)
-    parts = {k: v.view(B, J, J) for k, v in seld_losses_per_slot(est_pairs, tgt_pairs).items()}  # (B, J_t, J_e)
+    parts = {k: v.view(B, J, J)                                                   # each (B, J_t, J_e)
+             for k, v in seld_losses_per_slot(est_pairs, tgt_pairs, weights.onoff_pos_weight).items()}
     return _weighted_seld(parts, weights), parts
 
 

@@ -271,7 +271,7 @@ class DeepASAModule(L.LightningModule):
                 loss.total = loss.total + w.cls * cls
         if (out.net1 is not None and self.hparams.net1_loss_weight and obj in ("asa", "seld")):
             aligned = {k: apply_permutation(getattr(out.net1, k), loss.perm) for k in _SELD_KEYS}
-            parts = seld_losses_per_slot(aligned, batch)             # each (B, J)
+            parts = seld_losses_per_slot(aligned, batch, w.onoff_pos_weight)  # each (B, J)
             net1 = sum(getattr(w, k) * v.mean() for k, v in parts.items())
             loss.components["net1_seld"] = net1.detach()
             loss.total = loss.total + self.hparams.net1_loss_weight * net1
