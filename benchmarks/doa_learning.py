@@ -19,6 +19,8 @@ process. At each budget the model scores the first ``--val-n`` unseen scenes:
 * ``doa_error_detected_deg``: the same over frames where slot and source are both active, detected sources;
 * ``detection_rate``: share of true sources whose aligned slot has an active frame anywhere in the clip
   (sigmoid(onoff) > 0.5 and ‖doa‖ > 0.5, docs/spec.md §1);
+* ``false_alarm_rate``: share of the slots *without* a source (of J per scene) that have an active frame, the
+  other side of the detection rate (rows from 2026-12-02 on);
 * ``class_accuracy`` (of the detected) and ``class_accuracy_all`` (every source's slot);
 * ``si_sdri_db``: reference-channel image SI-SDR improvement, mean over true sources;
 * ``onoff_recall`` and ``doa_norm_active``: the two halves of the decision rule on the sources' active
@@ -122,7 +124,7 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
     ``network_doa_error_detected_deg`` hold the errors of the network's own DoA on the same slots."""
     model.eval()
     per_src = {"err_all": [], "err_det": [], "det": [], "cls_ok": [], "sdri": [], "on": [], "norm": [],
-               "net_all": [], "net_det": []}
+               "net_all": [], "net_det": [], "false_alarm": []}
     ref = model.config.ref_mic
     for s in range(0, len(items), batch):
         b = collate(items[s:s + batch])
@@ -144,6 +146,7 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
         for i in range(b["cls"].shape[0]):
             for j in range(b["cls"].shape[1]):
                 if b["cls"][i, j] < 0 or not act[i, j].any():
+                    per_src["false_alarm"].append(bool(act_hat[i, j].any()))  # an empty slot detected
                     continue
                 det = bool(act_hat[i, j].any())
                 per_src["det"].append(det)
@@ -168,6 +171,7 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
         "doa_error_median_deg": float(np.median(per_src["err_all"])) if per_src["err_all"] else nan,
         "doa_error_detected_deg": float(np.median(per_src["err_det"])) if per_src["err_det"] else nan,
         "detection_rate": float(np.mean(per_src["det"])) if per_src["det"] else nan,
+        "false_alarm_rate": float(np.mean(per_src["false_alarm"])) if per_src["false_alarm"] else nan,
         "class_accuracy": float(np.mean(det_ok)) if det_ok else nan,
         "class_accuracy_all": float(np.mean([ok for _, ok in per_src["cls_ok"]])) if per_src["cls_ok"] else nan,
         "si_sdri_db": float(np.mean(per_src["sdri"])) if per_src["sdri"] else nan,
@@ -334,7 +338,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 SCORE_FIELDS = ["label", "scenes", "val_scenes", "doa_error_median_deg", "doa_error_detected_deg",
-                "detection_rate", "class_accuracy", "class_accuracy_all", "si_sdri_db", "onoff_recall",
+                "detection_rate", "false_alarm_rate", "class_accuracy", "class_accuracy_all", "si_sdri_db", "onoff_recall",
                 "doa_norm_active", "network_doa_error_median_deg", "network_doa_error_detected_deg", "model"]
 
 

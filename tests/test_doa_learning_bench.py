@@ -51,6 +51,7 @@ def test_score_of_a_fixed_direction_model_equals_the_hand_computed_angles(sets):
         ref = it["doa"][0][act]  # (n, 3) unit
         expected.append(float(torch.rad2deg(torch.acos(ref[:, 0].clamp(-1, 1))).mean()))
     assert m["n_sources"] == 4 and m["detection_rate"] == 1.0 and m["onoff_recall"] == 1.0
+    assert m["false_alarm_rate"] == 1.0  # every empty slot (J - 1 per scene) is "active" too
     assert m["doa_norm_active"] == pytest.approx(float(np.tanh(5.0)), abs=1e-5)
     assert m["doa_error_median_deg"] == pytest.approx(float(np.median(expected)), abs=1e-3)
     assert m["doa_error_detected_deg"] == pytest.approx(float(np.median(expected)), abs=1e-3)
@@ -60,6 +61,7 @@ def test_score_of_a_silent_model_detects_nothing(sets):
     model = tiny_model_with_fixed_heads(-8.0)
     m = doa_learning.score(model, items(sets / "1-static", "val", 4))
     assert m["detection_rate"] == 0.0 and m["doa_error_detected_deg"] != m["doa_error_detected_deg"]  # NaN
+    assert m["false_alarm_rate"] == 0.0
 
 
 def test_quick_run_writes_rows_with_the_required_fields(sets, tmp_path):
