@@ -20,7 +20,8 @@ process. At each budget the model scores the first ``--val-n`` unseen scenes:
 * ``detection_rate``: share of true sources whose aligned slot has an active frame anywhere in the clip
   (sigmoid(onoff) > 0.5 and ‖doa‖ > 0.5, docs/spec.md §1);
 * ``false_alarm_rate``: share of the slots *without* a source (of J per scene) that have an active frame, the
-  other side of the detection rate (rows from 2026-12-02 on);
+  other side of the detection rate (rows from 2026-12-02 on); ``detection_rate_onoff`` and
+  ``false_alarm_rate_onoff``: both under the on/off condition alone (the STARSS23 evaluation's rule);
 * ``class_accuracy`` (of the detected) and ``class_accuracy_all`` (every source's slot);
 * ``si_sdri_db``: reference-channel image SI-SDR improvement, mean over true sources;
 * ``onoff_recall`` and ``doa_norm_active``: the two halves of the decision rule on the sources' active
@@ -124,7 +125,7 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
     ``network_doa_error_detected_deg`` hold the errors of the network's own DoA on the same slots."""
     model.eval()
     per_src = {"err_all": [], "err_det": [], "det": [], "cls_ok": [], "sdri": [], "on": [], "norm": [],
-               "net_all": [], "net_det": [], "false_alarm": []}
+               "net_all": [], "net_det": [], "false_alarm": [], "det_on": [], "false_alarm_on": []}
     ref = model.config.ref_mic
     for s in range(0, len(items), batch):
         b = collate(items[s:s + batch])
@@ -147,9 +148,11 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
             for j in range(b["cls"].shape[1]):
                 if b["cls"][i, j] < 0 or not act[i, j].any():
                     per_src["false_alarm"].append(bool(act_hat[i, j].any()))  # an empty slot detected
+                    per_src["false_alarm_on"].append(bool(on[i, j].any()))
                     continue
                 det = bool(act_hat[i, j].any())
                 per_src["det"].append(det)
+                per_src["det_on"].append(bool(on[i, j].any()))
                 per_src["err_all"].append(float(ang[i, j][act[i, j]].mean()))
                 if net_ang is not None:
                     per_src["net_all"].append(float(net_ang[i, j][act[i, j]].mean()))
@@ -172,6 +175,9 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
         "doa_error_detected_deg": float(np.median(per_src["err_det"])) if per_src["err_det"] else nan,
         "detection_rate": float(np.mean(per_src["det"])) if per_src["det"] else nan,
         "false_alarm_rate": float(np.mean(per_src["false_alarm"])) if per_src["false_alarm"] else nan,
+        # the same two rates under the on/off condition alone (the STARSS23 evaluation's rule, docs/spec.md §1)
+        "detection_rate_onoff": float(np.mean(per_src["det_on"])) if per_src["det_on"] else nan,
+        "false_alarm_rate_onoff": float(np.mean(per_src["false_alarm_on"])) if per_src["false_alarm_on"] else nan,
         "class_accuracy": float(np.mean(det_ok)) if det_ok else nan,
         "class_accuracy_all": float(np.mean([ok for _, ok in per_src["cls_ok"]])) if per_src["cls_ok"] else nan,
         "si_sdri_db": float(np.mean(per_src["sdri"])) if per_src["sdri"] else nan,
@@ -206,6 +212,20 @@ def save_state(path: Path, payload: dict) -> None:
     tmp = path.with_name(path.name + ".part")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def score_state(args, name: str, scenes: str) -> dict:
+    """``--score-state``: the metrics of a saved run state (``--state``) on the first ``--val-n`` unseen scenes,
+    with the current :func:`score` (so a metric added after the run started is measured on its weights)."""
+    spath = state_path(args, name, scenes)
+    if spath is None or not spath.is_file():
+        raise DeepASAError(f"no saved state for {name} on {scenes} (--state {args.state})")
+    st = torch.load(spath, weights_only=False)
+    model = build_model(st["key"]["model"], VARIANTS[name], st["key"]["set"])
+    model.load_state_dict(st["model"])
+    val = SceneDataset(Path(args.data) / scenes, "val")
+    m = score(model, [val[i] for i in range(min(args.val_n, len(val)))])
+    return {"variant": name, "scenes": scenes, "scene_passes": st["passes"], **m, "state": str(spath)}
 
 
 def run_variant(args, name: str, scenes: str, log, on_row=None) -> list[dict]:
@@ -399,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-model", help="score this saved model instead of training (module docstring)")
     ap.add_argument("--score-label", default="", help="label of the --score-model row (e.g. run and step)")
     ap.add_argument("--score-csv", help="append the --score-model rows to this CSV")
+    ap.add_argument("--score-state", action="store_true",
+                    help="score the --state of each variant x scene set at its saved pass count; trains nothing")
     args = ap.parse_args(argv)
     if args.table:
         if not Path(args.out).is_file():
@@ -416,12 +438,17 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.budgets) < args.batch:
         raise DeepASAError("every budget must be at least one batch")
     for s in args.scenes:
-        for split in ("val",) if args.score_model else ("train", "val"):  # scoring reads the unseen scenes only
+        for split in ("val",) if args.score_model or args.score_state else ("train", "val"):  # scoring reads the unseen scenes only
             if not (Path(args.data) / s / split / "mixed").is_dir():
                 raise DeepASAError(f"no scenes at {Path(args.data) / s / split} (see docs/training.md)")
     torch.set_num_threads(args.threads)
     if args.score_model:
         score_saved(args)
+        return 0
+    if args.score_state:
+        for scenes in args.scenes:
+            for name in args.variants:
+                print(json.dumps(score_state(args, name, scenes)), flush=True)
         return 0
     for scenes in args.scenes:
         for name in args.variants:

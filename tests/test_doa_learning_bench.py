@@ -52,6 +52,7 @@ def test_score_of_a_fixed_direction_model_equals_the_hand_computed_angles(sets):
         expected.append(float(torch.rad2deg(torch.acos(ref[:, 0].clamp(-1, 1))).mean()))
     assert m["n_sources"] == 4 and m["detection_rate"] == 1.0 and m["onoff_recall"] == 1.0
     assert m["false_alarm_rate"] == 1.0  # every empty slot (J - 1 per scene) is "active" too
+    assert m["detection_rate_onoff"] == m["false_alarm_rate_onoff"] == 1.0
     assert m["doa_norm_active"] == pytest.approx(float(np.tanh(5.0)), abs=1e-5)
     assert m["doa_error_median_deg"] == pytest.approx(float(np.median(expected)), abs=1e-3)
     assert m["doa_error_detected_deg"] == pytest.approx(float(np.median(expected)), abs=1e-3)
@@ -61,7 +62,7 @@ def test_score_of_a_silent_model_detects_nothing(sets):
     model = tiny_model_with_fixed_heads(-8.0)
     m = doa_learning.score(model, items(sets / "1-static", "val", 4))
     assert m["detection_rate"] == 0.0 and m["doa_error_detected_deg"] != m["doa_error_detected_deg"]  # NaN
-    assert m["false_alarm_rate"] == 0.0
+    assert m["false_alarm_rate"] == m["detection_rate_onoff"] == m["false_alarm_rate_onoff"] == 0.0
 
 
 def test_quick_run_writes_rows_with_the_required_fields(sets, tmp_path):
@@ -129,6 +130,11 @@ def test_a_stopped_run_continues_from_its_state_as_if_it_had_not_stopped(sets, t
     assert [r["scene_passes"] for r in extended] == [8, 16]
     for k in ("doa_error_median_deg", "si_sdri_db", "loss", "class_accuracy_all"):
         assert extended[1][k] == pytest.approx(straight[1][k], rel=1e-4, abs=1e-4), k
+    # --score-state re-scores the saved weights: the metrics of the row written at that pass count
+    rescored = doa_learning.score_state(_args(sets, ext, [8, 16]), "gcc_mixture", "1-static")
+    assert rescored["scene_passes"] == 16
+    for k in ("doa_error_median_deg", "detection_rate", "si_sdri_db", "onoff_recall", "class_accuracy_all"):
+        assert rescored[k] == pytest.approx(extended[1][k], rel=1e-5, abs=1e-6), k
 
 
 def test_score_model_scores_a_saved_model_as_score_does(sets, tmp_path):
