@@ -342,13 +342,14 @@ def markdown_table(rows: list[dict]) -> str:
     def f(v, fmt):
         return "–" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
     lines = ["| variant | scenes | model | scene passes | DoA err. every slot (°) | DoA err. detected (°) | "
-             "detection | class acc. (detected) | class acc. (all) | SI-SDRi (dB) | passes/s | chosen | "
+             "detection | false alarms | class acc. (detected) | class acc. (all) | SI-SDRi (dB) | passes/s | chosen | "
              "network's own DoA, every slot / detected (°) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['scenes']} | {r.get('model', '')} | {r['scene_passes']} | "
                      f"{f(r['doa_error_median_deg'], '.1f')} | {f(r['doa_error_detected_deg'], '.1f')} | "
-                     f"{f(r['detection_rate'], '.2f')} | {f(r['class_accuracy'], '.2f')} | "
+                     f"{f(r['detection_rate'], '.2f')} | {f(r.get('false_alarm_rate'), '.2f')} | "
+                     f"{f(r['class_accuracy'], '.2f')} | "
                      f"{f(r.get('class_accuracy_all'), '.2f')} | {f(r['si_sdri_db'], '.1f')} | "
                      f"{f(r['scene_passes_per_s'], '.2f')} | {'yes' if r.get('chosen') else ''} | "
                      + (f"{f(r['network_doa_error_median_deg'], '.1f')} / "
@@ -358,8 +359,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 SCORE_FIELDS = ["label", "scenes", "val_scenes", "doa_error_median_deg", "doa_error_detected_deg",
-                "detection_rate", "false_alarm_rate", "class_accuracy", "class_accuracy_all", "si_sdri_db", "onoff_recall",
-                "doa_norm_active", "network_doa_error_median_deg", "network_doa_error_detected_deg", "model"]
+                "detection_rate", "false_alarm_rate", "detection_rate_onoff", "false_alarm_rate_onoff",
+                "class_accuracy", "class_accuracy_all", "si_sdri_db", "onoff_recall", "doa_norm_active", "network_doa_error_median_deg", "network_doa_error_detected_deg", "model"]
 
 
 def score_saved(args) -> list[dict]:
