@@ -154,19 +154,22 @@ class SRPRefine(nn.Module):
     def __init__(self, n_fft: int, sample_rate: int, mic_offsets, n_directions: int = 4000,
                  cone_deg: float = 25.0, frames: int = 1, speed_of_sound: float = 343.0, upsample: int = 8):
         super().__init__()
-        mics = torch.as_tensor(mic_offsets, dtype=torch.float64)  # (M, 3) metres
-        self.pairs = capsule_pairs(mics.shape[0])
         self.cone_cos = math.cos(math.radians(cone_deg))
         self.frames = int(frames)
-        grid = fibonacci_directions(n_directions)  # (G, 3)
-        # delay difference d_a − d_b of every pair at every grid direction
-        delay = -(grid @ mics.T) / speed_of_sound  # (G, M) s
-        tdoa = torch.stack([delay[:, a] - delay[:, b] for a, b in self.pairs])  # (P, G) s
-        step = 1.0 / (upsample * sample_rate)  # lag spacing (s)
-        half = math.ceil(float(tdoa.abs().max()) / step) + 1
-        lags = torch.arange(-half, half + 1, dtype=torch.float64) * step  # (L,) s
-        pos = (tdoa - lags[0]) / step  # (P, G) fractional lag index
-        lo = pos.floor().clamp(0, len(lags) - 2)  # (P, G)
+        # the geometry on the CPU even inside a torch.device("meta") context (deepasa.model.complexity builds the
+        # model there), where the lag range's .max() could not be read
+        with torch.device("cpu"):
+            mics = torch.as_tensor(mic_offsets, dtype=torch.float64)  # (M, 3) metres
+            self.pairs = capsule_pairs(mics.shape[0])
+            grid = fibonacci_directions(n_directions)  # (G, 3)
+            # delay difference d_a − d_b of every pair at every grid direction
+            delay = -(grid @ mics.T) / speed_of_sound  # (G, M) s
+            tdoa = torch.stack([delay[:, a] - delay[:, b] for a, b in self.pairs])  # (P, G) s
+            step = 1.0 / (upsample * sample_rate)  # lag spacing (s)
+            half = math.ceil(float(tdoa.abs().max()) / step) + 1
+            lags = torch.arange(-half, half + 1, dtype=torch.float64) * step  # (L,) s
+            pos = (tdoa - lags[0]) / step  # (P, G) fractional lag index
+            lo = pos.floor().clamp(0, len(lags) - 2)  # (P, G)
         self.gcc = GCCPhatFeatures(n_fft, sample_rate, mics.shape[0], max_lag_s=float(lags[-1]), n_lags=len(lags))
         self.register_buffer("grid", grid.float(), persistent=False)  # (G, 3)
         self.register_buffer("lag_lo", lo.long(), persistent=False)  # (P, G)
