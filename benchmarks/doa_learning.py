@@ -18,7 +18,7 @@ process. At each budget the model scores the first ``--val-n`` unseen scenes:
   the source's active frames (whether the slot is detected or not); the median over sources;
 * ``doa_error_detected_deg``: the same over frames where slot and source are both active, detected sources;
 * ``detection_rate``: share of true sources whose aligned slot has an active frame anywhere in the clip
-  (sigmoid(onoff) > 0.5 and ‖doa‖ > 0.5, docs/spec.md §1);
+  under the model's rule (sigmoid(onoff) > 0.5 and ‖doa‖ > ``config.detect_doa_norm``, 0.5 = docs/spec.md §1);
 * ``false_alarm_rate``: share of the slots *without* a source (of J per scene) that have an active frame, the
   other side of the detection rate (rows from 2026-12-02 on); ``detection_rate_onoff`` and
   ``false_alarm_rate_onoff``: both under the on/off condition alone (the STARSS23 evaluation's rule);
@@ -36,8 +36,8 @@ Long runs (4,000 passes take hours on this CPU) can span sessions: ``--state DIR
 ``DIR/<variant>__<scenes>.pt`` (weights, optimizer, the random generators, the scene order, the rows so far)
 every ``--state-every`` seconds and at every budget, atomically; a rerun with the same arguments continues
 from it, as if it had not stopped (the same scenes in the same order). The rerun may add budgets beyond the
-saved run's last one (``--budgets 500 1000 2000 4000`` continues a finished ``500 1000 2000`` run). ``--compile`` compiles the model's
-blocks, splitter and heads (``deepasa.train.fastpath.compile_model``; a few minutes at the start).
+saved run's last one (``--budgets 500 1000 2000 4000`` continues a finished ``500 1000 2000`` run).
+``--compile`` compiles the model's blocks, splitter and heads (``deepasa.train.fastpath.compile_model``; a few minutes at the start).
 
 ``--score-model MODEL.pt`` trains nothing: it scores a saved model (``deepasa export`` output, e.g. a checkpoint
 of the shipped run; ``--set`` overrides fields of its config, e.g. ``doa_refine=srp``) on the first ``--val-n``
@@ -63,6 +63,7 @@ from deepasa.data.augment import RandomSwap
 from deepasa.data.scenes import SceneDataset
 from deepasa.errors import DeepASAError, run_script
 from deepasa.losses import LossWeights, apply_permutation, multitask_loss
+from deepasa.metrics.seld_frame import activity_decisions
 from deepasa.metrics.separation import improvement, si_sdr
 from deepasa.model import DeepASA, get_config
 from deepasa.evaluation.scoring import strict_json
@@ -136,23 +137,26 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
         if model.config.doa_refine:  # the network's own DoA: the same pass without the refinement
             net_doa = apply_permutation(model(b["mixture"], refine_doa=False).doa, perm)  # (B, J, T', 3)
             net_ang = angles_deg(net_doa, b["doa"])  # (B, J, T')
-        on = torch.sigmoid(apply_permutation(out.onoff, perm)) > 0.5  # (B, J, T')
-        act_hat = on & (doa.norm(dim=-1) > 0.5)  # (B, J, T')
+        onoff = apply_permutation(out.onoff, perm)  # (B, J, T') logits
+        on = onoff > 0.0  # (B, J, T'): sigmoid > 0.5
+        rule = model.config.detect_doa_norm  # the model's own decision rule (‖doa‖ threshold; 0 = on/off alone)
+        act_hat = torch.from_numpy(activity_decisions(onoff, doa, rule))  # (B, J, T')
         cls_hat = apply_permutation(out.cls_logits, perm).argmax(-1)  # (B, J)
         image = apply_permutation(out.image, perm)[:, :, ref].numpy()  # (B, J, N)
         t_image = (b["direct"] + b["reverb"])[:, :, ref].numpy()  # (B, J, N)
         mix = b["mixture"][:, ref].numpy()  # (B, N)
         ang = angles_deg(doa, b["doa"])  # (B, J, T')
         act = b["activity"] > 0.5  # (B, J, T')
+        hit, hit_on = act_hat.any(-1), on.any(-1)  # (B, J): slot active somewhere (model's rule, on/off alone)
         for i in range(b["cls"].shape[0]):
             for j in range(b["cls"].shape[1]):
                 if b["cls"][i, j] < 0 or not act[i, j].any():
-                    per_src["false_alarm"].append(bool(act_hat[i, j].any()))  # an empty slot detected
-                    per_src["false_alarm_on"].append(bool(on[i, j].any()))
+                    per_src["false_alarm"].append(bool(hit[i, j]))  # an empty slot detected
+                    per_src["false_alarm_on"].append(bool(hit_on[i, j]))
                     continue
-                det = bool(act_hat[i, j].any())
+                det = bool(hit[i, j])
                 per_src["det"].append(det)
-                per_src["det_on"].append(bool(on[i, j].any()))
+                per_src["det_on"].append(bool(hit_on[i, j]))
                 per_src["err_all"].append(float(ang[i, j][act[i, j]].mean()))
                 if net_ang is not None:
                     per_src["net_all"].append(float(net_ang[i, j][act[i, j]].mean()))
@@ -360,7 +364,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 SCORE_FIELDS = ["label", "scenes", "val_scenes", "doa_error_median_deg", "doa_error_detected_deg",
                 "detection_rate", "false_alarm_rate", "detection_rate_onoff", "false_alarm_rate_onoff",
-                "class_accuracy", "class_accuracy_all", "si_sdri_db", "onoff_recall", "doa_norm_active", "network_doa_error_median_deg", "network_doa_error_detected_deg", "model"]
+                "class_accuracy", "class_accuracy_all", "si_sdri_db", "onoff_recall", "doa_norm_active",
+                "network_doa_error_median_deg", "network_doa_error_detected_deg", "model"]
 
 
 def score_saved(args) -> list[dict]:
@@ -439,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.budgets) < args.batch:
         raise DeepASAError("every budget must be at least one batch")
     for s in args.scenes:
-        for split in ("val",) if args.score_model or args.score_state else ("train", "val"):  # scoring reads the unseen scenes only
+        scoring = args.score_model or args.score_state                 # scoring reads the unseen scenes only
+        for split in ("val",) if scoring else ("train", "val"):
             if not (Path(args.data) / s / split / "mixed").is_dir():
                 raise DeepASAError(f"no scenes at {Path(args.data) / s / split} (see docs/training.md)")
     torch.set_num_threads(args.threads)

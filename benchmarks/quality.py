@@ -120,12 +120,12 @@ def build_systems(names: list[str], args, n_classes: int) -> dict[str, dict]:
         coi = model.config.coi_steps > 0
         systems["deepasa"] = {"system": lambda b, m=model, c=coi: m(b["mixture"], net1_audio=c),
                               "cost": deepasa_cost(model.config), "net1": coi and "deepasa-net1" in names,
-                              "note": f"{args.checkpoint}"}
+                              "doa_threshold": model.config.detect_doa_norm, "note": f"{args.checkpoint}"}
     if "deepasa-net1" in names:
         if args.net1_checkpoint and Path(args.net1_checkpoint).is_file():
             net1 = load_model(args.net1_checkpoint).eval()
             systems["deepasa-net1"] = {"system": lambda b, m=net1: m(b["mixture"]), "cost": deepasa_cost(net1.config),
-                                       "note": f"{args.net1_checkpoint} (the Net-1 stage the CoI model started from)"}
+                                       "doa_threshold": net1.config.detect_doa_norm, "note": f"{args.net1_checkpoint} (the Net-1 stage the CoI model started from)"}
             if "deepasa" in systems:
                 systems["deepasa"]["net1"] = False
         elif model.config.coi_steps > 0:
@@ -409,7 +409,8 @@ def main() -> None:
             continue                                  # scored inside its parent's pass
         print(f"scoring {name} on {len(ds)} scenes ...", flush=True)
         rep = score_system(spec["system"], ds, n_classes=len(names), class_names=names, net1=bool(spec.get("net1")),
-                           with_sdr=not args.no_sdr, detail=True, desc=name)
+                           with_sdr=not args.no_sdr, detail=True, desc=name,
+                           doa_threshold=spec.get("doa_threshold", 0.5))  # a model's own rule; baselines 0.5
         n_audio = len(ds) * clip_s
         entry = {**_jsonable(rep), **spec["cost"], "rtf": round(rep["seconds"] / n_audio, 4), "note": spec["note"]}
         results[name] = (entry, rep.get("details"))

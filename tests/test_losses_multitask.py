@@ -206,15 +206,23 @@ def test_onoff_positive_weight_is_a_weighted_bce_and_moves_the_optimum():
         naive = -(w_pos * active * torch.log(p) + (1 - active) * torch.log(1 - p)).mean(-1)  # (B, J)
         got = seld_losses_per_slot(est, tgt, onoff_pos_weight=w_pos)["onoff"]
         assert torch.allclose(got.double(), naive, atol=1e-5)
-        total = multitask_loss(est, tgt, LossWeights(onoff_pos_weight=w_pos)).components["onoff"]
-        assert float(total) > 0
-    # one logit fitted to frames of which a share q is active settles at w·q / (w·q + 1 − q)
-    q, w_pos = 0.3, 4.0
-    y = (torch.arange(1000) < 300).float()                                        # (1000,)
+        # the multi-task term: the same BCE of the logits re-ordered by the loss's own permutation π*
+        out = multitask_loss(est, tgt, LossWeights(onoff_pos_weight=w_pos))
+        p_al = torch.sigmoid(apply_permutation(est.onoff, out.perm).double())     # (B, J, T)
+        naive_total = -(w_pos * active * torch.log(p_al) + (1 - active) * torch.log(1 - p_al)).mean()
+        assert float(out.components["onoff"]) == pytest.approx(float(naive_total), abs=1e-5)
+    # one logit fitted through the project's loss to frames of which a share q is active settles at
+    # w·q / (w·q + 1 − q): the weighted-BCE optimum
+    q, w_pos, n = 0.3, 4.0, 1000
+    lab = torch.zeros(1, 1, n, 3)                                                 # (1, 1, n, 3)
+    lab[0, 0, : int(q * n), 0] = 1.0                                              # active: a unit DoA label
+    fit_tgt = Targets(cls=torch.zeros(1, 1, dtype=torch.long), activity=(lab.norm(dim=-1) > 0.5).float(), doa=lab)
     z = torch.zeros((), requires_grad=True)
     opt = torch.optim.SGD([z], lr=2.0)
     for _ in range(300):
         opt.zero_grad()
-        F.binary_cross_entropy_with_logits(z.expand(1000), y, pos_weight=torch.tensor(w_pos)).backward()
+        fit_est = {"cls_logits": torch.zeros(1, 1, C), "sed": torch.zeros(1, 1, n, C), "onoff": z.expand(1, 1, n),
+                   "doa": torch.zeros(1, 1, n, 3)}
+        seld_losses_per_slot(fit_est, fit_tgt, onoff_pos_weight=w_pos)["onoff"].sum().backward()
         opt.step()
-    assert float(torch.sigmoid(z)) == pytest.approx(w_pos * q / (w_pos * q + 1 - q), abs=1e-3)
+    assert float(torch.sigmoid(z.detach())) == pytest.approx(w_pos * q / (w_pos * q + 1 - q), abs=1e-3)

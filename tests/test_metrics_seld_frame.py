@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from deepasa.metrics import FrameSELDStats, frame_seld_metrics, seld_decisions, seld_score
+from deepasa.metrics import FrameSELDStats, activity_decisions, frame_seld_metrics, seld_decisions, seld_score
 
 
 @pytest.mark.parametrize("er,f1,le,lr,reported", [
@@ -102,4 +102,8 @@ def test_seld_decisions():
     expected[0, 1, 1, 0] = 1
     np.testing.assert_array_equal(got, expected)
     expected[0, 1, 0, 0] = 1                                             # on/off only (STARSS23 protocol)
-    np.testing.assert_array_equal(seld_decisions(logits, onoff, doa, use_doa_norm=False), expected)
+    np.testing.assert_array_equal(seld_decisions(logits, onoff, doa, doa_threshold=0.0), expected)
+    np.testing.assert_array_equal(seld_decisions(logits, onoff, doa, doa_threshold=0.25), expected)  # 0.3 > 0.25
+    doa[0, 1, 0] = [0.0, 0.0, 0.0]                                       # a zero vector: on under on/off only
+    np.testing.assert_array_equal(seld_decisions(logits, onoff, doa, doa_threshold=0.0), expected)
+    np.testing.assert_array_equal(activity_decisions(onoff, doa, 0.0), expected.max(-1) > 0)

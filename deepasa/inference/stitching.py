@@ -62,6 +62,8 @@ class WindowOutput:
         cls_prob: (J, C) clip-level class posteriors (softmax of the logits).
         onoff_prob: (J, T') activity probabilities (sigmoid of the logits).
         doa: (J, T', 3) raw Cartesian DoA (norm ≈ activity).
+        doa_threshold: the model's ‖doa‖ threshold of the activity decision (``config.detect_doa_norm``;
+            0 = on/off alone); see :attr:`active`.
     """
 
     image: np.ndarray
@@ -71,6 +73,12 @@ class WindowOutput:
     cls_prob: np.ndarray
     onoff_prob: np.ndarray
     doa: np.ndarray
+    doa_threshold: float = 0.5
+
+    @property
+    def active(self) -> np.ndarray:
+        """(J, T') bool: the model's decision rule, :func:`slot_activity` with its ``doa_threshold``."""
+        return slot_activity(self.onoff_prob, self.doa, doa_threshold=self.doa_threshold)
 
     @property
     def n_slots(self) -> int:
@@ -84,8 +92,12 @@ class WindowOutput:
 
 def slot_activity(onoff_prob: np.ndarray, doa: np.ndarray, onoff_threshold: float = 0.5,
                   doa_threshold: float = 0.5) -> np.ndarray:
-    """docs/spec.md §1 decision: sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5. (..., T'), (..., T', 3) -> (..., T') bool."""
-    return (onoff_prob > onoff_threshold) & (np.linalg.norm(doa, axis=-1) > doa_threshold)
+    """docs/spec.md §1 decision: sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5 (``doa_threshold = 0``: on/off alone).
+
+    (..., T'), (..., T', 3) -> (..., T') bool.
+    """
+    active = onoff_prob > onoff_threshold
+    return active & (np.linalg.norm(doa, axis=-1) > doa_threshold) if doa_threshold > 0 else active
 
 
 @dataclass(frozen=True)
@@ -228,7 +240,7 @@ def pair_costs(prev: WindowOutput, prev_tracks: list[ObjectTrack], cur: WindowOu
     loud = (ea > quiet)[:, None] & (eb > quiet)[None, :]  # (J, J)
     signal = np.where(loud, signal, 0.5) if overlap > 0 else np.full((J, J), 0.5)
     # -- class agreement: the object's class so far vs the slot's posterior
-    cur_act = slot_activity(cur.onoff_prob, cur.doa)  # (J, T')
+    cur_act = cur.active  # (J, T')
     cur_act[:, valid_frames:] = False
     cur_present = cur_act.any(axis=1)  # (J,)
     cls = np.full((J, J), 0.5)
@@ -237,7 +249,7 @@ def pair_costs(prev: WindowOutput, prev_tracks: list[ObjectTrack], cur: WindowOu
             tv = 0.5 * np.abs(trk.class_prob()[None, :] - cur.cls_prob).sum(-1)  # (J,)
             cls[i] = np.where(cur_present, tv, 0.5)
     # -- direction agreement: common active overlap frames, else last vs first direction
-    prev_act = slot_activity(prev.onoff_prob, prev.doa)  # (J, T')
+    prev_act = prev.active  # (J, T')
     pa, ca = prev_act[:, prev_act.shape[1] - of:], cur_act[:, :of]  # (J, of) each
     pd, cd = prev.doa[:, prev.doa.shape[1] - of:], cur.doa[:, :of]  # (J, of, 3) each
     first_dir = [_unit_mean(cur.doa[j][cur_act[j]][: weights.n_dir_frames]) for j in range(J)]
@@ -352,7 +364,7 @@ class Stitcher:
         J, M, L = out.image.shape
         kinds = [k for k in KINDS if out.audio(k) is not None]
         valid_frames = min(L, self.n - start) // self.ls + int(min(L, self.n - start) % self.ls > 0)
-        act = slot_activity(out.onoff_prob, out.doa)  # (J, T')
+        act = out.active  # (J, T')
         act[:, valid_frames:] = False
         # 1. who is who: assign the new slots to the previous slots' objects
         if first:

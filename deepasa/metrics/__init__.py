@@ -21,6 +21,7 @@ from deepasa.metrics.seld_dcase import (
 )
 from deepasa.metrics.seld_frame import (
     FrameSELDStats,
+    activity_decisions,
     angular_error_deg,
     frame_seld_metrics,
     seld_decisions,
@@ -29,7 +30,7 @@ from deepasa.metrics.seld_frame import (
 from deepasa.metrics.separation import SEPARATION_KEYS, evaluate_separation, improvement, sdr, si_sdr, snr
 
 __all__ = [
-    "DCASESegmentCounts", "FrameSELDStats", "SEPARATION_KEYS", "angular_error_deg", "ca_sdri",
+    "DCASESegmentCounts", "FrameSELDStats", "SEPARATION_KEYS", "activity_decisions", "angular_error_deg", "ca_sdri",
     "ca_sdri_mixture", "dcase_seld_metrics", "evaluate_folders", "evaluate_separation", "frame_seld_metrics", "frames_from_slots",
     "improvement", "jackknife_estimation", "label_accuracy", "parse_dcase_rows", "read_dcase_csv", "sdr",
     "segment_labels", "seld_decisions", "seld_score", "si_sdr", "snr", "write_dcase_csv",

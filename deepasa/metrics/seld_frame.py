@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FrameSELDStats", "frame_seld_metrics", "seld_score", "seld_decisions", "angular_error_deg"]
+__all__ = ["FrameSELDStats", "frame_seld_metrics", "seld_score", "seld_decisions", "activity_decisions",
+           "angular_error_deg"]
 
 _EPS = 1e-8
 _DOA_THRESHOLD_DEG = 20.0
@@ -72,24 +73,44 @@ def angular_error_deg(doa_out, doa_label) -> np.ndarray:
     return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
 
 
-def seld_decisions(cls_logits, onoff_logits, doa, *, use_doa_norm: bool = True) -> np.ndarray:
+def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5) -> np.ndarray:
+    """Frame activity of each slot, classes ignored (docs/spec.md §1).
+
+    ``active[j, t] = sigmoid(onoff[j, t]) > 0.5 and ‖doa[j, t]‖ > doa_threshold``. ``doa_threshold = 0.5`` is the
+    ASA protocol; ``0`` decides on the on/off output alone, as the STARSS23 code does. A model's own rule is
+    ``config.detect_doa_norm``.
+
+    Args:
+        onoff_logits: ``(..., T)``.
+        doa: ``(..., T, 3)``.
+        doa_threshold: the ‖doa‖ threshold (``>= 0``; ``0`` = on/off only).
+
+    Returns:
+        ``(..., T)`` bool.
+    """
+    active = _np(onoff_logits) > 0.0                                 # sigmoid(x) > 0.5  ⇔  x > 0
+    if doa_threshold > 0.0:
+        active &= np.linalg.norm(_np(doa), axis=-1) > doa_threshold
+    return active
+
+
+def seld_decisions(cls_logits, onoff_logits, doa, *, doa_threshold: float = 0.5) -> np.ndarray:
     """Binary SED decisions of docs/spec.md §1 from the model outputs.
 
-    ``active[j, t] = sigmoid(onoff) > 0.5`` (and ``‖doa‖ > 0.5`` when ``use_doa_norm``, the ASA protocol;
-    the STARSS23 code uses on/off only); ``class[j] = argmax cls_logits[j]``.
+    ``active`` is :func:`activity_decisions` (on/off and, where ``doa_threshold > 0``, ‖doa‖ > ``doa_threshold``);
+    ``class[j] = argmax cls_logits[j]``.
 
     Args:
         cls_logits: ``(B, S, C)``.
         onoff_logits: ``(B, S, T)``.
         doa: ``(B, S, T, 3)``.
+        doa_threshold: ‖doa‖ threshold of the activity decision (0.5: ASA protocol; 0: STARSS23, on/off only).
 
     Returns:
         ``(B, S, T, C)`` float64 in {0, 1}.
     """
-    logits, onoff, d = _np(cls_logits), _np(onoff_logits), _np(doa)
-    active = onoff > 0.0                                            # sigmoid(x) > 0.5  ⇔  x > 0
-    if use_doa_norm:
-        active &= np.linalg.norm(d, axis=-1) > 0.5
+    logits = _np(cls_logits)
+    active = activity_decisions(onoff_logits, doa, doa_threshold)   # (B, S, T)
     onehot = np.eye(logits.shape[-1])[logits.argmax(-1)]            # (B, S, C)
     return active[..., None] * onehot[:, :, None, :]                # (B, S, T, C)
 
