@@ -5,17 +5,19 @@
 
 Two blocks of the card are generated:
 
-* ``<!-- metrics:start -->`` … ``<!-- metrics:end -->``: every metric on the default test set (a), from
-  ``checkpoints/eval/default.json`` (the shipped CoI model; its ``net1`` block is the Net-1 pass of the same
-  weights) and ``checkpoints/eval/net1.json`` (the Net-1 stage model ``checkpoints/net1.pt``), both written by
-  ``deepasa evaluate --checkpoint checkpoints/<model>.pt --data <root> --split test --out …``;
+* ``<!-- metrics:start -->`` … ``<!-- metrics:end -->``: every metric on the default test set (a), one column per
+  report of :data:`REPORTS` that exists: ``checkpoints/eval/default.json`` (the shipped model), and for
+  comparison ``previous_default.json`` (the Net 1 + CoI model shipped until 2026-12-02; its file is in the git
+  history) and ``net1.json`` (that model's Net-1 stage, ``checkpoints/net1.pt``). A CoI model's report has a
+  ``net1`` block, the Net-1 pass of the same weights, shown as a column of its own beside it. The reports are
+  written by ``deepasa evaluate --checkpoint checkpoints/<model>.pt --data <root> --split test --out …``;
 * ``<!-- by-num-sources:start -->`` … ``<!-- by-num-sources:end -->`` (:func:`by_num_sources_section`): the
   training cost of each model and, for each of the two held-out test sets of :data:`TEST_SETS` — (a) the
   default 2–5-source scenes (seed 2025; the reports above) and (b) 1–2-source scenes (seed 2026;
   ``checkpoints/eval/default_1-2.json``, ``net1_1-2.json``) — one table per number of sources with the object,
-  separation, frame-SELD and DCASE rows, mean [95 % interval], the CoI model, its own Net-1 pass and the Net-1
-  stage side by side. A report without the ``by_num_sources`` block (written before ``deepasa evaluate`` had
-  it) or a test set without reports is rendered as a sentence saying the breakdown is not available.
+  separation, frame-SELD and DCASE rows, mean [95 % interval], one column per report (and per CoI model's
+  Net-1 pass). A report without the ``by_num_sources`` block (written before ``deepasa evaluate`` had it) or a
+  test set without reports is rendered as a sentence saying the breakdown is not available.
 
 The training cost is read from ``--training`` (default ``checkpoints/eval/training.json``), one object per model
 file::
@@ -40,21 +42,23 @@ from deepasa.errors import DeepASAError, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "checkpoints" / "README.md"
-REPORTS = {"default.pt (Net 1 + CoI)": "default.json", "net1.pt (Net-1 stage)": "net1.json"}
+#: Column titles: the shipped model, the model it replaced on 2026-12-02 (its report kept as
+#: ``previous_default.json``) and that model's Net-1 stage (``checkpoints/net1.pt``).
+SHIPPED, PREVIOUS = "default.pt", "previous default.pt (Net 1 + CoI, 2026-11-21)"
+NET1 = "net1.pt (Net-1 stage of the previous model)"
+REPORTS = {SHIPPED: "default.json", PREVIOUS: "previous_default.json", NET1: "net1.json"}
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 BY_N_START, BY_N_END = "<!-- by-num-sources:start -->", "<!-- by-num-sources:end -->"
 TRAINING = "training.json"
-COI, NET1 = "default.pt (Net 1 + CoI)", "net1.pt (Net-1 stage)"
-COI_NET1_PASS = "default.pt, its Net-1 pass"
 #: The two held-out test sets of the card: (key, title, data root, simulate command, {column: report file}).
 TEST_SETS = [
     ("a", "default scenes, 2–5 sources (probabilities 0.1/0.2/0.3/0.4)", "/work/data/sim",
      "deepasa simulate --out /work/data/sim --split test --num-scenes 200 --seed 2025 --workers 2 --subtype FLOAT",
-     {COI: "default.json", NET1: "net1.json"}),
+     {SHIPPED: "default.json", PREVIOUS: "previous_default.json", NET1: "net1.json"}),
     ("b", "1–2 sources (half each)", "/work/data/sim_1-2",
      "deepasa simulate --out /work/data/sim_1-2 --split test --num-scenes 200 --seed 2026 --workers 2 "
      "--subtype FLOAT --set 'num_sources=[1,2]' --set 'num_sources_weights=[0.5,0.5]'",
-     {COI: "default_1-2.json", NET1: "net1_1-2.json"}),
+     {SHIPPED: "default_1-2.json", NET1: "net1_1-2.json"}),
 ]
 ROWS = [
     ("separation", "si_sdri_db", "image SI-SDRi, reference channel (dB) ↑"),
@@ -108,9 +112,11 @@ def table(reports_dir: Path) -> str:
             reports[title] = json.loads(path.read_text())
     if not reports:
         raise DeepASAError(f"no report in {reports_dir}")
-    cols = list(reports.items())
-    if "net1" in cols[0][1]:
-        cols.insert(1, ("default.pt, its Net-1 pass", {**cols[0][1]["net1"]}))
+    cols = []
+    for title, rep in reports.items():
+        cols.append((title, rep))
+        if "net1" in rep:                              # a CoI model: its own Net-1 pass beside it
+            cols.append((net1_pass_title(title), {**rep["net1"]}))
     n = {r.get("n_items") for _, r in cols if "n_items" in r}
     boot = ", bootstrap over clips for the object rows" if any("objects.detection_rate" in r.get("ci95", {})
                                                                   for _, r in cols) else ""
@@ -123,16 +129,21 @@ def table(reports_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def net1_pass_title(title: str) -> str:
+    """The column title of a CoI model's own Net-1 pass: ``"default.pt (…)"`` -> ``"default.pt, its Net-1 pass"``."""
+    return f"{title.split(' (')[0]}, its Net-1 pass"
+
+
 def _load(reports_dir: Path, files: dict[str, str]) -> list[tuple[str, dict]]:
-    """The (column title, report) pairs of the files that exist, the CoI model's own Net-1 pass inserted after it."""
+    """The (column title, report) pairs of the files that exist, a CoI model's own Net-1 pass inserted after it."""
     cols = []
     for title, name in files.items():
         path = reports_dir / name
         if path.is_file():
             rep = json.loads(path.read_text())
             cols.append((title, rep))
-            if title == COI and "net1" in rep:
-                cols.append((COI_NET1_PASS, rep["net1"]))
+            if "net1" in rep:
+                cols.append((net1_pass_title(title), rep["net1"]))
     return cols
 
 
@@ -175,7 +186,7 @@ def by_num_sources_section(reports_dir: Path, training: Path | None = None) -> s
     for key, title, root, simulate, files in TEST_SETS:
         lines += [f"### Test set ({key}): {title}", "", "```bash", simulate]
         lines += [f"deepasa evaluate --checkpoint checkpoints/{t.split(' ')[0]} --data {root} --split test "
-                  f"--out checkpoints/eval/{name}" for t, name in files.items()]
+                  f"--out checkpoints/eval/{name}" for t, name in files.items() if t != PREVIOUS]
         lines += ["```", ""]
         cols = _load(reports_dir, files)
         if not cols:

@@ -108,7 +108,7 @@ def measure(config: DeepASAConfig | str = "paper", seconds: float | None = None)
     if cfg.coi_steps and n != cfg.clip_samples:
         raise DeepASAError(f"config {name!r} uses chain-of-inference: count on its clip length ({cfg.clip_seconds} s)")
     with torch.device("meta"):
-        model = DeepASA(cfg).eval()
+        model = DeepASA(cfg).eval().to("meta")   # buffers built on the CPU (SRPRefine's geometry) follow
         x = torch.zeros(1, cfg.n_mics, n)
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():

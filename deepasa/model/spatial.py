@@ -28,6 +28,7 @@ log(mean w_j + 1e-4), the object's weight mass (how much of the frame it claims)
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -35,9 +36,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 def capsule_pairs(n_mics: int) -> list[tuple[int, int]]:
     """All pairs (a, b), a < b, of n_mics capsules (6 for 4 mics), in lexicographic order."""
     return list(itertools.combinations(range(n_mics), 2))
+
+
+def _float32(device_type: str):
+    """A context that turns autocast off on ``device_type``; a no-op on devices autocast does not know (``meta``,
+    used by :func:`deepasa.model.complexity.measure`)."""
+    if device_type in ("cpu", "cuda"):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def gcc_feature_width(n_mics: int, n_lags: int) -> int:
@@ -89,7 +99,7 @@ class GCCPhatFeatures(nn.Module):
 
     def forward(self, spec: torch.Tensor, weight: torch.Tensor, n_label: int) -> torch.Tensor:
         """spec (B, J|1, M, F, T) complex, weight (B, J, F, T), n_label T' -> (B, J, T', P·L + 1) float32."""
-        with torch.autocast(spec.device.type, enabled=False):
+        with _float32(spec.device.type):
             b, j, f, t = weight.shape
             c, s = self.phase_transform(spec.to(torch.complex64))  # (B, J|1, P, F, T) each
             w = weight.float().unsqueeze(2)  # (B, J, 1, F, T)
@@ -203,7 +213,7 @@ class SRPRefine(nn.Module):
     @torch.no_grad()
     def forward(self, spec: torch.Tensor, weight: torch.Tensor, doa: torch.Tensor) -> torch.Tensor:
         """spec (B, 1|J, M, F, T) complex, weight (B, J, F, T) ≥ 0, doa (B, J, T', 3) -> refined (B, J, T', 3)."""
-        with torch.autocast(spec.device.type, enabled=False):
+        with _float32(spec.device.type):
             doa = doa.float()
             srp, mass = self.srp(spec, weight, doa.shape[2])  # (B, J, T', G), (B, J, T')
             norm = doa.norm(dim=-1, keepdim=True)  # (B, J, T', 1)
