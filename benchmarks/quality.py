@@ -3,8 +3,8 @@
 Systems (``--systems``, default all):
 
 * ``deepasa``       the shipped model (``checkpoints/default.pt``, Net 1 + chain-of-inference);
-* ``deepasa-net1``  the Net-1 stage the shipped model was trained from (``checkpoints/net1.pt``); without that
-                    file, the Net-1 outputs of the shipped model (cost measured on the Net-1 network alone);
+* ``deepasa-net1``  the Net-1 outputs of the shipped model, before its CoI step (cost measured on the Net-1
+                    network alone); with ``--net1-checkpoint``, a separate Net-1 model instead;
 * ``classical``     AuxIVA + WPE + SRP-PHAT, no training (:mod:`deepasa.baselines.classical`);
 * ``seldnet``       the DCASE 2023 SELDnet, multi-ACCDOA, trained on the same data (``checkpoints/seldnet.pt``);
 * ``oracle``        ideal ratio masks on the true images + the true labels (:mod:`deepasa.baselines.oracle`).
@@ -125,14 +125,14 @@ def build_systems(names: list[str], args, n_classes: int) -> dict[str, dict]:
         if args.net1_checkpoint and Path(args.net1_checkpoint).is_file():
             net1 = load_model(args.net1_checkpoint).eval()
             systems["deepasa-net1"] = {"system": lambda b, m=net1: m(b["mixture"]), "cost": deepasa_cost(net1.config),
-                                       "doa_threshold": net1.config.detect_doa_norm, "note": f"{args.net1_checkpoint} (the Net-1 stage the CoI model started from)"}
+                                       "doa_threshold": net1.config.detect_doa_norm, "note": f"{args.net1_checkpoint} (a separate Net-1 model)"}
             if "deepasa" in systems:
                 systems["deepasa"]["net1"] = False
         elif model.config.coi_steps > 0:
             net1_cfg = model.config.replace(coi_steps=0)
             net1 = _net1_model(model, net1_cfg)
             systems["deepasa-net1"] = {"from": "deepasa", "system": lambda b, m=net1: m(b["mixture"]),
-                                       "cost": deepasa_cost(net1_cfg),
+                                       "cost": deepasa_cost(net1_cfg), "doa_threshold": net1_cfg.detect_doa_norm,
                                        "note": "Net-1 outputs of the shipped model (before its CoI step)"}
         else:
             print("deepasa-net1: no --net1-checkpoint and the shipped model has no CoI step: skipped")
@@ -372,9 +372,9 @@ def main() -> None:
     p.add_argument("--limit", type=int, help="only the first N scenes")
     p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "default.pt"))
-    p.add_argument("--net1-checkpoint", default=str(REPO / "checkpoints" / "net1.pt"),
-                   help="the Net-1 stage model (default checkpoints/net1.pt; absent: the Net-1 outputs of the "
-                        "CoI model)")
+    p.add_argument("--net1-checkpoint",
+                   help="a separate Net-1 model for the deepasa-net1 row (e.g. checkpoints/net1.pt, the Net-1 stage "
+                        "of the previous model); default: the Net-1 outputs of the shipped CoI model")
     p.add_argument("--seldnet", default=str(REPO / "checkpoints" / "seldnet.pt"))
     p.add_argument("--no-sdr", action="store_true", help="skip the BSS-eval SDR (slow)")
     p.add_argument("--threads", type=int, default=2)
