@@ -22,16 +22,11 @@ import numpy as np
 import torch
 
 from deepasa.data.scenes import SceneDataset
+from deepasa.errors import DeepASAError, run_script
+from deepasa.metrics.separation import si_sdr
 from deepasa.model.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def si_sdr(est: torch.Tensor, ref: torch.Tensor) -> float:
-    """Scale-invariant SDR in dB of one signal. est, ref (N,) -> float."""
-    alpha = (est * ref).sum() / (ref * ref).sum().clamp_min(1e-9)
-    target = alpha * ref  # (N,)
-    return float(10 * torch.log10((target * target).sum() / ((est - target) ** 2).sum().clamp_min(1e-9)))
 
 
 def probe(model, ds: SceneDataset, n_scenes: int, seconds: float) -> dict:
@@ -49,19 +44,22 @@ def probe(model, ds: SceneDataset, n_scenes: int, seconds: float) -> dict:
         with torch.no_grad():
             out = model(mixture)
         est = out.image[0, :, 0, :n]  # (J, n): mic 0 of every slot
-        sdr = np.array([[si_sdr(est[j], image[k]) for k in range(2)] for j in range(est.shape[0])])  # (J, 2)
-        mix = np.array([si_sdr(mixture[0, 0], image[k]) for k in range(2)])  # (2,)
+        n_slots = est.shape[0]
+        sdr = si_sdr(est[:, None].expand(-1, 2, -1), image[None].expand(n_slots, -1, -1))  # (J, 2): slot j, source k
+        mix = si_sdr(mixture[0, 0].expand(2, -1), image)  # (2,)
         best = sdr.argmax(axis=0)  # (2,)
         rows.append({
             "scene_id": item["scene_id"],
             "best_slot": best.tolist(),
             "si_sdri_db": (sdr.max(axis=0) - mix).round(2).tolist(),
             "mixture_si_sdr_db": mix.round(2).tolist(),
-            "onoff_prob": torch.sigmoid(out.onoff[0]).mean(-1).round(decimals=3).tolist(),  # (J,)
-            "doa_norm": out.doa[0].norm(dim=-1).mean(-1).round(decimals=3).tolist(),  # (J,)
+            "onoff_prob": torch.sigmoid(out.onoff[0]).mean(-1).double().numpy().round(3).tolist(),  # (J,)
+            "doa_norm": out.doa[0].norm(dim=-1).mean(-1).double().numpy().round(3).tolist(),  # (J,)
         })
         if len(rows) >= n_scenes:
             break
+    if not rows:
+        raise DeepASAError(f"no 2-source scene with both sources sounding in the first {seconds:g} s in {ds.dir}")
     summary = {
         "scenes": len(rows),
         "same_best_slot_fraction": float(np.mean([r["best_slot"][0] == r["best_slot"][1] for r in rows])),
@@ -72,7 +70,7 @@ def probe(model, ds: SceneDataset, n_scenes: int, seconds: float) -> dict:
     return {"scenes": rows, "summary": summary}
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(REPO / "checkpoints" / "shipped_latest.pt"))
     p.add_argument("--data", required=True, help="a deepasa simulate root with 2-source scenes")
@@ -88,7 +86,8 @@ def main() -> None:
     result["command"] = {"model": args.model, "data": args.data, "split": args.split, "seconds": args.seconds}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
