@@ -87,7 +87,7 @@ class _Model:
 
 def _one_source_window(config):
     """run_window: slot 1 holds the input, on/off probability 0.9, direction +y at norm NORM; the window says
-    the spec rule (doa_threshold 0.5), which analyze must override with the model's."""
+    no rule of its own: analyze must decide it by the model's."""
     J, C, T = config.n_slots, config.n_classes, config.n_label_frames
 
     def run_window(x):  # x (M, L)
@@ -99,7 +99,7 @@ def _one_source_window(config):
         doa[1] = (0.0, NORM, 0.0)
         cls = np.full((J, C), 1.0 / C)                                  # (J, C)
         return WindowOutput(image=image, direct=image, reverb=0 * image, noise=np.zeros_like(x), cls_prob=cls,
-                            onoff_prob=onoff, doa=doa, doa_threshold=0.5)
+                            onoff_prob=onoff, doa=doa)
 
     return run_window
 

@@ -19,7 +19,6 @@ Memory depends on the window length and the number of objects alive at once, not
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import shutil
@@ -300,7 +299,7 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
         log: receives one-line notes (default: printed to stderr).
         weights: stitching cost weights and threshold.
         run_window: replaces the model call, ``x (M, L) -> WindowOutput`` (tests, fake models); its outputs are
-            decided by the model's rule (``config.detect_doa_norm``) whatever their ``doa_threshold``.
+            decided by the model's rule (``config.detect_doa_norm``), which the stitcher applies.
         bound_memory: fix glibc's mmap threshold at 1 MiB for this process (:func:`bound_heap`) so the peak
             memory stays flat over any length; costs CPU time (page faults; ~1.4x measured with ``small`` on
             the shared 2-core machine). False: faster, but the peak creeps up slowly (+32 MB over 240 s).
@@ -370,7 +369,7 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
     cfg = model.config
     sr_m, M, ls = cfg.sample_rate, cfg.n_mics, cfg.label_samples
     raw = RawFileSink(root / "_raw", M)
-    st = Stitcher(L, H, n_model, ls, raw, weights)
+    st = Stitcher(L, H, n_model, ls, raw, weights, doa_threshold=cfg.detect_doa_norm)  # the model's decision rule
     spec = StreamingSpectrogram(n_model, sr_m)
     preview_rate = min(sr_m, 16000)
     n_preview = int(PREVIEW_SECONDS * sr_m)
@@ -392,7 +391,7 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
             buf = np.concatenate([buf, blk], axis=1)  # (M, n + n_blk)
         x = buf[:, start - buf_start: start - buf_start + L]  # (M, <= L)
         x = np.pad(x, ((0, 0), (0, L - x.shape[1])))  # (M, L), zero-padded past the end
-        o = dataclasses.replace(run_window(x), doa_threshold=cfg.detect_doa_norm)  # the model's decision rule
+        o = run_window(x)
         ov = x[:, : L - H].astype(np.float64)  # (M, O) input on the overlap with the previous window
         st.push(o, mixture_overlap_energy=float((ov ** 2).sum()))
         drop = min(H, buf.shape[1])

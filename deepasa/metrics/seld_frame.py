@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FrameSELDStats", "frame_seld_metrics", "seld_score", "seld_decisions", "activity_decisions",
+__all__ = ["FrameSELDStats", "frame_seld_metrics", "seld_score", "seld_decisions", "activity_decisions", "gate_by_doa_norm",
            "angular_error_deg"]
 
 _EPS = 1e-8
@@ -73,6 +73,26 @@ def angular_error_deg(doa_out, doa_label) -> np.ndarray:
     return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
 
 
+def gate_by_doa_norm(on, doa, doa_threshold: float = 0.5) -> np.ndarray:
+    """The DoA half of the activity rule (docs/spec.md §1): ``on and ‖doa‖ > doa_threshold``; ``0`` keeps ``on``.
+
+    The one place of the rule: :func:`activity_decisions` (on/off logits) and
+    :func:`deepasa.inference.stitching.slot_activity` (on/off probabilities) both end here.
+
+    Args:
+        on: ``(..., T)`` bool, the on/off half of the decision.
+        doa: ``(..., T, 3)``.
+        doa_threshold: the ‖doa‖ threshold (``>= 0``; ``0`` = on/off only).
+
+    Returns:
+        ``(..., T)`` bool.
+    """
+    on = np.asarray(on, dtype=bool)
+    if doa_threshold > 0.0:
+        return on & (np.linalg.norm(_np(doa), axis=-1) > doa_threshold)
+    return on
+
+
 def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5) -> np.ndarray:
     """Frame activity of each slot, classes ignored (docs/spec.md §1).
 
@@ -88,10 +108,7 @@ def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5) -> np.ndar
     Returns:
         ``(..., T)`` bool.
     """
-    active = _np(onoff_logits) > 0.0                                 # sigmoid(x) > 0.5  ⇔  x > 0
-    if doa_threshold > 0.0:
-        active &= np.linalg.norm(_np(doa), axis=-1) > doa_threshold
-    return active
+    return gate_by_doa_norm(_np(onoff_logits) > 0.0, doa, doa_threshold)  # sigmoid(x) > 0.5  ⇔  x > 0
 
 
 def seld_decisions(cls_logits, onoff_logits, doa, *, doa_threshold: float = 0.5) -> np.ndarray:
