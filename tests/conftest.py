@@ -39,6 +39,28 @@ def tiny_bank_home(tmp_path_factory):
     return home
 
 
+def simulated_noise_scenes(counts, classes, rng_seed: int, scene_seed: int, n_slots: int = 3) -> list:
+    """Dataset items (``deepasa.data.onthefly.scene_item``) of 1-s, 8-kHz simulated scenes, scene ``i`` with
+    ``counts[i]`` Hann-windowed white-noise sources of classes ``classes[(i + j) % len(classes)]``.
+
+    The scenes are the simulator's own (image-source order 2, events 0.6–1 s, SNR 20–30 dB): ground truth of
+    activity, class and direction that the scoring tests check systems against.
+    """
+    from deepasa.data.onthefly import scene_item
+    from deepasa.scenes.config import SceneConfig
+    from deepasa.scenes.simulator import simulate_scene
+
+    cfg = SceneConfig.from_dict({"duration": 1.0, "sample_rate": 8000, "ism_order": 2, "event_duration": [0.6, 1.0],
+                                 "snr_db": [20.0, 30.0]})
+    rng = np.random.default_rng(rng_seed)
+    items = []
+    for i, k in enumerate(counts):
+        dry = [(classes[(i + j) % len(classes)], rng.standard_normal(8000) * np.hanning(8000)) for j in range(k)]
+        scene = simulate_scene(seed=scene_seed, index=i, config=cfg, sources=dry, class_names=list(classes))
+        items.append(scene_item(scene, n_slots=n_slots, scene_id=f"{i:03d}"))
+    return items
+
+
 def tiny_model_with_fixed_heads(onoff_bias: float, doa=None):
     """An untrained ``tiny`` DeepASA whose on/off logits are ``onoff_bias`` everywhere (±8: always / never
     active) and, when ``doa`` (3 values) is given, whose DoA head outputs tanh(doa) for every slot and frame."""

@@ -14,6 +14,7 @@ import torch
 from deepasa.inference.analyze import analyze
 from deepasa.inference.stitching import WindowOutput
 from deepasa.model import get_config
+from conftest import simulated_noise_scenes
 
 CLASSES = ["a", "b", "c"]
 NORM = 0.3                                           # the oracle's ‖doa‖ on active frames
@@ -22,19 +23,7 @@ NORM = 0.3                                           # the oracle's ‖doa‖ on
 @pytest.fixture(scope="module")
 def scenes():
     """Four 1-s, 8-kHz simulated scenes with 1-2 noise sources of known class."""
-    from deepasa.data.onthefly import scene_item
-    from deepasa.scenes.config import SceneConfig
-    from deepasa.scenes.simulator import simulate_scene
-
-    cfg = SceneConfig.from_dict({"duration": 1.0, "sample_rate": 8000, "ism_order": 2, "event_duration": [0.6, 1.0],
-                                 "snr_db": [20.0, 30.0]})
-    rng = np.random.default_rng(1)
-    items = []
-    for i, k in enumerate([1, 2, 1, 2]):
-        dry = [(CLASSES[(i + j) % 3], rng.standard_normal(8000) * np.hanning(8000)) for j in range(k)]
-        scene = simulate_scene(seed=5, index=i, config=cfg, sources=dry, class_names=CLASSES)
-        items.append(scene_item(scene, n_slots=3, scene_id=f"{i:03d}"))
-    return items
+    return simulated_noise_scenes([1, 2, 1, 2], CLASSES, rng_seed=1, scene_seed=5)
 
 
 def _shrunk_oracle(batch):

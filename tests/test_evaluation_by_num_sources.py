@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import simulated_noise_scenes
 from torch.utils.data import Subset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,19 +26,7 @@ COUNTS = [1, 2, 1, 2, 3, 1, 2]          # true sources of each clip: 3 clips wit
 
 @pytest.fixture(scope="module")
 def scenes():
-    from deepasa.data.onthefly import scene_item
-    from deepasa.scenes.config import SceneConfig
-    from deepasa.scenes.simulator import simulate_scene
-
-    cfg = SceneConfig.from_dict({"duration": 1.0, "sample_rate": 8000, "ism_order": 2, "event_duration": [0.6, 1.0],
-                                 "snr_db": [20.0, 30.0]})
-    rng = np.random.default_rng(0)
-    items = []
-    for i, k in enumerate(COUNTS):
-        dry = [(CLASSES[(i + j) % 3], rng.standard_normal(8000) * np.hanning(8000)) for j in range(k)]
-        scene = simulate_scene(seed=3, index=i, config=cfg, sources=dry, class_names=CLASSES)
-        items.append(scene_item(scene, n_slots=3, scene_id=f"{i:03d}"))
-    return items
+    return simulated_noise_scenes(COUNTS, CLASSES, rng_seed=0, scene_seed=3)
 
 
 def _corrupt(out, batch, offset: int):
