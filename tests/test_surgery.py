@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepasa.audio.io import write_audio
+from deepasa.audio.io import load_audio, write_audio
 from deepasa.errors import DeepASAError
 from deepasa.model import DeepASA
 from deepasa.model.configs import get_config
@@ -63,8 +63,6 @@ def test_kept_slots_features_unchanged_against_naive_forward(weak_slots_checkpoi
     """The reported feature change agrees with a forward pass of the two saved models, computed here."""
     cfg, src, mixed = weak_slots_checkpoint
     info = revive_slots(src, tmp_path / "out.ckpt", [0, 1, 2], mixed)
-    from deepasa.audio.io import load_audio
-
     x = torch.stack([torch.from_numpy(load_audio(f)[0]) for f in sorted(mixed.glob("*.wav"))]).float()  # (B, M, N)
     outs = []
     for path in (src, tmp_path / "out.ckpt"):

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FrameSELDStats", "frame_seld_metrics", "seld_score", "seld_decisions", "activity_decisions", "gate_by_doa_norm",
-           "angular_error_deg"]
+__all__ = ["FrameSELDStats", "frame_seld_metrics", "seld_score", "seld_decisions", "activity_decisions",
+           "gate_by_doa_norm", "angular_error_deg"]
 
 _EPS = 1e-8
 _DOA_THRESHOLD_DEG = 20.0

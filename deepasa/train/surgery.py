@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from deepasa.audio.io import load_audio
 from deepasa.errors import DeepASAError, run_script
@@ -64,21 +63,18 @@ def revive_slots(src: str | Path, dst: str | Path, slots: list[int], data: str |
     Raises:
         DeepASAError: unreadable checkpoint, no splitter in it, a slot out of range, or no usable mixture.
     """
-    from deepasa.model.configs import DeepASAConfig
-    from deepasa.model.deepasa import DeepASA
-    from deepasa.model.heads import upgrade_state_dict
+    from deepasa.model.deepasa import read_checkpoint
+    from deepasa.model.loading import load_model
 
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
         raise DeepASAError("surgery: the output must be a new file, not the input checkpoint")
-    try:
-        ckpt = torch.load(src, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise DeepASAError(f"surgery: cannot read {src}: {type(exc).__name__}") from None
+    ckpt = read_checkpoint(src)                                      # tensors and plain data only
     if not isinstance(ckpt, dict) or "deepasa_model" not in ckpt or PREFIX + "conv.weight" not in ckpt.get(
             "state_dict", {}):
         raise DeepASAError(f"surgery: {src} is not a `deepasa train` checkpoint with a splitter")
-    cfg = DeepASAConfig.from_dict(ckpt["deepasa_model"])
+    model = load_model(src).eval()                                   # the same file, as a network
+    cfg = model.config
     sd = ckpt["state_dict"]
     w = sd[PREFIX + "conv.weight"]                                   # (K*D, D, 3, 3)
     k, d = cfg.n_objects, w.shape[1]
@@ -99,16 +95,11 @@ def revive_slots(src: str | Path, dst: str | Path, slots: list[int], data: str |
         clips.append(audio[:, :n])
     x = torch.from_numpy(np.stack(clips)).float()                    # (B, M, N)
 
-    model = DeepASA(cfg)
-    model.load_state_dict(upgrade_state_dict({kk[len("model."):]: v for kk, v in sd.items()
-                                              if kk.startswith("model.")}))
-    model.eval()
     with torch.no_grad():
         z, _ = model.aggregate(x)                                    # (B, D, T, F)
         old_pre = F.mish(model.splitter.conv(z))                     # (B, K*D, T, F)
         old_out = model.splitter(z)                                  # (B, K, D, T, F)
 
-        fresh = nn.Conv2d(d, d * k, 3, padding=1)
         gen = torch.Generator().manual_seed(seed)
         bound = 1.0 / float(np.sqrt(d * 9))                          # PyTorch's default Conv2d bound
         new_w, new_b = w.clone(), sd[PREFIX + "conv.bias"].clone()
@@ -116,9 +107,7 @@ def revive_slots(src: str | Path, dst: str | Path, slots: list[int], data: str |
             rows = slice(s * d, (s + 1) * d)
             new_w[rows] = torch.empty_like(w[rows]).uniform_(-bound, bound, generator=gen)
             new_b[rows] = torch.empty_like(new_b[rows]).uniform_(-bound, bound, generator=gen)
-        fresh.weight.copy_(new_w)
-        fresh.bias.copy_(new_b)
-        new_pre = F.mish(fresh(z))                                   # (B, K*D, T, F)
+        new_pre = F.mish(F.conv2d(z, new_w, new_b, padding=1))      # (B, K*D, T, F)
 
         (mu, sigma), (mu2, sigma2) = _group_stats(old_pre), _group_stats(new_pre)
         gamma, beta = sd[PREFIX + "norm.weight"].clone(), sd[PREFIX + "norm.bias"].clone()
