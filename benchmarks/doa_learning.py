@@ -18,7 +18,8 @@ process. At each budget the model scores the first ``--val-n`` unseen scenes:
   the source's active frames (whether the slot is detected or not); the median over sources;
 * ``doa_error_detected_deg``: the same over frames where slot and source are both active, detected sources;
 * ``detection_rate``: share of true sources whose aligned slot has an active frame anywhere in the clip
-  under the model's rule (sigmoid(onoff) > 0.5 and ‖doa‖ > ``config.detect_doa_norm``, 0.5 = docs/spec.md §1);
+  under the model's rule (sigmoid(onoff) > ``config.detect_onoff`` and ‖doa‖ > ``config.detect_doa_norm``; 0.5 and
+  0.5 = docs/spec.md §1);
 * ``false_alarm_rate``: share of the slots *without* a source (of J per scene) that have an active frame, the
   other side of the detection rate (rows from 2026-12-02 on); ``detection_rate_onoff`` and
   ``false_alarm_rate_onoff``: both under the on/off condition alone (the STARSS23 evaluation's rule);
@@ -146,8 +147,8 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
             net_ang = angles_deg(net_doa, b["doa"])  # (B, J, T')
         onoff = apply_permutation(out.onoff, perm)  # (B, J, T') logits
         on = onoff > 0.0  # (B, J, T'): sigmoid > 0.5
-        rule = model.config.detect_doa_norm  # the model's own decision rule (‖doa‖ threshold; 0 = on/off alone)
-        act_hat = torch.from_numpy(activity_decisions(onoff, doa, rule))  # (B, J, T')
+        cfg = model.config  # the model's own decision rule (on/off and ‖doa‖ thresholds; ‖doa‖ 0 = on/off alone)
+        act_hat = torch.from_numpy(activity_decisions(onoff, doa, cfg.detect_doa_norm, cfg.detect_onoff))  # (B, J, T')
         cls_hat = apply_permutation(out.cls_logits, perm).argmax(-1)  # (B, J)
         image = apply_permutation(out.image, perm)[:, :, ref].numpy()  # (B, J, N)
         t_image = (b["direct"] + b["reverb"])[:, :, ref].numpy()  # (B, J, N)

@@ -281,7 +281,7 @@ def _ref(x: torch.Tensor, ref_mic: int) -> torch.Tensor:
 
 
 def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic: int, with_sdr: bool,
-                 seld_average: str, doa_threshold: float) -> None:
+                 seld_average: str, doa_threshold: float, onoff_threshold: float = 0.5) -> None:
     """Align one output set with the references and add each clip's records to its own accumulator.
 
     Args:
@@ -295,9 +295,11 @@ def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic
         seld_average: ``micro`` or ``macro``.
         doa_threshold: the ‖doa‖ threshold of the activity decision (:func:`activity_decisions`; 0 = on/off
             only, which the ``macro`` STARSS23 protocol always uses).
+        onoff_threshold: the on/off probability threshold of the activity decision (the ``macro`` STARSS23
+            protocol always uses 0.5).
     """
     if seld_average != "micro":
-        doa_threshold = 0.0                                                      # STARSS23: on/off alone
+        doa_threshold, onoff_threshold = 0.0, 0.5                                # STARSS23: on/off > 0.5 alone
     has_sources = "image" in batch or "direct" in batch
     has_labels = "activity" in batch
     has_seld = has_labels and out.cls_logits is not None and out.onoff is not None
@@ -345,7 +347,8 @@ def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic
                         si_sdri_db=float(gain[j]), direct_si_sdri_db=float(gain_d[j]))
     if has_labels and out.onoff is not None and out.doa is not None:
         doa = apply_permutation(out.doa.float(), perm)                          # (B, J, T', 3)
-        act_out = activity_decisions(apply_permutation(out.onoff.float(), perm), doa, doa_threshold)  # (B, J, T')
+        act_out = activity_decisions(apply_permutation(out.onoff.float(), perm), doa, doa_threshold,
+                                     onoff_threshold)                            # (B, J, T')
         act_ref = batch["activity"].numpy() > 0.5                                # (B, J, T')
         for b, name in enumerate(ids):
             stats = FrameSELDStats(1)
@@ -361,7 +364,8 @@ def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic
                         doa_error_deg=float(theta[j, on].mean()), frame_recall=float(act_out[b, j, on].mean()))
     if has_seld:
         cls_logits, onoff, doa = (apply_permutation(getattr(out, k).float(), perm) for k in ("cls_logits", "onoff", "doa"))
-        sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=doa_threshold)  # (B, J, T', C)
+        sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=doa_threshold,
+                                 onoff_threshold=onoff_threshold)                # (B, J, T', C)
         sed_label = sed_targets(batch["cls"], batch["activity"], cls_logits.shape[-1]).numpy()  # (B, J, T', C)
         for b, name in enumerate(ids):
             stats = FrameSELDStats(cls_logits.shape[-1])
@@ -451,7 +455,7 @@ def _by_num_sources(groups: dict[int, _Scores], seld_average: str, workdir: Path
 def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, class_names: list[str] | None = None,
                  net1: bool = False, batch_size: int = 1, with_sdr: bool = True, seld_average: str = "micro",
                  progress: bool = True, detail: bool = False, desc: str = "evaluate",
-                 by_num_sources: bool = True, doa_threshold: float = 0.5) -> dict:
+                 by_num_sources: bool = True, doa_threshold: float = 0.5, onoff_threshold: float = 0.5) -> dict:
     """Score any system on a dataset with the metrics of this module.
 
     Args:
@@ -471,6 +475,8 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
         by_num_sources: also report every block per number of true sources (``"by_num_sources"``).
         doa_threshold: ‖doa‖ threshold of the activity decision with ``micro`` (0.5 = docs/spec.md §1; a model
             passes its ``config.detect_doa_norm``; 0 = on/off only, what ``macro`` always uses).
+        onoff_threshold: on/off probability threshold of the activity decision with ``micro`` (0.5 =
+            docs/spec.md §1; a model passes its ``config.detect_onoff``; ``macro`` always uses 0.5).
 
     Returns:
         ``{"separation", "seld", "dcase", "localization", "ca_sdri", "objects", "ci95", "seconds", "n_items"}``
@@ -504,7 +510,8 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
                 sets.append((first, first_n, out.net1))
             for whole, per_n, output in sets:
                 items = [_Scores(n_classes, class_names, detail) for _ in ids]
-                _score_batch(items, output, batch, ids, ref_mic, with_sdr, seld_average, doa_threshold)
+                _score_batch(items, output, batch, ids, ref_mic, with_sdr, seld_average, doa_threshold,
+                             onoff_threshold)
                 for item, count in zip(items, counts):
                     whole.absorb(item)
                     if by_num_sources:
@@ -555,8 +562,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
             ``mcfuss``, ``dcase25t4``).
         batch_size: clips per forward pass.
         limit: score only the first ``limit`` clips.
-        seld_average: ``micro`` (ASA2; activity decided by the model's rule, ``config.detect_doa_norm``) or
-            ``macro`` (STARSS23; decisions from on/off alone, as that protocol).
+        seld_average: ``micro`` (ASA2; activity decided by the model's rule, ``config.detect_onoff`` and
+            ``config.detect_doa_norm``) or ``macro`` (STARSS23; decisions from on/off > 0.5 alone, as that
+            protocol).
         with_sdr: include the BSS-eval SDR (slow).
         progress: show a progress bar.
         dataset_options: extra loader arguments.
@@ -593,11 +601,13 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     scored = score_system(lambda batch: model(batch["mixture"], net1_audio=coi), ds, n_classes=cfg.n_classes,
                           ref_mic=cfg.ref_mic, class_names=names, net1=coi, batch_size=batch_size,
                           with_sdr=with_sdr, seld_average=seld_average, progress=progress,
-                          by_num_sources=by_num_sources, doa_threshold=cfg.detect_doa_norm)
+                          by_num_sources=by_num_sources, doa_threshold=cfg.detect_doa_norm,
+                          onoff_threshold=cfg.detect_onoff)
     report: dict = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "dataset": dataset,
                     "n_items": len(ds), "seld_average": seld_average,
                     "model": {"n_classes": cfg.n_classes, "n_slots": cfg.n_slots, "sample_rate": cfg.sample_rate,
-                              "coi_steps": cfg.coi_steps, "detect_doa_norm": cfg.detect_doa_norm}}
+                              "coi_steps": cfg.coi_steps, "detect_doa_norm": cfg.detect_doa_norm,
+                              "detect_onoff": cfg.detect_onoff}}
     report.update({k: v for k, v in scored.items() if k != "n_items"})
     return report
 

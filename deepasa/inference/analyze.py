@@ -299,7 +299,8 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
         log: receives one-line notes (default: printed to stderr).
         weights: stitching cost weights and threshold.
         run_window: replaces the model call, ``x (M, L) -> WindowOutput`` (tests, fake models); its outputs are
-            decided by the model's rule (``config.detect_doa_norm``), which the stitcher applies.
+            decided by the model's rule (``config.detect_onoff``, ``config.detect_doa_norm``), which the stitcher
+            applies.
         bound_memory: fix glibc's mmap threshold at 1 MiB for this process (:func:`bound_heap`) so the peak
             memory stays flat over any length; costs CPU time (page faults; ~1.4x measured with ``small`` on
             the shared 2-core machine). False: faster, but the peak creeps up slowly (+32 MB over 240 s).
@@ -369,7 +370,8 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
     cfg = model.config
     sr_m, M, ls = cfg.sample_rate, cfg.n_mics, cfg.label_samples
     raw = RawFileSink(root / "_raw", M)
-    st = Stitcher(L, H, n_model, ls, raw, weights, doa_threshold=cfg.detect_doa_norm)  # the model's decision rule
+    st = Stitcher(L, H, n_model, ls, raw, weights, doa_threshold=cfg.detect_doa_norm,
+                  onoff_threshold=cfg.detect_onoff)                              # the model's decision rule
     spec = StreamingSpectrogram(n_model, sr_m)
     preview_rate = min(sr_m, 16000)
     n_preview = int(PREVIEW_SECONDS * sr_m)
@@ -409,7 +411,7 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
     found = []
     for trk in tracks:
         prob, doa, _ = trk.frames.averaged(n_frames)
-        active = slot_activity(prob, doa, doa_threshold=cfg.detect_doa_norm)  # (T,)
+        active = slot_activity(prob, doa, onoff_threshold=cfg.detect_onoff, doa_threshold=cfg.detect_doa_norm)  # (T,)
         if not active.any():
             raw.discard(trk.track_id)
             continue

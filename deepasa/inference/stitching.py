@@ -65,7 +65,7 @@ class WindowOutput:
         doa: (J, T', 3) raw Cartesian DoA (norm ≈ activity).
 
     The activity decision is not the window's: the :class:`Stitcher` applies the model's rule
-    (:meth:`activity` with ``config.detect_doa_norm``) to every window it is given.
+    (:meth:`activity` with ``config.detect_doa_norm`` and ``config.detect_onoff``) to every window it is given.
     """
 
     image: np.ndarray
@@ -76,10 +76,11 @@ class WindowOutput:
     onoff_prob: np.ndarray
     doa: np.ndarray
 
-    def activity(self, doa_threshold: float = 0.5) -> np.ndarray:
+    def activity(self, doa_threshold: float = 0.5, onoff_threshold: float = 0.5) -> np.ndarray:
         """(J, T') bool: :func:`slot_activity` of the window's outputs under the ‖doa‖ threshold ``doa_threshold``
-        (a model's ``config.detect_doa_norm``; 0 = on/off alone)."""
-        return slot_activity(self.onoff_prob, self.doa, doa_threshold=doa_threshold)
+        (a model's ``config.detect_doa_norm``; 0 = on/off alone) and the on/off threshold ``onoff_threshold``
+        (``config.detect_onoff``)."""
+        return slot_activity(self.onoff_prob, self.doa, onoff_threshold=onoff_threshold, doa_threshold=doa_threshold)
 
     @property
     def n_slots(self) -> int:
@@ -93,7 +94,8 @@ class WindowOutput:
 
 def slot_activity(onoff_prob: np.ndarray, doa: np.ndarray, onoff_threshold: float = 0.5,
                   doa_threshold: float = 0.5) -> np.ndarray:
-    """docs/spec.md §1 decision: sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5 (``doa_threshold = 0``: on/off alone).
+    """docs/spec.md §1 decision: sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5 (the two thresholds; ``doa_threshold = 0``:
+    on/off alone).
 
     (..., T'), (..., T', 3) -> (..., T') bool.
     """
@@ -212,7 +214,8 @@ class ObjectTrack:
 
 def pair_costs(prev: WindowOutput, prev_tracks: list[ObjectTrack], cur: WindowOutput, overlap: int,
                label_samples: int, mixture_overlap_energy: float, valid_frames: int,
-               weights: StitchWeights = StitchWeights(), doa_threshold: float = 0.5) -> dict[str, np.ndarray]:
+               weights: StitchWeights = StitchWeights(), doa_threshold: float = 0.5,
+               onoff_threshold: float = 0.5) -> dict[str, np.ndarray]:
     """Costs of giving slot j of the current window the object of slot i of the previous one.
 
     Args:
@@ -223,7 +226,7 @@ def pair_costs(prev: WindowOutput, prev_tracks: list[ObjectTrack], cur: WindowOu
         mixture_overlap_energy: energy of the input mixture on the overlap (reference for "quiet").
         valid_frames: frames of ``cur`` inside the recording (the rest is padding).
         weights: cue weights.
-        doa_threshold: the activity rule's ‖doa‖ threshold (:meth:`WindowOutput.activity`), the model's.
+        doa_threshold, onoff_threshold: the activity rule's thresholds (:meth:`WindowOutput.activity`), the model's.
     Returns:
         dict of (J, J) arrays indexed [i (previous slot), j (current slot)]: ``signal``, ``class``,
         ``direction`` (each in [0, 1], 0.5 = no evidence) and ``total`` (their weighted mean).
@@ -241,7 +244,7 @@ def pair_costs(prev: WindowOutput, prev_tracks: list[ObjectTrack], cur: WindowOu
     loud = (ea > quiet)[:, None] & (eb > quiet)[None, :]  # (J, J)
     signal = np.where(loud, signal, 0.5) if overlap > 0 else np.full((J, J), 0.5)
     # -- class agreement: the object's class so far vs the slot's posterior
-    cur_act = cur.activity(doa_threshold)  # (J, T')
+    cur_act = cur.activity(doa_threshold, onoff_threshold)  # (J, T')
     cur_act[:, valid_frames:] = False
     cur_present = cur_act.any(axis=1)  # (J,)
     cls = np.full((J, J), 0.5)
@@ -250,7 +253,7 @@ def pair_costs(prev: WindowOutput, prev_tracks: list[ObjectTrack], cur: WindowOu
             tv = 0.5 * np.abs(trk.class_prob()[None, :] - cur.cls_prob).sum(-1)  # (J,)
             cls[i] = np.where(cur_present, tv, 0.5)
     # -- direction agreement: common active overlap frames, else last vs first direction
-    prev_act = prev.activity(doa_threshold)  # (J, T')
+    prev_act = prev.activity(doa_threshold, onoff_threshold)  # (J, T')
     pa, ca = prev_act[:, prev_act.shape[1] - of:], cur_act[:, :of]  # (J, of) each
     pd, cd = prev.doa[:, prev.doa.shape[1] - of:], cur.doa[:, :of]  # (J, of, 3) each
     first_dir = [_unit_mean(cur.doa[j][cur_act[j]][: weights.n_dir_frames]) for j in range(J)]
@@ -288,6 +291,7 @@ class Stitcher:
         weights: assignment cost weights and threshold.
         doa_threshold: the activity rule's ‖doa‖ threshold applied to every window (the model's
             ``config.detect_doa_norm``; docs/spec.md §1: 0.5; 0 = on/off alone).
+        onoff_threshold: the rule's on/off probability threshold (``config.detect_onoff``; docs/spec.md §1: 0.5).
 
     >>> st = Stitcher(window=8, hop=4, n_samples=12, label_samples=4, sink=MemorySink())
     >>> st.n_windows
@@ -295,13 +299,14 @@ class Stitcher:
     """
 
     def __init__(self, window: int, hop: int, n_samples: int, label_samples: int, sink: Sink,
-                 weights: StitchWeights = StitchWeights(), doa_threshold: float = 0.5) -> None:
+                 weights: StitchWeights = StitchWeights(), doa_threshold: float = 0.5,
+                 onoff_threshold: float = 0.5) -> None:
         if window % label_samples or hop % label_samples:
             raise DeepASAError(f"window ({window}) and hop ({hop}) must be multiples of the label frame "
                                f"({label_samples} samples)")
         self.L, self.H, self.n = window, hop, n_samples
         self.O = window - hop
-        self.doa_threshold = doa_threshold
+        self.doa_threshold, self.onoff_threshold = doa_threshold, onoff_threshold
         self.ls = label_samples
         self.starts = window_starts(n_samples, window, hop)
         self.sink = sink
@@ -368,7 +373,7 @@ class Stitcher:
         J, M, L = out.image.shape
         kinds = [k for k in KINDS if out.audio(k) is not None]
         valid_frames = min(L, self.n - start) // self.ls + int(min(L, self.n - start) % self.ls > 0)
-        act = out.activity(self.doa_threshold)  # (J, T')
+        act = out.activity(self.doa_threshold, self.onoff_threshold)  # (J, T')
         act[:, valid_frames:] = False
         # 1. who is who: assign the new slots to the previous slots' objects
         if first:
@@ -380,7 +385,7 @@ class Stitcher:
                 mixture_overlap_energy = float((mix.astype(np.float64) ** 2).sum())
             prev_tracks = [self.tracks[t] for t in self.chains]
             costs = pair_costs(self.prev, prev_tracks, out, self.O, self.ls, mixture_overlap_energy,
-                               valid_frames, self.weights, self.doa_threshold)
+                               valid_frames, self.weights, self.doa_threshold, self.onoff_threshold)
             rows, cols = linear_sum_assignment(costs["total"])  # rows: previous slots, cols: current slots
             ids = np.empty(J, dtype=int)
             self._flush(start)  # before new objects are created at ``start``

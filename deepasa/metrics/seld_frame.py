@@ -93,25 +93,28 @@ def gate_by_doa_norm(on, doa, doa_threshold: float = 0.5) -> np.ndarray:
     return on
 
 
-def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5) -> np.ndarray:
+def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5, onoff_threshold: float = 0.5) -> np.ndarray:
     """Frame activity of each slot, classes ignored (docs/spec.md §1).
 
-    ``active[j, t] = sigmoid(onoff[j, t]) > 0.5 and ‖doa[j, t]‖ > doa_threshold``. ``doa_threshold = 0.5`` is the
-    ASA protocol; ``0`` decides on the on/off output alone, as the STARSS23 code does. A model's own rule is
-    ``config.detect_doa_norm``.
+    ``active[j, t] = sigmoid(onoff[j, t]) > onoff_threshold and ‖doa[j, t]‖ > doa_threshold``. ``0.5`` and
+    ``0.5`` are the ASA protocol; ``doa_threshold = 0`` decides on the on/off output alone, as the STARSS23 code
+    does. A model's own rule is ``config.detect_onoff`` and ``config.detect_doa_norm``.
 
     Args:
         onoff_logits: ``(..., T)``.
         doa: ``(..., T, 3)``.
         doa_threshold: the ‖doa‖ threshold (``>= 0``; ``0`` = on/off only).
+        onoff_threshold: the on/off probability threshold (``0 < p < 1``).
 
     Returns:
         ``(..., T)`` bool.
     """
-    return gate_by_doa_norm(_np(onoff_logits) > 0.0, doa, doa_threshold)  # sigmoid(x) > 0.5  ⇔  x > 0
+    logit = float(np.log(onoff_threshold / (1.0 - onoff_threshold)))      # sigmoid(x) > p  ⇔  x > logit(p)
+    return gate_by_doa_norm(_np(onoff_logits) > logit, doa, doa_threshold)
 
 
-def seld_decisions(cls_logits, onoff_logits, doa, *, doa_threshold: float = 0.5) -> np.ndarray:
+def seld_decisions(cls_logits, onoff_logits, doa, *, doa_threshold: float = 0.5,
+                   onoff_threshold: float = 0.5) -> np.ndarray:
     """Binary SED decisions of docs/spec.md §1 from the model outputs.
 
     ``active`` is :func:`activity_decisions` (on/off and, where ``doa_threshold > 0``, ‖doa‖ > ``doa_threshold``);
@@ -122,12 +125,13 @@ def seld_decisions(cls_logits, onoff_logits, doa, *, doa_threshold: float = 0.5)
         onoff_logits: ``(B, S, T)``.
         doa: ``(B, S, T, 3)``.
         doa_threshold: ‖doa‖ threshold of the activity decision (0.5: ASA protocol; 0: STARSS23, on/off only).
+        onoff_threshold: on/off probability threshold of the activity decision (0.5: both protocols).
 
     Returns:
         ``(B, S, T, C)`` float64 in {0, 1}.
     """
     logits = _np(cls_logits)
-    active = activity_decisions(onoff_logits, doa, doa_threshold)   # (B, S, T)
+    active = activity_decisions(onoff_logits, doa, doa_threshold, onoff_threshold)   # (B, S, T)
     onehot = np.eye(logits.shape[-1])[logits.argmax(-1)]            # (B, S, C)
     return active[..., None] * onehot[:, :, None, :]                # (B, S, T, C)
 

@@ -109,8 +109,10 @@ class DeepASAConfig:
                                      # mixture within a cone around the network's DoA (deepasa.model.spatial)
     doa_refine_cone_deg: float = 25.0  # the cone's half-angle (degrees)
     doa_refine_frames: int = 1       # SRP pooled over label frames t' - k .. t' + k
-    detect_doa_norm: float = 0.5     # activity decision: sigmoid(onoff) > 0.5 and ||doa|| > this (docs/spec.md §1:
-                                     # 0.5); 0 = the on/off output alone (the STARSS23 code's rule)
+    detect_onoff: float = 0.5        # activity decision: sigmoid(onoff) > this (docs/spec.md §1: 0.5; a model trained
+                                     # with onoff_pos_weight w calls a posterior of 0.5 at w / (1 + w): deviation 18)
+    detect_doa_norm: float = 0.5     # ... and ||doa|| > this (docs/spec.md §1: 0.5); 0 = the on/off output alone
+                                     # (the STARSS23 code's rule)
     cls_embedding: str = ""          # "" (paper ClassNet) | "aisfx": frozen pretrained embedding of each object's
                                      # estimated reference-channel image, read by the clip class output
     pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
@@ -159,6 +161,7 @@ class DeepASAConfig:
             (0.0 < self.doa_refine_cone_deg <= 180.0 and self.doa_refine_frames >= 0,
              "need 0 < doa_refine_cone_deg <= 180 and doa_refine_frames >= 0"),
             (0.0 <= self.detect_doa_norm < 1.0, "need 0 <= detect_doa_norm < 1"),
+            (0.0 < self.detect_onoff < 1.0, "need 0 < detect_onoff < 1"),
             (self.doa_gcc_lags >= 1 and self.doa_gcc_max_lag_s > 0, "need doa_gcc_lags >= 1 and doa_gcc_max_lag_s > 0"),
             (not (self.coi_steps and not self.seld_heads), "chain-of-inference needs the SED/DoA heads"),
             (self.label_samples >= self.hop, "label_hop_s must be at least one STFT hop"),
