@@ -85,6 +85,34 @@ def test_config_errors(tmp_path):
         get_config("uss", coi_steps=1)
 
 
+@pytest.mark.parametrize("override, needle", [
+    ({"detect_onoff": "abc"}, "detect_onoff must be a number, got 'abc'"),
+    ({"n_slots": 2.5}, "n_slots must be an integer, got 2.5"),
+    ({"n_slots": True}, "n_slots must be an integer, got True"),
+    ({"reverb_head": 1}, "reverb_head must be true or false, got 1"),
+    ({"doa_refine": 3}, "doa_refine must be a string, got 3"),
+    ({"attn_head_dim": "wide"}, "attn_head_dim must be an integer"),
+])
+def test_config_field_types_are_checked(override, needle):
+    with pytest.raises(DeepASAError, match=needle):
+        get_config("tiny", **override)
+
+
+def test_config_field_types_accept_what_yaml_and_the_cli_write():
+    cfg = get_config("tiny", clip_seconds=2, detect_onoff=0.8, attn_head_dim=None)    # an int for a float field
+    assert cfg.clip_seconds == 2 and cfg.attn_head_dim == cfg.emb_dim
+
+
+def test_cli_export_refuses_a_mistyped_setting(tmp_path, capsys):
+    src = tmp_path / "tiny.pt"
+    DeepASA("tiny").save(src)
+    out = tmp_path / "out.pt"
+    assert cli.main(["export", str(src), str(out), "--set", "detect_onoff=abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "detect_onoff must be a number" in err
+    assert not out.exists()
+
+
 class MeanFrameEncoder(nn.Module):
     """A test encoder honouring the PretrainedEncoder protocol: mean over frequency, pooled to n_frames."""
 

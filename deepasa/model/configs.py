@@ -47,6 +47,33 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 _DEFAULTS_TO_EMB_DIM = ("attn_head_dim", "head_channels")
 
 
+def _check_scalar_types(cfg: Any) -> None:
+    """Raise :class:`DeepASAError` where a field with a bool, int, float or str default holds another type.
+
+    An int passes for a float field; a bool passes only for a bool field; the widths of
+    :data:`_DEFAULTS_TO_EMB_DIM` may also be None. So ``--set detect_onoff=abc`` is a one-line error, not a
+    comparison of a str with a float deep inside the checks.
+    """
+    for f in fields(cfg):
+        default, value = f.default, getattr(cfg, f.name)
+        if f.name in _DEFAULTS_TO_EMB_DIM:
+            if value is None:
+                continue
+            default = 0                                             # an int width
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        else:
+            continue                                                # tuples, dicts: checked where they are read
+        if not ok:
+            raise DeepASAError(f"invalid model config: {f.name} must be {kind}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class DeepASAConfig:
     """All hyper-parameters of :class:`~deepasa.model.DeepASA`; the defaults are the paper's Net 1 (docs/spec.md §0).
@@ -128,6 +155,7 @@ class DeepASAConfig:
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
+        _check_scalar_types(self)
         # the widths that default to D are resolved here, once: every reader sees an int
         for name in _DEFAULTS_TO_EMB_DIM:
             if getattr(self, name) is None:
