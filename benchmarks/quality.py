@@ -104,6 +104,11 @@ def deepasa_cost(cfg) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- systems
+def decision_rule(cfg) -> dict:
+    """A DeepASA config's activity rule as :func:`score_system`'s keyword arguments (baselines use its defaults)."""
+    return {"doa_threshold": cfg.detect_doa_norm, "onoff_threshold": cfg.detect_onoff}
+
+
 def build_systems(names: list[str], args, n_classes: int) -> dict[str, dict]:
     """``{name: {"system": callable(batch) → DeepASAOutput, "cost": {...}, "net1": bool, "note": str}}``."""
     import torch
@@ -120,22 +125,20 @@ def build_systems(names: list[str], args, n_classes: int) -> dict[str, dict]:
         coi = model.config.coi_steps > 0
         systems["deepasa"] = {"system": lambda b, m=model, c=coi: m(b["mixture"], net1_audio=c),
                               "cost": deepasa_cost(model.config), "net1": coi and "deepasa-net1" in names,
-                              "doa_threshold": model.config.detect_doa_norm,
-                              "onoff_threshold": model.config.detect_onoff, "note": f"{args.checkpoint}"}
+                              "rule": decision_rule(model.config), "note": f"{args.checkpoint}"}
     if "deepasa-net1" in names:
         if args.net1_checkpoint and Path(args.net1_checkpoint).is_file():
             net1 = load_model(args.net1_checkpoint).eval()
             systems["deepasa-net1"] = {"system": lambda b, m=net1: m(b["mixture"]), "cost": deepasa_cost(net1.config),
-                                       "doa_threshold": net1.config.detect_doa_norm,
-                                       "onoff_threshold": net1.config.detect_onoff, "note": f"{args.net1_checkpoint} (a separate Net-1 model)"}
+                                       "rule": decision_rule(net1.config),
+                                       "note": f"{args.net1_checkpoint} (a separate Net-1 model)"}
             if "deepasa" in systems:
                 systems["deepasa"]["net1"] = False
         elif model.config.coi_steps > 0:
             net1_cfg = model.config.replace(coi_steps=0)
             net1 = _net1_model(model, net1_cfg)
             systems["deepasa-net1"] = {"from": "deepasa", "system": lambda b, m=net1: m(b["mixture"]),
-                                       "cost": deepasa_cost(net1_cfg), "doa_threshold": net1_cfg.detect_doa_norm,
-                                       "onoff_threshold": net1_cfg.detect_onoff,
+                                       "cost": deepasa_cost(net1_cfg),
                                        "note": "Net-1 outputs of the shipped model (before its CoI step)"}
         else:
             print("deepasa-net1: no --net1-checkpoint and the shipped model has no CoI step: skipped")
@@ -413,8 +416,7 @@ def main() -> None:
         print(f"scoring {name} on {len(ds)} scenes ...", flush=True)
         rep = score_system(spec["system"], ds, n_classes=len(names), class_names=names, net1=bool(spec.get("net1")),
                            with_sdr=not args.no_sdr, detail=True, desc=name,
-                           doa_threshold=spec.get("doa_threshold", 0.5),
-                           onoff_threshold=spec.get("onoff_threshold", 0.5))  # a model's own rule; baselines 0.5
+                           **spec.get("rule", {}))       # a model's own rule; baselines score_system's 0.5 / 0.5
         n_audio = len(ds) * clip_s
         entry = {**_jsonable(rep), **spec["cost"], "rtf": round(rep["seconds"] / n_audio, 4), "note": spec["note"]}
         results[name] = (entry, rep.get("details"))
