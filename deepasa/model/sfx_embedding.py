@@ -122,7 +122,8 @@ class SFXEmbedding(nn.Module):
         self.blocks = nn.ModuleList(_ConvBlock(a, b, p) for a, b, p in zip(c_in, CHANNELS, POOLS))
         self.register_buffer("mel_fb", htk_mel_filterbank(), persistent=False)  # (96, 1025)
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)  # (2048,)
-        if load_weights:
+        # on the meta device (complexity counting) a copy into the parameters is a no-op that warns per tensor
+        if load_weights and self.mel_fb.device.type != "meta":
             self.load_aisfx(aisfx_weights_path())
         self.requires_grad_(False)
         self.eval()
