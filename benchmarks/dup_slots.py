@@ -19,7 +19,7 @@ import torch
 
 from deepasa.data.scenes import SceneDataset
 from deepasa.errors import run_script
-from deepasa.metrics.seld_frame import activity_decisions
+from deepasa.metrics.seld_frame import activity_decisions, angular_error_deg
 from deepasa.model.loading import load_model
 
 MERGE_DEG = 20.0
@@ -39,13 +39,12 @@ def count(model, ds: SceneDataset) -> dict[str, int]:
         act, ref = act[:, :t_max], item["activity"].numpy()[:, :t_max] > 0.5  # (J, T), (J_true, T)
         cls = out.cls_logits[0].argmax(-1).numpy()  # (J,)
         d = out.doa[0, :, :t_max].numpy()  # (J, T, 3)
-        d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)  # (J, T, 3) unit vectors
+        angle = angular_error_deg(d[:, None], d[None])  # (J, J, T): between slots j and k in frame t
         for t in range(t_max):
             active, n_ref = np.flatnonzero(act[:, t]), int(ref[:, t].sum())
             keep, dup = [], False
             for j in active:
-                close = [k for k in keep if cls[j] == cls[k]
-                         and np.degrees(np.arccos(np.clip(d[j, t] @ d[k, t], -1.0, 1.0))) < MERGE_DEG]
+                close = [k for k in keep if cls[j] == cls[k] and angle[j, k, t] < MERGE_DEG]
                 dup |= bool(close)
                 if not close:
                     keep.append(j)
