@@ -281,7 +281,8 @@ def _ref(x: torch.Tensor, ref_mic: int) -> torch.Tensor:
 
 
 def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic: int, with_sdr: bool,
-                 seld_average: str, doa_threshold: float, onoff_threshold: float = 0.5) -> None:
+                 seld_average: str, doa_threshold: float, onoff_threshold: float = 0.5,
+                 merge_deg: float = 0.0) -> None:
     """Align one output set with the references and add each clip's records to its own accumulator.
 
     Args:
@@ -297,9 +298,11 @@ def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic
             only, which the ``macro`` STARSS23 protocol always uses).
         onoff_threshold: the on/off probability threshold of the activity decision (the ``macro`` STARSS23
             protocol always uses 0.5).
+        merge_deg: the duplicate-merge angle of the activity decision (:func:`~deepasa.model.decision.merge_duplicates`; 0 = none, what
+            ``macro`` always uses).
     """
     if seld_average != "micro":
-        doa_threshold, onoff_threshold = 0.0, 0.5                                # STARSS23: on/off > 0.5 alone
+        doa_threshold, onoff_threshold, merge_deg = 0.0, 0.5, 0.0               # STARSS23: on/off > 0.5 alone
     has_sources = "image" in batch or "direct" in batch
     has_labels = "activity" in batch
     has_seld = has_labels and out.cls_logits is not None and out.onoff is not None
@@ -347,8 +350,9 @@ def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic
                         si_sdri_db=float(gain[j]), direct_si_sdri_db=float(gain_d[j]))
     if has_labels and out.onoff is not None and out.doa is not None:
         doa = apply_permutation(out.doa.float(), perm)                          # (B, J, T', 3)
+        cls_perm = apply_permutation(out.cls_logits.float(), perm) if out.cls_logits is not None else None  # (B, J, C)
         act_out = activity_decisions(apply_permutation(out.onoff.float(), perm), doa, doa_threshold,
-                                     onoff_threshold)                            # (B, J, T')
+                                     onoff_threshold, cls_perm, merge_deg if cls_perm is not None else 0.0)  # (B, J, T')
         act_ref = batch["activity"].numpy() > 0.5                                # (B, J, T')
         for b, name in enumerate(ids):
             stats = FrameSELDStats(1)
@@ -365,7 +369,7 @@ def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic
     if has_seld:
         cls_logits, onoff, doa = (apply_permutation(getattr(out, k).float(), perm) for k in ("cls_logits", "onoff", "doa"))
         sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=doa_threshold,
-                                 onoff_threshold=onoff_threshold)                # (B, J, T', C)
+                                 onoff_threshold=onoff_threshold, merge_deg=merge_deg)  # (B, J, T', C)
         sed_label = sed_targets(batch["cls"], batch["activity"], cls_logits.shape[-1]).numpy()  # (B, J, T', C)
         for b, name in enumerate(ids):
             stats = FrameSELDStats(cls_logits.shape[-1])
@@ -455,7 +459,8 @@ def _by_num_sources(groups: dict[int, _Scores], seld_average: str, workdir: Path
 def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, class_names: list[str] | None = None,
                  net1: bool = False, batch_size: int = 1, with_sdr: bool = True, seld_average: str = "micro",
                  progress: bool = True, detail: bool = False, desc: str = "evaluate",
-                 by_num_sources: bool = True, doa_threshold: float = 0.5, onoff_threshold: float = 0.5) -> dict:
+                 by_num_sources: bool = True, doa_threshold: float = 0.5, onoff_threshold: float = 0.5,
+                 merge_deg: float = 0.0) -> dict:
     """Score any system on a dataset with the metrics of this module.
 
     Args:
@@ -477,6 +482,8 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
             passes its ``config.detect_doa_norm``; 0 = on/off only, what ``macro`` always uses).
         onoff_threshold: on/off probability threshold of the activity decision with ``micro`` (0.5 =
             docs/spec.md §1; a model passes its ``config.detect_onoff``; ``macro`` always uses 0.5).
+        merge_deg: duplicate-merge angle of the activity decision with ``micro`` (0 = none = docs/spec.md §1; a
+            model passes its ``config.detect_merge_deg``; ``macro`` always uses 0).
 
     Returns:
         ``{"separation", "seld", "dcase", "localization", "ca_sdri", "objects", "ci95", "seconds", "n_items"}``
@@ -511,7 +518,7 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
             for whole, per_n, output in sets:
                 items = [_Scores(n_classes, class_names, detail) for _ in ids]
                 _score_batch(items, output, batch, ids, ref_mic, with_sdr, seld_average, doa_threshold,
-                             onoff_threshold)
+                             onoff_threshold, merge_deg)
                 for item, count in zip(items, counts):
                     whole.absorb(item)
                     if by_num_sources:
@@ -562,8 +569,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
             ``mcfuss``, ``dcase25t4``).
         batch_size: clips per forward pass.
         limit: score only the first ``limit`` clips.
-        seld_average: ``micro`` (ASA2; activity decided by the model's rule, ``config.detect_onoff`` and
-            ``config.detect_doa_norm``) or ``macro`` (STARSS23; decisions from on/off > 0.5 alone, as that
+        seld_average: ``micro`` (ASA2; activity decided by the model's rule, ``config.detect_onoff``,
+            ``config.detect_doa_norm`` and ``config.detect_merge_deg``) or ``macro`` (STARSS23; decisions from on/off > 0.5 alone, as that
             protocol).
         with_sdr: include the BSS-eval SDR (slow).
         progress: show a progress bar.
@@ -602,12 +609,12 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
                           ref_mic=cfg.ref_mic, class_names=names, net1=coi, batch_size=batch_size,
                           with_sdr=with_sdr, seld_average=seld_average, progress=progress,
                           by_num_sources=by_num_sources, doa_threshold=cfg.detect_doa_norm,
-                          onoff_threshold=cfg.detect_onoff)
+                          onoff_threshold=cfg.detect_onoff, merge_deg=cfg.detect_merge_deg)
     report: dict = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "dataset": dataset,
                     "n_items": len(ds), "seld_average": seld_average,
                     "model": {"n_classes": cfg.n_classes, "n_slots": cfg.n_slots, "sample_rate": cfg.sample_rate,
                               "coi_steps": cfg.coi_steps, "detect_doa_norm": cfg.detect_doa_norm,
-                              "detect_onoff": cfg.detect_onoff}}
+                              "detect_onoff": cfg.detect_onoff, "detect_merge_deg": cfg.detect_merge_deg}}
     report.update({k: v for k, v in scored.items() if k != "n_items"})
     return report
 

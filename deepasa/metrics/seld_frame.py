@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deepasa.model.decision import merge_duplicates
+
 __all__ = ["FrameSELDStats", "frame_seld_metrics", "seld_score", "seld_decisions", "activity_decisions",
-           "gate_by_doa_norm", "angular_error_deg"]
+           "gate_by_doa_norm", "merge_duplicates", "angular_error_deg"]
 
 _EPS = 1e-8
 _DOA_THRESHOLD_DEG = 20.0
@@ -93,28 +95,39 @@ def gate_by_doa_norm(on, doa, doa_threshold: float = 0.5) -> np.ndarray:
     return on
 
 
-def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5, onoff_threshold: float = 0.5) -> np.ndarray:
-    """Frame activity of each slot, classes ignored (docs/spec.md §1).
+def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5, onoff_threshold: float = 0.5,
+                       cls_logits=None, merge_deg: float = 0.0) -> np.ndarray:
+    """Frame activity of each slot (docs/spec.md §1, and the duplicate merge of deviation 19).
 
     ``active[j, t] = sigmoid(onoff[j, t]) > onoff_threshold and ‖doa[j, t]‖ > doa_threshold``. ``0.5`` and
     ``0.5`` are the ASA protocol; ``doa_threshold = 0`` decides on the on/off output alone, as the STARSS23 code
-    does. A model's own rule is ``config.detect_onoff`` and ``config.detect_doa_norm``.
+    does. With ``merge_deg > 0`` (and ``cls_logits``), :func:`merge_duplicates` then clears, frame by frame, a
+    slot of the same clip class as a slot with a higher on/off output and a DoA within ``merge_deg``. A model's
+    own rule is ``config.detect_onoff``, ``config.detect_doa_norm`` and ``config.detect_merge_deg``.
 
     Args:
-        onoff_logits: ``(..., T)``.
-        doa: ``(..., T, 3)``.
+        onoff_logits: ``(..., J, T)``.
+        doa: ``(..., J, T, 3)``.
         doa_threshold: the ‖doa‖ threshold (``>= 0``; ``0`` = on/off only).
         onoff_threshold: the on/off probability threshold (``0 < p < 1``).
+        cls_logits: ``(..., J, C)`` clip class logits; needed when ``merge_deg > 0``.
+        merge_deg: the duplicate-merge angle in degrees (``0`` = no merge, docs/spec.md §1).
 
     Returns:
-        ``(..., T)`` bool.
+        ``(..., J, T)`` bool.
     """
+    logits = _np(onoff_logits)
     logit = float(np.log(onoff_threshold / (1.0 - onoff_threshold)))      # sigmoid(x) > p  ⇔  x > logit(p)
-    return gate_by_doa_norm(_np(onoff_logits) > logit, doa, doa_threshold)
+    active = gate_by_doa_norm(logits > logit, doa, doa_threshold)
+    if merge_deg > 0.0:
+        if cls_logits is None:
+            raise ValueError("merge_deg > 0 needs the clip class logits")
+        active = merge_duplicates(active, _np(cls_logits).argmax(-1), doa, logits, merge_deg)
+    return active
 
 
 def seld_decisions(cls_logits, onoff_logits, doa, *, doa_threshold: float = 0.5,
-                   onoff_threshold: float = 0.5) -> np.ndarray:
+                   onoff_threshold: float = 0.5, merge_deg: float = 0.0) -> np.ndarray:
     """Binary SED decisions of docs/spec.md §1 from the model outputs.
 
     ``active`` is :func:`activity_decisions` (on/off and, where ``doa_threshold > 0``, ‖doa‖ > ``doa_threshold``);
@@ -126,12 +139,13 @@ def seld_decisions(cls_logits, onoff_logits, doa, *, doa_threshold: float = 0.5,
         doa: ``(B, S, T, 3)``.
         doa_threshold: ‖doa‖ threshold of the activity decision (0.5: ASA protocol; 0: STARSS23, on/off only).
         onoff_threshold: on/off probability threshold of the activity decision (0.5: both protocols).
+        merge_deg: duplicate-merge angle of the activity decision (0: both protocols; :func:`merge_duplicates`).
 
     Returns:
         ``(B, S, T, C)`` float64 in {0, 1}.
     """
     logits = _np(cls_logits)
-    active = activity_decisions(onoff_logits, doa, doa_threshold, onoff_threshold)   # (B, S, T)
+    active = activity_decisions(onoff_logits, doa, doa_threshold, onoff_threshold, logits, merge_deg)  # (B, S, T)
     onehot = np.eye(logits.shape[-1])[logits.argmax(-1)]            # (B, S, C)
     return active[..., None] * onehot[:, :, None, :]                # (B, S, T, C)
 

@@ -140,6 +140,9 @@ class DeepASAConfig:
                                      # with onoff_pos_weight w calls a posterior of 0.5 at w / (1 + w): deviation 18)
     detect_doa_norm: float = 0.5     # ... and ||doa|| > this (docs/spec.md §1: 0.5); 0 = the on/off output alone
                                      # (the STARSS23 code's rule)
+    detect_merge_deg: float = 0.0    # ... and not a duplicate: in each frame, a slot of the same clip class as a slot
+                                     # with a higher on/off output and a DoA within this angle is off (0 = no merge,
+                                     # docs/spec.md §1; deviation 19)
     cls_embedding: str = ""          # "" (paper ClassNet) | "aisfx": frozen pretrained embedding of each object's
                                      # estimated reference-channel image, read by the clip class output
     pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
@@ -190,6 +193,7 @@ class DeepASAConfig:
              "need 0 < doa_refine_cone_deg <= 180 and doa_refine_frames >= 0"),
             (0.0 <= self.detect_doa_norm < 1.0, "need 0 <= detect_doa_norm < 1"),
             (0.0 < self.detect_onoff < 1.0, "need 0 < detect_onoff < 1"),
+            (0.0 <= self.detect_merge_deg <= 180.0, "need 0 <= detect_merge_deg <= 180"),
             (self.doa_gcc_lags >= 1 and self.doa_gcc_max_lag_s > 0, "need doa_gcc_lags >= 1 and doa_gcc_max_lag_s > 0"),
             (not (self.coi_steps and not self.seld_heads), "chain-of-inference needs the SED/DoA heads"),
             (self.label_samples >= self.hop, "label_hop_s must be at least one STFT hop"),

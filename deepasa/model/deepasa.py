@@ -81,6 +81,13 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     w in the on/off BCE (``loss_weights.onoff_pos_weight``) outputs p = w q / (w q + 1 − q) for a frame whose
     activity posterior is q, so q = 0.5 is p = w / (1 + w): 0.8 for the shipped run's w = 4. Measured on a
     selection set in docs/training.md ("The on/off threshold").
+19. **An optional duplicate merge closes the rule** (``detect_merge_deg``, 0 = off = docs/spec.md §1 in every
+    named config): in each frame, of two active slots with the same clip class and DoAs within
+    ``detect_merge_deg`` degrees, only the one with the higher on/off output stays active
+    (:func:`~deepasa.metrics.seld_frame.merge_duplicates`), as multi-ACCDOA decoders unify same-class tracks
+    closer than a threshold. Motivation: in curriculum stage 4 the shipped run put one source into two slots in
+    most frames with more active slots than sources (``benchmarks/dup_slots.py``); measured in
+    docs/training.md ("The duplicate merge").
 """
 
 from __future__ import annotations
@@ -101,6 +108,7 @@ from deepasa.errors import DeepASAError
 from deepasa.model.blocks import AudioEncoder, DeFTBlock
 from deepasa.model.coi import ChainOfInference
 from deepasa.model.configs import DeepASAConfig, get_config
+from deepasa.model.decision import merge_duplicates
 from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.model.frontend import (FrequencyNorm, GaborSTFT, HannISTFT, channels_to_spec, complex_mask,
                                     spec_to_channels)
@@ -205,14 +213,23 @@ class SlotDecisions:
     sed: torch.Tensor
 
 
-def decide(out: DeepASAOutput, onoff_threshold: float = 0.5, doa_threshold: float = 0.5) -> SlotDecisions:
-    """Turn network outputs into per-object decisions. out (B, J, ...) -> :class:`SlotDecisions`."""
+def decide(out: DeepASAOutput, onoff_threshold: float = 0.5, doa_threshold: float = 0.5,
+           merge_deg: float = 0.0) -> SlotDecisions:
+    """Turn network outputs into per-object decisions. out (B, J, ...) -> :class:`SlotDecisions`.
+
+    The rule of :func:`~deepasa.metrics.seld_frame.activity_decisions`: on/off probability above
+    ``onoff_threshold``, ‖doa‖ above ``doa_threshold`` and, with ``merge_deg > 0``, no same-class slot with a
+    higher on/off output within ``merge_deg`` degrees in that frame."""
     if out.cls_logits is None or out.onoff is None or out.doa is None:
         raise DeepASAError("decide() needs SED/DoA outputs; this model has no SELD heads")
     norm = out.doa.norm(dim=-1)  # (B, J, T')
     active = (torch.sigmoid(out.onoff) > onoff_threshold) & (norm > doa_threshold)  # (B, J, T')
     prob = torch.softmax(out.cls_logits.float(), dim=-1)  # (B, J, C)
     confidence, class_index = prob.max(dim=-1)  # (B, J) each
+    if merge_deg > 0.0:
+        merged = merge_duplicates(active.cpu().numpy(), class_index.cpu().numpy(), out.doa.float().cpu().numpy(),
+                                  out.onoff.float().cpu().numpy(), merge_deg)  # (B, J, T')
+        active = torch.from_numpy(merged).to(active.device)  # (B, J, T')
     onehot = torch.nn.functional.one_hot(class_index, prob.shape[-1]).bool()  # (B, J, C)
     return SlotDecisions(
         active=active,
@@ -530,12 +547,13 @@ class DeepASA(nn.Module):
     # ------------------------------------------------------------------ decisions
     @torch.no_grad()
     def decide(self, out: DeepASAOutput, onoff_threshold: float | None = None,
-               doa_threshold: float | None = None) -> SlotDecisions:
+               doa_threshold: float | None = None, merge_deg: float | None = None) -> SlotDecisions:
         """Per-object decisions from ``out`` (see :func:`decide`) under this model's rule (``config.detect_onoff``,
-        ``config.detect_doa_norm``) unless a threshold is given."""
+        ``config.detect_doa_norm``, ``config.detect_merge_deg``) unless a value is given."""
         cfg = self.config
         return decide(out, cfg.detect_onoff if onoff_threshold is None else onoff_threshold,
-                      cfg.detect_doa_norm if doa_threshold is None else doa_threshold)
+                      cfg.detect_doa_norm if doa_threshold is None else doa_threshold,
+                      cfg.detect_merge_deg if merge_deg is None else merge_deg)
 
     # ------------------------------------------------------------------ serialisation
     def serialize(self) -> dict[str, Any]:

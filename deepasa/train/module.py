@@ -105,8 +105,8 @@ class DeepASAModule(L.LightningModule):
             initialisation), e.g. ``[audio.]`` when the audio heads change meaning (``audio_output: mask``).
         seld_average: ``micro`` (ASA2 tables) or ``macro`` (STARSS23 table).
         use_doa_norm: SED decisions apply the model's rule, its ‖doa‖ threshold (``config.detect_doa_norm``,
-            docs/spec.md §1: 0.5) as well as its on/off threshold (``config.detect_onoff``, 0.5) (ASA protocol);
-            False: on/off > 0.5 alone (STARSS23).
+            docs/spec.md §1: 0.5) as well as its on/off threshold (``config.detect_onoff``, 0.5) and its duplicate
+            merge (``config.detect_merge_deg``, 0 = none) (ASA protocol); False: on/off > 0.5 alone (STARSS23).
         val_separation: compute SI-SDRi in validation (when the data have isolated sources).
         compile: compile the trunk blocks, splitter and heads with torch.compile at set-up
             (:func:`deepasa.train.fastpath.compile_model`; eager where it is unavailable). It pays in long
@@ -321,8 +321,9 @@ class DeepASAModule(L.LightningModule):
     def _update_seld(self, stats: FrameSELDStats, out, perm: torch.Tensor, batch: dict) -> None:
         cls_logits, onoff, doa = (apply_permutation(getattr(out, k), perm).float() for k in ("cls_logits", "onoff", "doa"))
         cfg = self.model.config
-        doa_thr, onoff_thr = (cfg.detect_doa_norm, cfg.detect_onoff) if self.hparams.use_doa_norm else (0.0, 0.5)
-        sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=doa_thr, onoff_threshold=onoff_thr)  # (B, J, T', C)
+        rule = (cfg.detect_doa_norm, cfg.detect_onoff, cfg.detect_merge_deg) if self.hparams.use_doa_norm else (0.0, 0.5, 0.0)
+        sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=rule[0], onoff_threshold=rule[1],
+                                 merge_deg=rule[2])                                                # (B, J, T', C)
         sed_label = sed_targets(batch["cls"], batch["activity"], cls_logits.shape[-1])             # (B, J, T', C)
         stats.update(sed_out, sed_label, doa, batch["doa"])
 
