@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install the synthesis programs of the sound bank (espeak-ng, flite, fluidsynth + a GM soundfont, sox)
+# Install the synthesis programs of the sound bank (espeak-ng, flite, fluidsynth + a GM soundfont, sox) and
+# chromium (tests/test_analyze_cli.py renders the analyze report headless; CI=true runs every test)
 # with --no-install-recommends (fluidsynth's recommends pull a whole GUI stack). Root only; never fatal.
 set -u
 need=()
-for prog in espeak-ng flite fluidsynth; do
+for prog in espeak-ng flite fluidsynth chromium; do
   command -v "$prog" >/dev/null 2>&1 || need+=("$prog")
 done
 [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=("timgm6mb-soundfont")
