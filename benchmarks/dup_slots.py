@@ -19,7 +19,7 @@ import torch
 
 from deepasa.data.scenes import SceneDataset
 from deepasa.errors import run_script
-from deepasa.metrics.seld_frame import activity_decisions, angular_error_deg
+from deepasa.metrics.seld_frame import activity_decisions, merge_duplicates
 from deepasa.model.loading import load_model
 
 MERGE_DEG = 20.0
@@ -39,15 +39,12 @@ def count(model, ds: SceneDataset) -> dict[str, int]:
         act, ref = act[:, :t_max], item["activity"].numpy()[:, :t_max] > 0.5  # (J, T), (J_true, T)
         cls = out.cls_logits[0].argmax(-1).numpy()  # (J,)
         d = out.doa[0, :, :t_max].numpy()  # (J, T, 3)
-        angle = angular_error_deg(d[:, None], d[None])  # (J, J, T): between slots j and k in frame t
+        # the rule's merge with one score for all: each frame's slots in index order, as "an earlier active slot"
+        kept = merge_duplicates(act, cls, d, np.zeros(act.shape), MERGE_DEG)  # (J, T)
         for t in range(t_max):
             active, n_ref = np.flatnonzero(act[:, t]), int(ref[:, t].sum())
-            keep, dup = [], False
-            for j in active:
-                close = [k for k in keep if cls[j] == cls[k] and angle[j, k, t] < MERGE_DEG]
-                dup |= bool(close)
-                if not close:
-                    keep.append(j)
+            n_kept = int(kept[:, t].sum())
+            dup = n_kept < len(active)  # some active slot of this frame was a duplicate
             excess = max(0, len(active) - n_ref)
             tot["frames"] += 1
             tot["ref"] += n_ref
@@ -55,7 +52,7 @@ def count(model, ds: SceneDataset) -> dict[str, int]:
             tot["act_silent_frames"] += len(active) if n_ref == 0 else 0
             tot["dup_frames"] += int(dup)
             tot["excess"] += excess
-            tot["excess_if_merged"] += max(0, len(keep) - n_ref)
+            tot["excess_if_merged"] += max(0, n_kept - n_ref)
             tot["excess_frames"] += int(excess > 0)
             tot["excess_frames_with_dup"] += int(excess > 0 and dup)
     return tot

@@ -84,7 +84,7 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
 19. **An optional duplicate merge closes the rule** (``detect_merge_deg``, 0 = off = docs/spec.md §1 in every
     named config): in each frame, of two active slots with the same clip class and DoAs within
     ``detect_merge_deg`` degrees, only the one with the higher on/off output stays active
-    (:func:`~deepasa.metrics.seld_frame.merge_duplicates`), as multi-ACCDOA decoders unify same-class tracks
+    (:func:`~deepasa.model.decision.merge_duplicates`), as multi-ACCDOA decoders unify same-class tracks
     closer than a threshold. Motivation: in curriculum stage 4 the shipped run put one source into two slots in
     most frames with more active slots than sources (``benchmarks/dup_slots.py``); measured in
     docs/training.md ("The duplicate merge").

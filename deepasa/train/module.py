@@ -321,9 +321,10 @@ class DeepASAModule(L.LightningModule):
     def _update_seld(self, stats: FrameSELDStats, out, perm: torch.Tensor, batch: dict) -> None:
         cls_logits, onoff, doa = (apply_permutation(getattr(out, k), perm).float() for k in ("cls_logits", "onoff", "doa"))
         cfg = self.model.config
-        rule = (cfg.detect_doa_norm, cfg.detect_onoff, cfg.detect_merge_deg) if self.hparams.use_doa_norm else (0.0, 0.5, 0.0)
-        sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=rule[0], onoff_threshold=rule[1],
-                                 merge_deg=rule[2])                                                # (B, J, T', C)
+        doa_thr, onoff_thr, merge_deg = ((cfg.detect_doa_norm, cfg.detect_onoff, cfg.detect_merge_deg)
+                                         if self.hparams.use_doa_norm else (0.0, 0.5, 0.0))
+        sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=doa_thr, onoff_threshold=onoff_thr,
+                                 merge_deg=merge_deg)                                              # (B, J, T', C)
         sed_label = sed_targets(batch["cls"], batch["activity"], cls_logits.shape[-1])             # (B, J, T', C)
         stats.update(sed_out, sed_label, doa, batch["doa"])
 
