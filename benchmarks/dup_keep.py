@@ -16,9 +16,6 @@ fraction of those pairs in which the true slot has the higher score is printed a
 """
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
 import torch
 
@@ -26,7 +23,7 @@ from deepasa.data.scenes import SceneDataset
 from deepasa.errors import run_script
 from deepasa.losses import pit_sa_sdr
 from deepasa.metrics.seld_frame import activity_decisions, angular_error_deg
-from deepasa.model.loading import load_model
+from dup_slots import model_set_main  # the sibling benchmark's command line (python benchmarks/dup_keep.py)
 
 MERGE_DEG = 20.0
 SCORES = ("onoff", "frames", "energy", "doa_norm", "confidence")
@@ -85,14 +82,7 @@ def tally(model, ds: SceneDataset) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model")
-    p.add_argument("data")
-    p.add_argument("--split", default="val")
-    args = p.parse_args()
-    model = load_model(args.model).eval()
-    print(json.dumps({"model": args.model, "data": args.data, **tally(model, SceneDataset(args.data, args.split))}))
-    return 0
+    return model_set_main(__doc__, tally)
 
 
 if __name__ == "__main__":

@@ -58,15 +58,24 @@ def count(model, ds: SceneDataset) -> dict[str, int]:
     return tot
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_set_main(doc: str, tally) -> int:
+    """``MODEL DATA [--split val]`` on the command line: print ``tally(model, scenes)`` as one JSON line.
+
+    Shared by this benchmark and ``dup_keep.py``; ``tally`` maps a loaded model and a :class:`SceneDataset`
+    to a dict of counts.
+    """
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("model")
     p.add_argument("data")
     p.add_argument("--split", default="val")
     args = p.parse_args()
     model = load_model(args.model).eval()
-    print(json.dumps({"model": args.model, "data": args.data, **count(model, SceneDataset(args.data, args.split))}))
+    print(json.dumps({"model": args.model, "data": args.data, **tally(model, SceneDataset(args.data, args.split))}))
     return 0
+
+
+def main() -> int:
+    return model_set_main(__doc__, count)
 
 
 if __name__ == "__main__":

@@ -348,11 +348,12 @@ def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic
                 for j in np.flatnonzero(active):
                     src.setdefault((b, int(j)), {"id": ids[b], "slot": int(j)}).update(
                         si_sdri_db=float(gain[j]), direct_si_sdri_db=float(gain_d[j]))
-    if has_labels and out.onoff is not None and out.doa is not None:
-        doa = apply_permutation(out.doa.float(), perm)                          # (B, J, T', 3)
-        cls_perm = apply_permutation(out.cls_logits.float(), perm) if out.cls_logits is not None else None  # (B, J, C)
-        act_out = activity_decisions(apply_permutation(out.onoff.float(), perm), doa, doa_threshold,
-                                     onoff_threshold, cls_perm, merge_deg if cls_perm is not None else 0.0)  # (B, J, T')
+    # the slot outputs in reference order, permuted once for the localisation and SELD blocks below
+    cls_perm, onoff_perm, doa = (apply_permutation(getattr(out, k).float(), perm) if getattr(out, k) is not None
+                                 else None for k in ("cls_logits", "onoff", "doa"))  # (B, J, C), (B, J, T'), (B, J, T', 3)
+    if has_labels and onoff_perm is not None and doa is not None:
+        act_out = activity_decisions(onoff_perm, doa, doa_threshold, onoff_threshold, cls_perm,
+                                     merge_deg if cls_perm is not None else 0.0)  # (B, J, T')
         act_ref = batch["activity"].numpy() > 0.5                                # (B, J, T')
         for b, name in enumerate(ids):
             stats = FrameSELDStats(1)
@@ -367,8 +368,8 @@ def _score_batch(sinks: list[_Scores], out, batch: dict, ids: list[str], ref_mic
                     src.setdefault((b, int(j)), {"id": name, "slot": int(j)}).update(
                         doa_error_deg=float(theta[j, on].mean()), frame_recall=float(act_out[b, j, on].mean()))
     if has_seld:
-        cls_logits, onoff, doa = (apply_permutation(getattr(out, k).float(), perm) for k in ("cls_logits", "onoff", "doa"))
-        sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=doa_threshold,
+        cls_logits = cls_perm                                                    # (B, J, C)
+        sed_out = seld_decisions(cls_logits, onoff_perm, doa, doa_threshold=doa_threshold,
                                  onoff_threshold=onoff_threshold, merge_deg=merge_deg)  # (B, J, T', C)
         sed_label = sed_targets(batch["cls"], batch["activity"], cls_logits.shape[-1]).numpy()  # (B, J, T', C)
         for b, name in enumerate(ids):
