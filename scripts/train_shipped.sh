@@ -6,6 +6,8 @@
 #   scripts/train_shipped.sh save     checkpoints/shipped_resume.ckpt (≤ 10 MB) + checkpoints/default.pt
 #   scripts/train_shipped.sh curve    export last.ckpt as checkpoints/shipped_latest.pt, evaluate it on the fixed
 #                                     validation sets, append rows to checkpoints/eval/shipped_curve.csv
+#   scripts/train_shipped.sh losses   merge this machine's logged training losses into
+#                                     checkpoints/eval/shipped_train_loss.csv (save and curve do it too)
 #   scripts/train_shipped.sh stop     SIGTERM (last.ckpt is written at the current step), wait for the exit
 #   scripts/train_shipped.sh priority N
 #                                     run at nice N (0 normal .. 19 lowest) to lend the cores to a benchmark:
@@ -23,7 +25,14 @@ PIDFILE=$RUN/train.pid
 
 # the PID file names a live `deepasa.cli train` process (not a reused PID)
 running() { [[ -f $PIDFILE ]] && ps -o args= -p "$(cat "$PIDFILE")" 2>/dev/null | grep -q "deepasa.cli train"; }
-usage() { echo "usage: $0 start [deepasa train options] | status | save | curve | stop | priority N" >&2; exit 2; }
+usage() { echo "usage: $0 start [deepasa train options] | status | save | curve | losses | stop | priority N" >&2; exit 2; }
+# the logged training losses of this machine's sessions of the run, merged by step into the committed history
+losses() {
+    local logs
+    mapfile -t logs < <(ls -v "$RUN"/logs/version_*/metrics.csv 2>/dev/null)   # version order: later ones win
+    [[ ${#logs[@]} -gt 0 ]] || { echo "no training logs in $RUN/logs"; return 0; }
+    "$PY" -m deepasa.train.loss_history "${logs[@]}" --out checkpoints/eval/shipped_train_loss.csv
+}
 
 cmd=${1:-}; shift || true
 [[ $cmd == start || $cmd == priority || $# -eq 0 ]] || usage
@@ -54,6 +63,7 @@ save)
     [[ -f $LAST ]] || { echo "no $LAST to save"; exit 1; }
     "$PY" -m deepasa.train.resume_state "$LAST" "$RESUME"
     "$PY" -m deepasa.cli export "$LAST" checkpoints/default.pt --bank-classes
+    losses
     ;;
 curve)
     [[ -f $LAST ]] || { echo "no $LAST to evaluate"; exit 1; }
@@ -63,6 +73,10 @@ curve)
         --scenes default 1-static --cache "$RUN/curve_scenes" --csv checkpoints/eval/shipped_curve.csv \
         --json checkpoints/eval/shipped_latest_val20.json
     rm -f "$snap"
+    losses
+    ;;
+losses)
+    losses
     ;;
 stop)
     if ! running; then echo "not running"; exit 0; fi
