@@ -237,3 +237,44 @@ def test_resume_state_of_the_shipped_model_fits_10_mb(tmp_path):
     torch.save(slim, tmp_path / "weights_only.ckpt")
     with pytest.raises(DeepASAError, match="not a resumable"):
         slim_checkpoint(tmp_path / "weights_only.ckpt", tmp_path / "x.ckpt")
+
+
+def test_resume_state_edits_the_plateau_schedule_a_resumed_scheduler_then_follows(tmp_path):
+    """A scheduler that remembers a best it no longer reaches halves the rate; the edited state does not."""
+    from deepasa.train.resume_state import slim_checkpoint
+
+    def scheduler(state=None):
+        opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=3)
+        if state is not None:
+            sched.load_state_dict(state)
+        return opt, sched
+
+    opt, sched = scheduler()
+    for score in (0.82, 0.95, 0.93):                        # a best of 0.82, then two bad validations
+        sched.step(score)
+    ckpt = {"epoch": 3, "global_step": 750, "state_dict": {}, "optimizer_states": [opt.state_dict()],
+            "lr_schedulers": [sched.state_dict()], "loops": {}, "deepasa_model": {}}
+    torch.save(ckpt, tmp_path / "last.ckpt")
+
+    def lr_after(path, scores):
+        state = torch.load(path, weights_only=True)["lr_schedulers"][0]
+        opt, sched = scheduler(state)                       # what a resumed run does: the config's patience is lost
+        for score in scores:
+            sched.step(score)
+        return opt.param_groups[0]["lr"]
+
+    slim_checkpoint(tmp_path / "last.ckpt", tmp_path / "as_is.ckpt")
+    assert lr_after(tmp_path / "as_is.ckpt", [0.9, 0.9]) == pytest.approx(5e-4)   # 4th bad validation: halved
+    info = slim_checkpoint(tmp_path / "last.ckpt", tmp_path / "patient.ckpt", lr_patience=40)
+    assert info["schedule"]["patience"] == (3, 40)
+    assert lr_after(tmp_path / "patient.ckpt", [0.9] * 30) == pytest.approx(1e-3)
+    info = slim_checkpoint(tmp_path / "last.ckpt", tmp_path / "fresh.ckpt", reset_best=True)
+    assert info["schedule"]["best"] == (pytest.approx(0.82), float("inf")) and info["schedule"]["num_bad_epochs"] == (2, 0)
+    assert lr_after(tmp_path / "fresh.ckpt", [0.9, 0.91, 0.92, 0.93]) == pytest.approx(1e-3)  # 0.9 is the new best
+    assert lr_after(tmp_path / "fresh.ckpt", [0.9, 0.91, 0.92, 0.93, 0.94]) == pytest.approx(5e-4)
+    del ckpt["lr_schedulers"]
+    torch.save(ckpt, tmp_path / "no_sched.ckpt")
+    with pytest.raises(DeepASAError, match="no ReduceLROnPlateau state"):
+        slim_checkpoint(tmp_path / "no_sched.ckpt", tmp_path / "x.ckpt", reset_best=True)
+    assert not (tmp_path / "x.ckpt").exists()

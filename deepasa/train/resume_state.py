@@ -9,6 +9,10 @@ first validation after the resume). The file is refused when it would exceed ``m
 
 Copy it to ``<root>/checkpoints/last.ckpt`` and ``deepasa train ... --resume`` continues at its global step
 and epoch (``scripts/train_shipped.sh start`` does this for the shipped run).
+
+A resumed run takes its plateau schedule from the checkpoint, not from its config
+(``ReduceLROnPlateau.load_state_dict`` restores patience and the best score too). ``--lr-patience N`` and
+``--reset-best`` edit that state on the way (:func:`edit_plateau`): an A/B of the schedule starts from there.
 """
 
 from __future__ import annotations
@@ -27,16 +31,47 @@ DROP = ("callbacks",)
 DEFAULT_MAX_MB = 10.0
 
 
-def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MAX_MB) -> dict:
+def edit_plateau(ckpt: dict, patience: int | None = None, reset_best: bool = False) -> dict:
+    """Edit the ``ReduceLROnPlateau`` state of a Lightning checkpoint in place.
+
+    Args:
+        ckpt: the checkpoint dict (its ``lr_schedulers[0]`` a plateau scheduler's ``state_dict``).
+        patience: the new patience in validations (``None``: unchanged).
+        reset_best: forget the best score and the count of bad validations, as a fresh scheduler would.
+
+    Returns:
+        ``{"patience": (old, new), "best": (old, new), "num_bad_epochs": (old, new)}``.
+
+    Raises:
+        DeepASAError: no plateau scheduler state in ``ckpt``, or a patience below 0.
+    """
+    states = ckpt.get("lr_schedulers") or [{}]
+    state = states[0]
+    if not {"patience", "best", "num_bad_epochs", "mode_worse"} <= set(state):
+        raise DeepASAError("the checkpoint holds no ReduceLROnPlateau state to edit")
+    if patience is not None and patience < 0:
+        raise DeepASAError(f"--lr-patience must be 0 or more, got {patience}")
+    before = {k: state[k] for k in ("patience", "best", "num_bad_epochs")}
+    if patience is not None:
+        state["patience"] = int(patience)
+    if reset_best:
+        state["best"], state["num_bad_epochs"] = state["mode_worse"], 0
+    return {k: (before[k], state[k]) for k in before}
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MAX_MB, *,
+                    lr_patience: int | None = None, reset_best: bool = False) -> dict:
     """Write the resume state of checkpoint ``src`` to ``dst`` (atomically).
 
     Args:
         src: a Lightning checkpoint of :class:`~deepasa.train.module.DeepASAModule` (e.g. ``last.ckpt``).
         dst: the file to write.
         max_mb: the largest file allowed, in MB (10⁶ bytes).
+        lr_patience, reset_best: edit the plateau schedule on the way (:func:`edit_plateau`; default: as it is).
 
     Returns:
-        ``{"global_step", "epoch", "bytes", "dropped": [keys]}``.
+        ``{"global_step", "epoch", "bytes", "dropped": [keys]}``, with ``"schedule"`` (:func:`edit_plateau`'s
+        result) when the schedule was edited.
 
     Raises:
         DeepASAError: ``src`` unreadable or not a training checkpoint (no optimizer/loop state), or the result
@@ -49,6 +84,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MA
     if missing:
         raise DeepASAError(f"{src} is not a resumable `deepasa train` checkpoint (no {', '.join(missing)})")
     slim = {k: v for k, v in ckpt.items() if k not in DROP}
+    schedule = edit_plateau(slim, lr_patience, reset_best) if lr_patience is not None or reset_best else None
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
@@ -58,21 +94,26 @@ def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MA
         tmp.unlink()
         raise DeepASAError(f"the resume state of {src} would be {size / 1e6:.1f} MB, over the {max_mb:g} MB bound")
     os.replace(tmp, dst)
-    return {"global_step": int(ckpt.get("global_step", 0)), "epoch": int(ckpt.get("epoch", 0)), "bytes": size,
+    info = {"global_step": int(ckpt.get("global_step", 0)), "epoch": int(ckpt.get("epoch", 0)), "bytes": size,
             "dropped": sorted(set(ckpt) - set(slim))}
+    return info | ({"schedule": schedule} if schedule else {})
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deepasa.train.resume_state SRC DST [--max-mb MB]``."""
+    """``python -m deepasa.train.resume_state SRC DST [--max-mb MB] [--lr-patience N] [--reset-best]``."""
     p = argparse.ArgumentParser(prog="python -m deepasa.train.resume_state", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", type=Path, help="Lightning checkpoint (last.ckpt)")
     p.add_argument("dst", type=Path, help="resume state to write")
     p.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB, help="size bound in MB (default 10)")
+    p.add_argument("--lr-patience", type=int, help="set the plateau schedule's patience (validations)")
+    p.add_argument("--reset-best", action="store_true", help="forget the plateau schedule's best score")
     args = p.parse_args(argv)
-    info = slim_checkpoint(args.src, args.dst, args.max_mb)
+    info = slim_checkpoint(args.src, args.dst, args.max_mb, lr_patience=args.lr_patience, reset_best=args.reset_best)
     print(f"{args.dst}: step {info['global_step']}, epoch {info['epoch']}, {info['bytes'] / 1e6:.1f} MB "
           f"(dropped: {', '.join(info['dropped']) or 'nothing'})")
+    for k, (old, new) in info.get("schedule", {}).items():
+        print(f"  plateau {k}: {old:g} -> {new:g}")
     return 0
 
 
