@@ -11,7 +11,7 @@ import pytest
 
 from deepasa.train import loss_history
 
-HEADER = ["epoch", "lr-Adam", "step", "train/loss", "train/doa", "val/loss"]
+HEADER = ["epoch", "lr-Adam", "step", "train/loss", "train/doa", "train_epoch/loss", "val/loss"]
 
 
 def write_metrics(path: Path, steps, loss_of, lr: float) -> Path:
@@ -21,9 +21,10 @@ def write_metrics(path: Path, steps, loss_of, lr: float) -> Path:
         w = csv.writer(fh)
         w.writerow(HEADER)
         for s in steps:
-            w.writerow(["", lr, s, "", "", ""])
-            w.writerow([s // 50, "", s, loss_of(s), 0.5 * loss_of(s), ""])
-        w.writerow([0, "", steps[-1], "", "", 9.0])  # validation only: no training value
+            w.writerow(["", lr, s, "", "", "", ""])
+            w.writerow([s // 50, "", s, loss_of(s), 0.5 * loss_of(s), "", ""])
+        w.writerow([0, "", steps[-1], "", "", 100.0 + steps[-1], ""])   # the epoch mean, on its last step
+        w.writerow([0, "", steps[-1], "", "", "", 9.0])  # validation only: no training value
     return path
 
 
@@ -38,7 +39,7 @@ def test_two_sessions_merge_by_step_and_a_rerun_adds_nothing(tmp_path):
     second = write_metrics(tmp_path / "b/metrics.csv", list(range(60, 160, 10)), lambda s: -s / 10, 5e-4)
     out = tmp_path / "hist.csv"
     assert loss_history.main([str(first), "--out", str(out)]) == 0
-    assert len(read(out)) == 10
+    assert len(read(out)) == 10 and float(read(out)[-1]["train_epoch/loss"]) == 190.0
     assert loss_history.main([str(second), "--out", str(out)]) == 0
     rows = read(out)
     assert [int(r["step"]) for r in rows] == list(range(0, 160, 10))
@@ -46,6 +47,10 @@ def test_two_sessions_merge_by_step_and_a_rerun_adds_nothing(tmp_path):
     assert float(by_step[50]["train/loss"]) == pytest.approx(5.0) and float(by_step[50]["lr"]) == 1e-3
     assert float(by_step[60]["train/loss"]) == pytest.approx(-6.0) and float(by_step[60]["lr"]) == 5e-4
     assert float(by_step[150]["train/doa"]) == pytest.approx(-7.5)
+    # the epoch means: the second session's at its last step; the first one's step 90 was logged again by the
+    # second session (without an epoch end there), and that later row wins
+    assert float(by_step[150]["train_epoch/loss"]) == 250.0
+    assert by_step[90]["train_epoch/loss"] == "" and by_step[80]["train_epoch/loss"] == ""
     assert "val/loss" not in rows[0]
     before = out.read_text()
     assert loss_history.main([str(second), "--out", str(out)]) == 0

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,6 +56,12 @@ def test_train_save_resume_and_evaluate(scenes, tmp_path):
               "val/LE", "val/LR", "val/si_sdri_db", "val/direct_si_sdri_db"):
         assert k in keys, k
     assert all(float(r["train/loss"]) == float(r["train/loss"]) for r in metrics_rows(run) if r.get("train/loss"))
+    # the epoch's mean of every term, one row at its end (4 scenes at batch 2: one epoch of 2 steps, each logged)
+    step_losses = [float(r["train/loss"]) for r in metrics_rows(run) if r.get("train/loss")]
+    epoch_rows = [r for r in metrics_rows(run) if r.get("train_epoch/loss")]
+    assert len(step_losses) == 2 and len(epoch_rows) == 1
+    assert float(epoch_rows[0]["train_epoch/loss"]) == pytest.approx(np.mean(step_losses), rel=1e-5)
+    assert epoch_rows[0].get("train_epoch/doa") and epoch_rows[0].get("train_epoch/image_ref")
     # the same scalars in TensorBoard's event files
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

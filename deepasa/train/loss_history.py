@@ -5,10 +5,11 @@
 
 A run's ``logs/version_*/metrics.csv`` (one row every ``log_every_n_steps``) stays on the machine that trained;
 the resume state in the repository keeps the weights, not the curve of the training losses. This command merges
-the logged ``train/*`` terms and the learning rate, one row per logged global step, into ``--out``: a step
+the logged ``train/*`` terms (one step's values), their epoch means ``train_epoch/*`` (logged at each epoch's last
+step) and the learning rate, one row per logged global step, into ``--out``: a step
 present in the new logs replaces that step's row in the file, every other row is kept. So each session adds its
 stretch of the run (running it twice adds nothing twice), and the file is the run's whole training-loss curve.
-Columns: ``step, lr``, then the ``train/*`` terms in first-seen order (empty where a step has no value).
+Columns: ``step, lr``, then the terms in first-seen order (empty where a step has no value).
 ``--summary N`` also prints the file's means over bins of N steps.
 """
 
@@ -21,6 +22,9 @@ import os
 from pathlib import Path
 
 from deepasa.errors import DeepASAError, run_script
+
+#: The logged columns kept: each step's terms and their epoch means (``DeepASAModule.training_step``).
+TERMS = ("train/", "train_epoch/")
 
 
 def _float(text: str | None) -> float | None:
@@ -36,8 +40,8 @@ def read_metrics(paths: list[Path]) -> tuple[dict[int, dict[str, float]], list[s
     """The logged training values of Lightning ``metrics.csv`` files, by global step.
 
     Returns ``(by_step, terms)``: ``{step: {"lr": ..., "train/loss": ..., ...}}`` for every step with a
-    ``train/*`` or learning-rate value (Lightning writes the two on separate rows; later files win), and the
-    ``train/*`` column names in first-seen order.
+    :data:`TERMS` or learning-rate value (Lightning writes them on separate rows; later files win), and those
+    column names in first-seen order.
     """
     by_step: dict[int, dict[str, float]] = {}
     terms: list[str] = []
@@ -49,7 +53,7 @@ def read_metrics(paths: list[Path]) -> tuple[dict[int, dict[str, float]], list[s
             if not reader.fieldnames or "step" not in reader.fieldnames:
                 raise DeepASAError(f"{path} is not a Lightning metrics.csv (no step column)")
             lr_col = next((c for c in reader.fieldnames if c.startswith("lr-")), None)
-            cols = [c for c in reader.fieldnames if c.startswith("train/")]
+            cols = [c for c in reader.fieldnames if c.startswith(TERMS)]
             terms += [c for c in cols if c not in terms]
             for rec in reader:
                 step = _float(rec.get("step"))

@@ -281,7 +281,9 @@ class DeepASAModule(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """One optimisation step's loss; logs ``train/loss`` and every term ``train/<term>``."""
+        """One optimisation step's loss; logs ``train/loss`` and every term ``train/<term>`` (this step's value,
+        every ``log_every_n_steps``) and their means over the epoch's steps as ``train_epoch/<term>`` (one row at
+        the epoch's end: the training curve without the noise of single batches)."""
         self._check_batch(batch)
         out = self.model(batch["mixture"])
         loss = self.compute_loss(out, batch)
@@ -289,6 +291,8 @@ class DeepASAModule(L.LightningModule):
         self.log("train/loss", loss.total.detach(), prog_bar=True, batch_size=bs)
         for k, v in loss.components.items():
             self.log(f"train/{k}", v, batch_size=bs)
+        for k, v in {"loss": loss.total.detach(), **loss.components}.items():
+            self.log(f"train_epoch/{k}", v, on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         return loss.total
 
     def configure_optimizers(self) -> dict[str, Any]:
