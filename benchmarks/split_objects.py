@@ -31,7 +31,6 @@ from deepasa.metrics.separation import si_sdr
 from dup_slots import model_set_main  # the sibling benchmark's command line (python benchmarks/split_objects.py)
 
 MERGE_DEG = 20.0
-RULES = ("own", "oracle", "class_doa", "doa", "soft_doa")
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -77,10 +76,8 @@ def split_rows(model, ds: SceneDataset) -> list[dict]:
             s = int(perm[0, j])
             base = float(si_sdr(mix, tgt[j]))
             others = np.arange(len(img)) != s                                  # (J,)
-            groups = {
-                "class_doa": others & present & present[s] & (cls == cls[s]) & (hard @ hard[s] > cos_max),
-                "doa": others & present & present[s] & (hard @ hard[s] > cos_max),
-                "soft_doa": others & (soft @ soft[s] > cos_max)}
+            near = others & present & present[s] & (hard @ hard[s] > cos_max)  # (J,) present, within the angle
+            groups = {"class_doa": near & (cls == cls[s]), "doa": near, "soft_doa": others & (soft @ soft[s] > cos_max)}
             row = {"sources": n_src, "own": float(si_sdr(img[s], tgt[j])) - base,
                    "oracle": _oracle_sum(img, s, tgt[j]) - base}
             for name, g in groups.items():

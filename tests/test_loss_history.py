@@ -69,7 +69,7 @@ def test_bin_means_match_a_direct_mean(tmp_path):
         assert b["train/loss"] == pytest.approx(direct, rel=1e-5)
 
 
-@pytest.mark.parametrize("case", ["missing", "not_metrics", "not_history"])
+@pytest.mark.parametrize("case", ["missing", "not_metrics", "not_history", "bad_step"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     good = write_metrics(tmp_path / "m.csv", [0, 10], lambda s: 1.0, 1e-3)
     out = tmp_path / "h.csv"
@@ -78,8 +78,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     elif case == "not_metrics":
         (tmp_path / "x.csv").write_text("a,b\n1,2\n")
         args = [str(tmp_path / "x.csv"), "--out", str(out)]
-    else:
+    elif case == "not_history":
         out.write_text("foo,bar\n1,2\n")
+        args = [str(good), "--out", str(out)]
+    else:
+        out.write_text("step,lr,train/loss\n10,0.001,1.5\nabc,0.001,1.0\n")
         args = [str(good), "--out", str(out)]
     before = out.read_text() if out.exists() else None
     proc = subprocess.run([sys.executable, "-m", "deepasa.train.loss_history", *args], capture_output=True, text=True)

@@ -80,7 +80,10 @@ def merge_into(path: Path, by_step: dict[int, dict[str, float]], terms: list[str
                 raise DeepASAError(f"{path} is not a loss-history CSV (its first columns are not step, lr)")
             columns = [*reader.fieldnames, *(t for t in terms if t not in reader.fieldnames)]
             for rec in reader:
-                old[int(rec["step"])] = {k: v for k in reader.fieldnames[1:] if (v := _float(rec[k])) is not None}
+                step = _float(rec["step"])
+                if step is None or step != int(step):
+                    raise DeepASAError(f"{path} has a row whose step is not a whole number: {rec['step']!r}")
+                old[int(step)] = {k: v for k in reader.fieldnames[1:] if (v := _float(rec[k])) is not None}
     merged = {**old, **by_step}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -288,10 +288,8 @@ class DeepASAModule(L.LightningModule):
         out = self.model(batch["mixture"])
         loss = self.compute_loss(out, batch)
         bs = batch["mixture"].shape[0]
-        self.log("train/loss", loss.total.detach(), prog_bar=True, batch_size=bs)
-        for k, v in loss.components.items():
-            self.log(f"train/{k}", v, batch_size=bs)
         for k, v in {"loss": loss.total.detach(), **loss.components}.items():
+            self.log(f"train/{k}", v, prog_bar=k == "loss", batch_size=bs)
             self.log(f"train_epoch/{k}", v, on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         return loss.total
 
