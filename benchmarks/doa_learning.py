@@ -214,8 +214,12 @@ def build_model(name: str, variant: dict, sets: list[str]) -> DeepASA:
 
 
 def state_path(args, name: str, scenes: str) -> Path | None:
-    """Where the resumable state of one (variant, scene set) run lives, or None without ``--state``."""
-    return Path(args.state) / f"{name}__{scenes}.pt" if args.state else None
+    """Where the resumable state of one (variant, scene set, ``--set`` overrides) run lives, or None without
+    ``--state``. Runs that differ only in their overrides (a model-size sweep) keep states of their own."""
+    if not args.state:
+        return None
+    sets = "".join(f"__{s}" for s in args.set)
+    return Path(args.state) / f"{name}__{scenes}{sets}.pt"
 
 
 def save_state(path: Path, payload: dict) -> None:
@@ -317,7 +321,7 @@ def run_variant(args, name: str, scenes: str, log, on_row=None) -> list[dict]:
             row = {"variant": name, "scenes": scenes, "scene_passes": passes, **m,
                    "scene_passes_per_s": round(passes / (t_train + t_data), 3),
                    "data_wait_fraction": round(t_data / (t_train + t_data), 3),
-                   "loss": round(float(loss.total.detach()), 3), "model": args.model,
+                   "loss": round(float(loss.total.detach()), 3), "model": args.model, "set": list(args.set),
                    "model_overrides": {**variant.get("model", {})}, "loss_weights": variant.get("loss", {}),
                    "swap": bool(variant.get("swap")), "lr": args.lr, "batch": args.batch, "seed": args.seed,
                    "val_scenes": len(val_items), "compiled": bool(args.compile), "command": args.command,
@@ -335,11 +339,16 @@ def run_variant(args, name: str, scenes: str, log, on_row=None) -> list[dict]:
     return rows
 
 
+def row_key(r: dict) -> tuple:
+    """What makes two results rows the same run: variant, scene set, model and its ``--set`` overrides."""
+    return r["variant"], r["scenes"], r.get("model"), tuple(r.get("set", []))
+
+
 def merge(path: Path, new_rows: list[dict]) -> None:
-    """Replace the rows of the same (variant, scenes, model) in the results file, keep the others."""
+    """Replace the rows of the same run (:func:`row_key`) in the results file, keep the others."""
     data = json.loads(path.read_text()) if path.is_file() else {"rows": []}
-    keys = {(r["variant"], r["scenes"], r.get("model")) for r in new_rows}
-    rows = [r for r in data["rows"] if (r["variant"], r["scenes"], r.get("model")) not in keys] + new_rows
+    keys = {row_key(r) for r in new_rows}
+    rows = [r for r in data["rows"] if row_key(r) not in keys] + new_rows
     data["rows"] = rows
     data["about"] = ("Direction learning speed: trained from scratch, scored on unseen scenes at fixed scene-pass "
                      "budgets (benchmarks/doa_learning.py docstring).")
@@ -358,7 +367,8 @@ def markdown_table(rows: list[dict]) -> str:
              "network's own DoA, every slot / detected (°) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['scenes']} | {r.get('model', '')} | {r['scene_passes']} | "
+        model = " ".join([r.get("model", "")] + r.get("set", []))  # e.g. "small2s emb_dim=32"
+        lines.append(f"| {r['variant']} | {r['scenes']} | {model} | {r['scene_passes']} | "
                      f"{f(r['doa_error_median_deg'], '.1f')} | {f(r['doa_error_detected_deg'], '.1f')} | "
                      f"{f(r['detection_rate'], '.2f')} | {f(r.get('false_alarm_rate'), '.2f')} | "
                      f"{f(r['class_accuracy'], '.2f')} | "

@@ -155,3 +155,23 @@ def test_score_model_scores_a_saved_model_as_score_does(sets, tmp_path):
     assert row["detection_rate"] == direct["detection_rate"] == 1.0
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("label,scenes,val_scenes,doa_error_median_deg") and lines[1].startswith("fixed,1-static,4,")
+
+
+def test_runs_that_differ_only_in_their_overrides_keep_rows_and_states_of_their_own(tmp_path):
+    """A model-size sweep (the same variant and scenes, --set emb_dim=16 / 32) must not overwrite itself."""
+    import argparse
+
+    out = tmp_path / "size.json"
+
+    def row(sets, passes):
+        return {"variant": "gcc_mixture", "scenes": "2-moving", "model": "small2s", "set": sets,
+                "scene_passes": passes}
+
+    doa_learning.merge(out, [row(["emb_dim=16"], 500), row(["emb_dim=16"], 1000)])
+    doa_learning.merge(out, [row(["emb_dim=32"], 500)])
+    doa_learning.merge(out, [row(["emb_dim=16"], 500)])                      # a rerun replaces its own rows only
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted((r["set"][0], r["scene_passes"]) for r in rows) == [("emb_dim=16", 500), ("emb_dim=32", 500)]
+    paths = {doa_learning.state_path(argparse.Namespace(state=str(tmp_path), set=s), "v", "2-moving")
+             for s in ([], ["emb_dim=16"], ["emb_dim=32"])}
+    assert len(paths) == 3
