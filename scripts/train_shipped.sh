@@ -3,7 +3,8 @@
 #   scripts/train_shipped.sh start [deepasa train options]
 #                                     resume runs/shipped (or checkpoints/shipped_resume.ckpt, or start fresh)
 #   scripts/train_shipped.sh status   last logged step and whether the process runs
-#   scripts/train_shipped.sh save     checkpoints/shipped_resume.ckpt (≤ 10 MB) + checkpoints/default.pt
+#   scripts/train_shipped.sh save     checkpoints/shipped_resume.ckpt (≤ 10 MB) + checkpoints/shipped_latest.pt (the
+#                                     export; default.pt is replaced only by hand, after the card comparison)
 #   scripts/train_shipped.sh curve    export last.ckpt as checkpoints/shipped_latest.pt, evaluate it on the fixed
 #                                     validation sets, append rows to checkpoints/eval/shipped_curve.csv
 #   scripts/train_shipped.sh losses   merge this machine's logged training losses into
@@ -62,7 +63,7 @@ status)
 save)
     [[ -f $LAST ]] || { echo "no $LAST to save"; exit 1; }
     "$PY" -m deepasa.train.resume_state "$LAST" "$RESUME"
-    "$PY" -m deepasa.cli export "$LAST" checkpoints/default.pt --bank-classes
+    "$PY" -m deepasa.cli export "$LAST" checkpoints/shipped_latest.pt --bank-classes
     losses
     ;;
 curve)
