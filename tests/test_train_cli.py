@@ -359,3 +359,21 @@ def test_head_diagnostics_reports_what_the_heads_output(scenes, tmp_path):
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "none.pt"), "--data", str(scenes)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_resumed_mid_epoch_keeps_the_plateau_schedule_of_a_run_that_never_stopped(scenes, tmp_path):
+    """Lightning skips the plateau update of the epoch a resume enters mid-way; PlateauAfterResume makes it."""
+    def scheduler(run):
+        ckpt = torch.load(Path(run) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        return ckpt["lr_schedulers"][0]
+
+    # 4 training scenes at batch 2: 2 steps an epoch, a validation at each epoch's end
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert train(straight, scenes, "--trainer.max_steps=8", "--checkpoint.save_top_k=0") == 0
+    assert train(resumed, scenes, "--trainer.max_steps=3", "--checkpoint.save_top_k=0") == 0     # mid-epoch 2
+    assert scheduler(resumed)["last_epoch"] == 1
+    assert train(resumed, scenes, "--trainer.max_steps=8", "--checkpoint.save_top_k=0", "--resume") == 0
+    a, b = scheduler(straight), scheduler(resumed)
+    # 4 validated epochs; the run's last epoch, ended by max_steps, is not counted in either (Lightning's loop)
+    assert a["last_epoch"] == 3
+    assert (b["last_epoch"], b["num_bad_epochs"]) == (a["last_epoch"], a["num_bad_epochs"])

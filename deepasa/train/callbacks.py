@@ -102,3 +102,21 @@ class LastCheckpoint(L.Callback):
         """When training stops on an error or an interrupt (single process: no collective to wait for)."""
         if trainer.world_size == 1 and trainer.global_step > 0:
             self.save(trainer)
+
+
+class PlateauAfterResume(L.Callback):
+    """Update the ``ReduceLROnPlateau`` schedulers at the end of an epoch that a resume entered mid-way.
+
+    Lightning (2.6) updates plateau schedulers at an epoch's end only when its fit loop is not restarting, and a
+    run resumed mid-epoch is still restarting at the end of that epoch (``_FitLoop.on_advance_end``): its first
+    validation after the resume never reaches the scheduler, so a run's effective patience grew with every
+    interruption (docs/training.md, "The learning-rate schedule"). This callback makes that one update itself,
+    with the same arguments as the fit loop's own; where the fit loop updates, it does nothing, so no epoch is
+    counted twice and a resumed run's schedule is that of a run that never stopped.
+    """
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """At an epoch's end, before the fit loop's own (skipped) plateau update."""
+        loop = trainer.fit_loop
+        if loop.restarting and loop.epoch_loop._num_ready_batches_reached():
+            loop.epoch_loop.update_lr_schedulers("epoch", update_plateau_schedulers=True)

@@ -106,7 +106,7 @@ def _make_cli_class():
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from deepasa.train.callbacks import LastCheckpoint
+    from deepasa.train.callbacks import LastCheckpoint, PlateauAfterResume
 
     class DeepASACLI(LightningCLI):
         """LightningCLI with the best/last checkpoint, resume/export options and CSV (+TensorBoard) logs."""
@@ -152,7 +152,7 @@ def _make_cli_class():
                 callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
             cfg = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
             callbacks = [*callbacks, LastCheckpoint(cfg.checkpoint.dirpath, cfg.last_every_n_steps,
-                                                      cfg.last_every_minutes)]
+                                                      cfg.last_every_minutes), PlateauAfterResume()]
             return super()._instantiate_trainer(config, callbacks)
 
     return DeepASACLI
