@@ -24,6 +24,25 @@ from deepasa.losses import multitask_loss
 from deepasa.model import DeepASA, get_config
 
 
+def synthetic_batch(cfg, batch: int) -> dict[str, torch.Tensor]:
+    """A random training batch of a config's clip length with 2 active of J slots (the rest empty).
+
+    Returns target fields of :func:`deepasa.losses.multitask_loss`: ``direct``/``reverb`` (B, J, M, N),
+    ``noise``/``mixture`` (B, M, N), ``cls`` (B, J), ``activity`` (B, J, T'), ``doa`` (B, J, T', 3).
+    """
+    B, J, M, N, T = batch, cfg.n_slots, cfg.n_mics, cfg.clip_samples, cfg.n_label_frames
+    direct = torch.zeros(B, J, M, N)
+    direct[:, :2] = 0.05 * torch.randn(B, 2, M, N)                 # (B, J, M, N): 2 active sources
+    activity = torch.zeros(B, J, T)
+    activity[:, :2] = 1.0
+    cls = torch.full((B, J), -1, dtype=torch.long)
+    cls[:, :2] = torch.tensor([0, 1])
+    tgt = {"direct": direct, "reverb": 0.3 * direct, "noise": 0.01 * torch.randn(B, M, N), "cls": cls,
+           "activity": activity, "doa": F.normalize(torch.randn(B, J, T, 3), dim=-1) * activity[..., None]}
+    tgt["mixture"] = (1.3 * direct).sum(1) + tgt["noise"]           # (B, M, N)
+    return tgt
+
+
 def step_seconds(config: str = "small", batch: int = 1, repeats: int = 2, overrides: dict | None = None,
                  seed: int = 0, profile: int = 0) -> dict:
     """Median seconds of the forward pass and of loss + backward + optimiser step, over ``repeats`` warm steps.
@@ -39,16 +58,7 @@ def step_seconds(config: str = "small", batch: int = 1, repeats: int = 2, overri
     cfg = get_config(config, **(overrides or {}))
     model = DeepASA(cfg).train()
     opt = torch.optim.Adam(model.parameters(), lr=4e-4)
-    B, J, M, N, T = batch, cfg.n_slots, cfg.n_mics, cfg.clip_samples, cfg.n_label_frames
-    direct = torch.zeros(B, J, M, N)
-    direct[:, :2] = 0.05 * torch.randn(B, 2, M, N)                 # 2 active sources, the rest empty
-    activity = torch.zeros(B, J, T)
-    activity[:, :2] = 1.0
-    cls = torch.full((B, J), -1, dtype=torch.long)
-    cls[:, :2] = torch.tensor([0, 1])
-    tgt = {"direct": direct, "reverb": 0.3 * direct, "noise": 0.01 * torch.randn(B, M, N), "cls": cls,
-           "activity": activity, "doa": F.normalize(torch.randn(B, J, T, 3), dim=-1) * activity[..., None]}
-    tgt["mixture"] = (1.3 * direct).sum(1) + tgt["noise"]           # (B, M, N)
+    tgt = synthetic_batch(cfg, batch)
     fwd, bwd = [], []
     prof = None
     for i in range(repeats + 1):
