@@ -1,7 +1,7 @@
 """Model size for the shipped run, by measured cost per scene pass and by learning speed.
 
 Cost: for each size (overrides of the shipped recipe's Net-1 model), a full training step (forward, the ASA
-multi-task loss, backward, Adam) on a random batch of the recipe's shape (2-s clips, batch 4, float32,
+multi-task loss, backward, clipping, Adam; the recipe's loss settings, clip and rate) on a random batch of the recipe's shape (2-s clips, batch 4, float32,
 eager), the sizes' steps interleaved round-robin in one process, so that their ratios hold on a shared,
 noisy machine even where the absolute seconds do not. The model is the shipped one: the recipe's
 ``model.model_overrides`` (GCC-PHAT DoA input, masks, the aisfx class embedding, ...) read from
@@ -41,6 +41,7 @@ from deepasa.evaluation.scoring import strict_json
 from deepasa.losses import LossWeights, multitask_loss
 from deepasa.model import DeepASA, get_config
 from deepasa.train.step_time import synthetic_batch
+from doa_learning import set_overrides  # the sibling benchmark's --set parser (python benchmarks/model_size.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "train" / "sim_small_shipped.yaml"
@@ -58,10 +59,11 @@ SIZES = {
 TRUNK = ("encoder", "blocks", "splitter", "audio")
 
 
-def shipped_overrides() -> dict:
-    """The shipped recipe's ``model.model_overrides`` (the Net-1 model it trains)."""
+def shipped_recipe() -> dict:
+    """The shipped recipe's ``model`` section (its ``model_overrides``, ``loss_weights``, ``aux_own_permutation``,
+    ``lr``) and ``trainer.gradient_clip_val`` as ``clip``."""
     recipe = yaml.safe_load(RECIPE.read_text())
-    return dict(recipe["model"]["model_overrides"])
+    return {**recipe["model"], "clip": recipe["trainer"]["gradient_clip_val"]}
 
 
 def set_args(overrides: dict) -> list[str]:
@@ -78,24 +80,26 @@ def measure(sizes: dict[str, dict], batch: int, repeats: int, config: str = "sma
         sizes: name -> overrides of ``config`` + ``base`` (default: the shipped recipe's overrides).
         batch: clips per step; repeats: timed steps per size (after one warm-up round).
     """
-    base = shipped_overrides() if base is None else base
-    weights = LossWeights(onoff_pos_weight=4.0)
+    recipe = shipped_recipe()
+    base = dict(recipe["model_overrides"]) if base is None else base
+    weights = LossWeights(**recipe.get("loss_weights", {}))
+    aux_own = recipe.get("aux_own_permutation", True)
     models, opts, batches = {}, {}, {}
     for name, over in sizes.items():
         torch.manual_seed(seed)
         cfg = get_config(config, **{**base, **over})
         models[name] = DeepASA(cfg).train()
-        opts[name] = torch.optim.Adam(models[name].parameters(), lr=1e-3)
+        opts[name] = torch.optim.Adam(models[name].parameters(), lr=recipe["lr"])
         batches[name] = synthetic_batch(cfg, batch)                  # the same shapes for every size
     times: dict[str, list[float]] = {name: [] for name in sizes}
     for r in range(repeats + 1):                                     # round 0 warms every model up
         for name in sizes:
             model, opt, tgt = models[name], opts[name], batches[name]
             t0 = time.perf_counter()
-            loss = multitask_loss(model(tgt["mixture"]), tgt, weights, aux_own_permutation=False)
+            loss = multitask_loss(model(tgt["mixture"]), tgt, weights, aux_own_permutation=aux_own)
             opt.zero_grad(set_to_none=True)
             loss.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["clip"])
             opt.step()
             dt = time.perf_counter() - t0
             if r:
@@ -117,15 +121,10 @@ def measure(sizes: dict[str, dict], batch: int, repeats: int, config: str = "sma
     return cases
 
 
-def parse_sets(sets: list[str]) -> dict:
-    """``["emb_dim=32"]`` -> ``{"emb_dim": 32}`` (values read as YAML, as doa_learning.py reads them)."""
-    return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in sets)}
-
-
 def size_of(row: dict, cases: list[dict]) -> str | None:
     """The size in ``cases`` whose model a learning row trained: the one whose overrides give the same ``small``
     config as the row's ``--set`` overrides (so ``emb_dim=16``, the shipped value, is the shipped size)."""
-    want = get_config("small", **parse_sets(row.get("set", [])))
+    want = get_config("small", **set_overrides(row.get("set", [])))
     for c in cases:
         if get_config("small", **c["overrides"]) == want:
             return c["size"]
