@@ -131,12 +131,20 @@ def size_of(row: dict, cases: list[dict]) -> str | None:
     return None
 
 
+def read_results(path: Path, key: str) -> list[dict]:
+    """The list under ``key`` of a results JSON file; a file that is not one is a one-line error."""
+    try:
+        return list(json.loads(path.read_text())[key])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DeepASAError(f"{path} is not a results file with {key!r} ({type(exc).__name__})") from None
+
+
 def learning_rows(path: Path, cases: list[dict]) -> list[dict]:
     """The doa_learning.py rows of ``path`` (``small2s`` runs) that trained a size in ``cases``, each with its
     ``size`` added."""
     if not path.is_file():
         return []
-    rows = [r for r in json.loads(path.read_text())["rows"] if r.get("model") == "small2s"]
+    rows = [r for r in read_results(path, "rows") if r.get("model") == "small2s"]
     return [{**r, "size": size} for r in rows if (size := size_of(r, cases)) is not None]
 
 
@@ -184,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.table or args.join:
         if not out.is_file():
             raise DeepASAError(f"no results at {out} (run without --table or --join first)")
-        data = json.loads(out.read_text())
+        cases = read_results(out, "cases")                          # a one-line error for a file that is not ours
+        data = {**json.loads(out.read_text()), "cases": cases}
         data["learning"] = learning_rows(Path(args.learning), data["cases"])
         if args.join:
             write_json(out, data)

@@ -53,3 +53,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert not out.exists()
+    bad = tmp_path / "bad.json"                                   # a results or learning file that is not JSON
+    bad.write_text("garbage")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"cases": []}))
+    for args in (["--table", "--out", str(bad)], ["--join", "--out", str(good), "--learning", str(bad)]):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_size.py"), *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert json.loads(good.read_text()) == {"cases": []}          # nothing written on the error
