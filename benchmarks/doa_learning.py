@@ -344,12 +344,19 @@ def row_key(r: dict) -> tuple:
     return r["variant"], r["scenes"], r.get("model"), tuple(r.get("set", []))
 
 
+def read_results(path: Path, key: str = "rows") -> list[dict]:
+    """The list under ``key`` of a results JSON file; a file that is not one is a one-line error."""
+    try:
+        return list(json.loads(path.read_text())[key])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DeepASAError(f"{path} is not a results file with {key!r} ({type(exc).__name__})") from None
+
+
 def merge(path: Path, new_rows: list[dict]) -> None:
     """Replace the rows of the same run (:func:`row_key`) in the results file, keep the others."""
-    data = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    old = read_results(path) if path.is_file() else []
     keys = {row_key(r) for r in new_rows}
-    rows = [r for r in data["rows"] if row_key(r) not in keys] + new_rows
-    data["rows"] = rows
+    data = {"rows": [r for r in old if row_key(r) not in keys] + new_rows}
     data["about"] = ("Direction learning speed: trained from scratch, scored on unseen scenes at fixed scene-pass "
                      "budgets (benchmarks/doa_learning.py docstring).")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -449,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         if not Path(args.out).is_file():
             raise DeepASAError(f"no results at {args.out}")
-        print(markdown_table(json.loads(Path(args.out).read_text())["rows"]))
+        print(markdown_table(read_results(Path(args.out))))
         return 0
     if not args.data:
         raise DeepASAError("--data is required (the folder of scene sets)")

@@ -41,7 +41,7 @@ from deepasa.evaluation.scoring import strict_json
 from deepasa.losses import LossWeights, multitask_loss
 from deepasa.model import DeepASA, get_config
 from deepasa.train.step_time import synthetic_batch
-from doa_learning import set_overrides  # the sibling benchmark's --set parser (python benchmarks/model_size.py)
+from doa_learning import read_results, set_overrides  # the sibling benchmark's --set parser and results reader
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "train" / "sim_small_shipped.yaml"
@@ -129,14 +129,6 @@ def size_of(row: dict, cases: list[dict]) -> str | None:
         if get_config("small", **c["overrides"]) == want:
             return c["size"]
     return None
-
-
-def read_results(path: Path, key: str) -> list[dict]:
-    """The list under ``key`` of a results JSON file; a file that is not one is a one-line error."""
-    try:
-        return list(json.loads(path.read_text())[key])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DeepASAError(f"{path} is not a results file with {key!r} ({type(exc).__name__})") from None
 
 
 def learning_rows(path: Path, cases: list[dict]) -> list[dict]:

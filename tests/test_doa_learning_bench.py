@@ -87,6 +87,11 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--data", str(tmp_path),
                            "--scenes", "1-static"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no scenes at" in proc.stderr
+    bad = tmp_path / "bad.json"                                   # a results file that is not JSON
+    bad.write_text("not json")
+    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--table", "--out", str(bad)],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 2 and table.stderr.count("\n") == 1 and "is not a results file" in table.stderr
 
 
 class _Stop(Exception):
