@@ -61,13 +61,13 @@ status)
     else echo "process: not running; last log line: $(tail -n 1 "$RUN/train.log" 2>/dev/null)"; fi
     ;;
 save)
-    [[ -f $LAST ]] || { echo "no $LAST to save"; exit 1; }
+    [[ -f $LAST ]] || { echo "no $LAST to save" >&2; exit 2; }
     "$PY" -m deepasa.train.resume_state "$LAST" "$RESUME"
     "$PY" -m deepasa.cli export "$LAST" checkpoints/shipped_latest.pt --bank-classes
     losses
     ;;
 curve)
-    [[ -f $LAST ]] || { echo "no $LAST to evaluate"; exit 1; }
+    [[ -f $LAST ]] || { echo "no $LAST to evaluate" >&2; exit 2; }
     snap=$RUN/curve_snapshot.ckpt                  # a copy: the run may rewrite last.ckpt meanwhile
     cp "$LAST" "$snap"
     OMP_NUM_THREADS=${THREADS:-2} "$PY" -m deepasa.train.curve "$snap" --model checkpoints/shipped_latest.pt \
