@@ -273,6 +273,20 @@ def test_resume_state_edits_the_plateau_schedule_a_resumed_scheduler_then_follow
     assert info["schedule"]["best"] == (pytest.approx(0.82), float("inf")) and info["schedule"]["num_bad_epochs"] == (2, 0)
     assert lr_after(tmp_path / "fresh.ckpt", [0.9, 0.91, 0.92, 0.93]) == pytest.approx(1e-3)  # 0.9 is the new best
     assert lr_after(tmp_path / "fresh.ckpt", [0.9, 0.91, 0.92, 0.93, 0.94]) == pytest.approx(5e-4)
+    # --lr: the optimizer state a resumed run loads says which rate it goes on with (the config's lr is lost too)
+    info = slim_checkpoint(tmp_path / "last.ckpt", tmp_path / "faster.ckpt", lr=4e-3, reset_best=True)
+    assert info["schedule"]["lr"] == (pytest.approx(1e-3), pytest.approx(4e-3))
+    state = torch.load(tmp_path / "faster.ckpt", weights_only=True)
+    opt, sched = scheduler(state["lr_schedulers"][0])
+    opt.load_state_dict(state["optimizer_states"][0])
+    assert opt.param_groups[0]["lr"] == pytest.approx(4e-3) and sched.get_last_lr() == [pytest.approx(4e-3)]
+    for score in (0.9, 0.91, 0.92, 0.93, 0.94):
+        sched.step(score)
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-3)    # the schedule halves from the new rate
+    for bad in (0.0, -1e-3):
+        with pytest.raises(DeepASAError, match="--lr must be above 0"):
+            slim_checkpoint(tmp_path / "last.ckpt", tmp_path / "y.ckpt", lr=bad)
+    assert not (tmp_path / "y.ckpt").exists()
     del ckpt["lr_schedulers"]
     torch.save(ckpt, tmp_path / "no_sched.ckpt")
     with pytest.raises(DeepASAError, match="no ReduceLROnPlateau state"):

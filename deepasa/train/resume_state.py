@@ -12,7 +12,9 @@ and epoch (``scripts/train_shipped.sh start`` does this for the shipped run).
 
 A resumed run takes its plateau schedule from the checkpoint, not from its config
 (``ReduceLROnPlateau.load_state_dict`` restores patience and the best score too). ``--lr-patience N`` and
-``--reset-best`` edit that state on the way (:func:`edit_plateau`): an A/B of the schedule starts from there.
+``--reset-best`` edit that state on the way, and ``--lr`` sets the learning rate the run goes on with (it is
+the optimizer's state, which a resume restores too, not the config's ``lr``) (:func:`edit_plateau`): an A/B of
+the schedule starts from there.
 """
 
 from __future__ import annotations
@@ -31,19 +33,23 @@ DROP = ("callbacks",)
 DEFAULT_MAX_MB = 10.0
 
 
-def edit_plateau(ckpt: dict, patience: int | None = None, reset_best: bool = False) -> dict:
-    """Edit the ``ReduceLROnPlateau`` state of a Lightning checkpoint in place.
+def edit_plateau(ckpt: dict, patience: int | None = None, reset_best: bool = False, lr: float | None = None) -> dict:
+    """Edit the ``ReduceLROnPlateau`` state of a Lightning checkpoint, and its learning rate, in place.
 
     Args:
         ckpt: the checkpoint dict (its ``lr_schedulers[0]`` a plateau scheduler's ``state_dict``).
         patience: the new patience in validations (``None``: unchanged).
         reset_best: forget the best score and the count of bad validations, as a fresh scheduler would.
+        lr: the learning rate of every parameter group of every optimizer, and the scheduler's last rate
+            (``None``: unchanged).
 
     Returns:
-        ``{"patience": (old, new), "best": (old, new), "num_bad_epochs": (old, new)}``.
+        ``{"patience": (old, new), "best": (old, new), "num_bad_epochs": (old, new), "lr": (old, new)}``
+        (``lr``: the first parameter group's).
 
     Raises:
-        DeepASAError: no plateau scheduler state in ``ckpt``, or a patience below 0.
+        DeepASAError: no plateau scheduler state in ``ckpt``, a patience below 0, or a rate not above 0 or
+            below the scheduler's floor (``min_lrs``).
     """
     states = ckpt.get("lr_schedulers") or [{}]
     state = states[0]
@@ -51,23 +57,35 @@ def edit_plateau(ckpt: dict, patience: int | None = None, reset_best: bool = Fal
         raise DeepASAError("the checkpoint holds no ReduceLROnPlateau state to edit")
     if patience is not None and patience < 0:
         raise DeepASAError(f"--lr-patience must be 0 or more, got {patience}")
-    before = {k: state[k] for k in ("patience", "best", "num_bad_epochs")}
+    groups = [g for opt in ckpt.get("optimizer_states") or [] for g in opt.get("param_groups", [])]
+    if lr is not None and not groups:
+        raise DeepASAError("the checkpoint holds no optimizer state whose learning rate could be set")
+    if lr is not None and not (lr > 0 and lr >= max(state.get("min_lrs") or [0.0])):
+        raise DeepASAError(f"--lr must be above 0 and at least the schedule's floor "
+                           f"{max(state.get('min_lrs') or [0.0]):g}, got {lr:g}")
+    before = {k: state[k] for k in ("patience", "best", "num_bad_epochs")} | {"lr": groups[0]["lr"] if groups else None}
+    if lr is not None:
+        for g in groups:
+            g["lr"] = float(lr)
+        state["_last_lr"] = [float(lr)] * len(state.get("_last_lr") or groups)
     if patience is not None:
         state["patience"] = int(patience)
     if reset_best:
         state["best"], state["num_bad_epochs"] = state["mode_worse"], 0
-    return {k: (before[k], state[k]) for k in before}
+    after = {k: state[k] for k in ("patience", "best", "num_bad_epochs")} | {"lr": groups[0]["lr"] if groups else None}
+    return {k: (before[k], after[k]) for k in before}
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MAX_MB, *,
-                    lr_patience: int | None = None, reset_best: bool = False) -> dict:
+                    lr_patience: int | None = None, reset_best: bool = False, lr: float | None = None) -> dict:
     """Write the resume state of checkpoint ``src`` to ``dst`` (atomically).
 
     Args:
         src: a Lightning checkpoint of :class:`~deepasa.train.module.DeepASAModule` (e.g. ``last.ckpt``).
         dst: the file to write.
         max_mb: the largest file allowed, in MB (10⁶ bytes).
-        lr_patience, reset_best: edit the plateau schedule on the way (:func:`edit_plateau`; default: as it is).
+        lr_patience, reset_best, lr: edit the plateau schedule and the learning rate on the way
+            (:func:`edit_plateau`; default: as they are).
 
     Returns:
         ``{"global_step", "epoch", "bytes", "dropped": [keys]}``, with ``"schedule"`` (:func:`edit_plateau`'s
@@ -84,7 +102,8 @@ def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MA
     if missing:
         raise DeepASAError(f"{src} is not a resumable `deepasa train` checkpoint (no {', '.join(missing)})")
     slim = {k: v for k, v in ckpt.items() if k not in DROP}
-    schedule = edit_plateau(slim, lr_patience, reset_best) if lr_patience is not None or reset_best else None
+    edit = lr_patience is not None or reset_best or lr is not None
+    schedule = edit_plateau(slim, lr_patience, reset_best, lr) if edit else None
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
@@ -100,7 +119,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MA
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deepasa.train.resume_state SRC DST [--max-mb MB] [--lr-patience N] [--reset-best]``."""
+    """``python -m deepasa.train.resume_state SRC DST [--max-mb MB] [--lr-patience N] [--reset-best] [--lr LR]``."""
     p = argparse.ArgumentParser(prog="python -m deepasa.train.resume_state", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", type=Path, help="Lightning checkpoint (last.ckpt)")
@@ -108,12 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB, help="size bound in MB (default 10)")
     p.add_argument("--lr-patience", type=int, help="set the plateau schedule's patience (validations)")
     p.add_argument("--reset-best", action="store_true", help="forget the plateau schedule's best score")
+    p.add_argument("--lr", type=float, help="the learning rate to go on with (every parameter group)")
     args = p.parse_args(argv)
-    info = slim_checkpoint(args.src, args.dst, args.max_mb, lr_patience=args.lr_patience, reset_best=args.reset_best)
+    info = slim_checkpoint(args.src, args.dst, args.max_mb, lr_patience=args.lr_patience, reset_best=args.reset_best,
+                           lr=args.lr)
     print(f"{args.dst}: step {info['global_step']}, epoch {info['epoch']}, {info['bytes'] / 1e6:.1f} MB "
           f"(dropped: {', '.join(info['dropped']) or 'nothing'})")
     for k, (old, new) in info.get("schedule", {}).items():
-        print(f"  plateau {k}: {old:g} -> {new:g}")
+        if old is not None:
+            print(f"  {'learning rate' if k == 'lr' else 'plateau ' + k}: {old:g} -> {new:g}")
     return 0
 
 
