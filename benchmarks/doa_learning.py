@@ -68,6 +68,7 @@ from deepasa.metrics.seld_frame import activity_decisions
 from deepasa.metrics.separation import improvement, si_sdr
 from deepasa.model import DeepASA, get_config
 from deepasa.evaluation.scoring import strict_json
+from deepasa.staging import write_json
 from deepasa.train.fastpath import compile_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "doa_learning.json"
@@ -344,25 +345,25 @@ def row_key(r: dict) -> tuple:
     return r["variant"], r["scenes"], r.get("model"), tuple(r.get("set", []))
 
 
-def read_results(path: Path, key: str = "rows") -> list[dict]:
-    """The list under ``key`` of a results JSON file; a file that is not one is a one-line error."""
+def read_results(path: Path, key: str = "rows") -> dict:
+    """A results JSON file whose ``key`` holds a list (read once: the dict, ``key`` as a list); a file that is not
+    one is a one-line error."""
     try:
-        return list(json.loads(path.read_text())[key])
+        data = json.loads(path.read_text())
+        data[key] = list(data[key])
+        return data
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise DeepASAError(f"{path} is not a results file with {key!r} ({type(exc).__name__})") from None
 
 
 def merge(path: Path, new_rows: list[dict]) -> None:
     """Replace the rows of the same run (:func:`row_key`) in the results file, keep the others."""
-    old = read_results(path) if path.is_file() else []
+    old = read_results(path)["rows"] if path.is_file() else []
     keys = {row_key(r) for r in new_rows}
     data = {"rows": [r for r in old if row_key(r) not in keys] + new_rows}
     data["about"] = ("Direction learning speed: trained from scratch, scored on unseen scenes at fixed scene-pass "
                      "budgets (benchmarks/doa_learning.py docstring).")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(strict_json(data), indent=1, allow_nan=False))
-    tmp.replace(path)
+    write_json(path, strict_json(data), indent=1)
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -456,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         if not Path(args.out).is_file():
             raise DeepASAError(f"no results at {args.out}")
-        print(markdown_table(read_results(Path(args.out))))
+        print(markdown_table(read_results(Path(args.out))["rows"]))
         return 0
     if not args.data:
         raise DeepASAError("--data is required (the folder of scene sets)")

@@ -26,7 +26,6 @@ size's); ``learning`` holds the learning rows whose overrides name a size here.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -40,6 +39,7 @@ from deepasa.errors import DeepASAError, run_script
 from deepasa.evaluation.scoring import strict_json
 from deepasa.losses import LossWeights, multitask_loss
 from deepasa.model import DeepASA, get_config
+from deepasa.staging import write_json
 from deepasa.train.step_time import synthetic_batch
 from doa_learning import read_results, set_overrides  # the sibling benchmark's --set parser and results reader
 
@@ -136,16 +136,8 @@ def learning_rows(path: Path, cases: list[dict]) -> list[dict]:
     ``size`` added."""
     if not path.is_file():
         return []
-    rows = [r for r in read_results(path, "rows") if r.get("model") == "small2s"]
+    rows = [r for r in read_results(path)["rows"] if r.get("model") == "small2s"]
     return [{**r, "size": size} for r in rows if (size := size_of(r, cases)) is not None]
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write the results atomically (a kill mid-write leaves the previous file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(strict_json(data), indent=1, allow_nan=False))
-    tmp.replace(path)
 
 
 def table(data: dict) -> str:
@@ -184,11 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.table or args.join:
         if not out.is_file():
             raise DeepASAError(f"no results at {out} (run without --table or --join first)")
-        cases = read_results(out, "cases")                          # a one-line error for a file that is not ours
-        data = {**json.loads(out.read_text()), "cases": cases}
+        data = read_results(out, "cases")                           # a one-line error for a file that is not ours
         data["learning"] = learning_rows(Path(args.learning), data["cases"])
         if args.join:
-            write_json(out, data)
+            write_json(out, strict_json(data), indent=1)
         print(table(data))
         return 0
     if args.repeats < 1 or args.batch < 1 or args.threads < 1:
@@ -199,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {"about": __doc__.splitlines()[0], "command": "python benchmarks/model_size.py " + " ".join(argv or sys.argv[1:]),
             "threads": args.threads, "load_average_1min": round(os.getloadavg()[0], 2), "cases": cases,
             "learning": learning_rows(Path(args.learning), cases)}
-    write_json(out, data)
+    write_json(out, strict_json(data), indent=1)
     print(table(data))
     return 0
 
