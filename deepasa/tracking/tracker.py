@@ -1,0 +1,253 @@
+"""Multi-target tracking of per-frame direction detections into objects with an identity (numpy/scipy).
+
+Each label frame brings a list of detections (unit vector, score), e.g. from :func:`deepasa.tracking.peaks.
+pick_peaks`. :func:`track` links them over frames:
+
+* **Prediction.** A track carries a direction x and an angular velocity ω (a rotation vector, rad/frame): the
+  predicted direction rotates x by ω, and ω decays by ``VELOCITY_DAMPING`` per frame, so a source that stops
+  or a noisy velocity estimate does not carry the prediction away.
+* **Assignment.** Detections go to tracks by the Hungarian method (``scipy.optimize.linear_sum_assignment``)
+  on the angle to each track's prediction, pairs beyond ``gate_deg`` forbidden; confirmed tracks are served
+  first, then tentative ones (a cascade, so a fresh tentative track never steals an established object's
+  detection).
+* **Update.** An alpha-beta filter on the sphere: with r the rotation from the prediction to the detection,
+  x ← rotate(prediction, α r), ω ← ω + β r, α = 1 − ``smoothing``, β = α² / (2 − α) (the critically damped
+  pair). Offline, the same filter also runs backwards in time over each track's detections and the two
+  estimates are averaged, which removes the forward filter's lag on moving sources.
+* **Birth and death.** An unassigned detection starts a tentative track; it is confirmed after
+  ``birth_frames`` hits within ``birth_frames + 1`` frames (one miss allowed) and its tentative frames then
+  count. A confirmed track with no detection keeps its identity (inactive frames) for up to
+  ``max_gap_frames`` frames, then dies; a later detection there starts a new object.
+
+The activity of a track is the frames with a detection, single missed frames between two hits filled.
+Everything is deterministic (no random draws; ties resolved by order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+VELOCITY_DAMPING = 0.8  # per frame: a velocity not confirmed by detections halves in ~3 frames
+_FORBIDDEN = 1e6  # cost of a gated-out pair
+
+
+@dataclass
+class Tracks:
+    """Objects found in a clip, on label frames.
+
+    Attributes:
+        activity: (J, T') bool, where object j is active.
+        doa: (J, T', 3) float64 unit vectors: the smoothed direction where active; elsewhere the nearest
+            earlier known direction (the first known one before the object's first active frame), never zero.
+        score: (J, T') float, the detection score where active (0 elsewhere).
+    """
+
+    activity: np.ndarray
+    doa: np.ndarray
+    score: np.ndarray
+
+    @property
+    def n_objects(self) -> int:
+        """J, the number of objects."""
+        return int(self.activity.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        """T', the number of label frames."""
+        return int(self.activity.shape[1])
+
+    @classmethod
+    def empty(cls, n_frames: int) -> "Tracks":
+        """No object over n_frames label frames: activity (0, T'), doa (0, T', 3), score (0, T')."""
+        return cls(np.zeros((0, n_frames), dtype=bool), np.zeros((0, n_frames, 3)), np.zeros((0, n_frames)))
+
+
+# ---------------------------------------------------------------------------------------------- rotations
+def _rotvec_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The rotation vector (3,) (axis × angle in rad) turning unit vector a (3,) onto b (3,) along the great circle."""
+    cross = np.cross(a, b)
+    s = np.linalg.norm(cross)
+    if s < 1e-12:  # parallel (or antiparallel: no unique great circle; take no rotation)
+        return np.zeros(3)
+    return cross / s * np.arctan2(s, float(a @ b))
+
+
+def _rotate(v: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
+    """Rodrigues rotation of v (3,) by rotvec (3,); the result is renormalised against round-off drift."""
+    angle = np.linalg.norm(rotvec)
+    if angle < 1e-12:
+        return v
+    k = rotvec / angle
+    out = v * np.cos(angle) + np.cross(k, v) * np.sin(angle) + k * (k @ v) * (1.0 - np.cos(angle))
+    return out / np.linalg.norm(out)
+
+
+def _alpha_beta(smoothing: float) -> tuple[float, float]:
+    """α = 1 − smoothing (the share of the innovation taken), β = α² / (2 − α)."""
+    alpha = float(np.clip(1.0 - smoothing, 1e-3, 1.0))
+    return alpha, alpha * alpha / (2.0 - alpha)
+
+
+def _filter(frames: list[int], dets: list[np.ndarray], alpha: float, beta: float) -> list[np.ndarray]:
+    """Alpha-beta filter over one track's detections in the given frame order.
+
+    frames: n frame indices (ascending or descending), dets: n unit vectors (3,) -> n filtered unit vectors (3,).
+    """
+    x, omega = dets[0], np.zeros(3)
+    out = [x]
+    for k in range(1, len(frames)):
+        for _ in range(abs(frames[k] - frames[k - 1])):  # predict through missed frames, damping each step
+            omega = omega * VELOCITY_DAMPING
+            x = _rotate(x, omega)
+        r = _rotvec_between(x, dets[k])
+        x = _rotate(x, alpha * r)
+        omega = omega + beta * r
+        out.append(x)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- online state
+class _Track:
+    """One track's online state: direction x (3,), angular velocity omega (3,) rad/frame, hits, misses."""
+
+    def __init__(self, uid: int, t: int, direction: np.ndarray, score: float):
+        self.uid = uid
+        self.x, self.omega = direction, np.zeros(3)
+        self.hits: dict[int, tuple[np.ndarray, float]] = {t: (direction, score)}
+        self.first, self.last_hit = t, t
+        self.confirmed = False
+
+    def predict(self) -> np.ndarray:
+        """Advance one frame: damp omega, rotate x by it; returns the predicted direction (3,)."""
+        self.omega = self.omega * VELOCITY_DAMPING
+        self.x = _rotate(self.x, self.omega)
+        return self.x
+
+    def update(self, t: int, direction: np.ndarray, score: float, alpha: float, beta: float) -> None:
+        """Alpha-beta update with detection ``direction`` (3,) at frame t."""
+        r = _rotvec_between(self.x, direction)
+        if len(self.hits) == 1:
+            # the second hit: the step from the first one is the only velocity evidence; take it (damped by the
+            # next prediction) rather than β of it, so a fast source is followed from the start
+            self.x = _rotate(self.x, alpha * r)
+            self.omega = r / max(t - self.last_hit, 1)
+        else:
+            self.x = _rotate(self.x, alpha * r)
+            self.omega = self.omega + beta * r
+        self.hits[t] = (direction, score)
+        self.last_hit = t
+
+
+def _assign(tracks: list[_Track], preds: list[np.ndarray], dets: list[int], directions: np.ndarray,
+            cos_gate: float) -> list[tuple[int, int]]:
+    """Hungarian assignment of detections (indices ``dets`` into directions (D, 3)) to tracks.
+
+    Returns (track position, detection index) pairs within the gate.
+    """
+    if not tracks or not dets:
+        return []
+    p = np.stack(preds)  # (n_tracks, 3)
+    cos = np.clip(p @ directions[dets].T, -1.0, 1.0)  # (n_tracks, n_dets)
+    cost = np.where(cos >= cos_gate, np.degrees(np.arccos(cos)), _FORBIDDEN)  # (n_tracks, n_dets)
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), dets[c]) for r, c in zip(rows, cols) if cost[r, c] < _FORBIDDEN]
+
+
+def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float = 30.0, birth_frames: int = 2,
+          max_gap_frames: int = 5, min_length_frames: int = 2, smoothing: float = 0.5,
+          max_objects: int | None = None) -> Tracks:
+    """Link per-frame direction detections into objects (module docstring).
+
+    Args:
+        detections: T' lists of (unit vector (3,), score) tuples, one list per label frame.
+        gate_deg: a detection farther than this from a track's predicted direction is not assigned to it.
+        birth_frames: hits (within birth_frames + 1 frames) that confirm a new track.
+        max_gap_frames: a confirmed track survives up to this many frames without a detection.
+        min_length_frames: tracks with fewer active frames are dropped.
+        smoothing: 0 = the raw detections, towards 1 = heavier smoothing (α = 1 − smoothing).
+        max_objects: keep at most this many objects, those with the largest summed score.
+    Returns:
+        :class:`Tracks` with activity (J, T'), doa (J, T', 3), score (J, T'), objects ordered by their first
+        active frame.
+    """
+    n_frames = len(detections)
+    alpha, beta = _alpha_beta(smoothing)
+    cos_gate = float(np.cos(np.radians(gate_deg)))
+    live: list[_Track] = []
+    finished: list[_Track] = []
+    next_uid = 0
+    for t, frame in enumerate(detections):
+        if frame:
+            directions = np.stack([np.asarray(d, dtype=np.float64) / np.linalg.norm(d) for d, _ in frame])  # (D, 3)
+        else:
+            directions = np.zeros((0, 3))
+        scores = [float(s) for _, s in frame]
+        preds = [tr.predict() for tr in live]
+        free = list(range(len(frame)))
+        for want_confirmed in (True, False):  # the cascade: established objects first
+            idx = [i for i, tr in enumerate(live) if tr.confirmed == want_confirmed]
+            pairs = _assign([live[i] for i in idx], [preds[i] for i in idx], free, directions, cos_gate)
+            for pos, d in pairs:
+                live[idx[pos]].update(t, directions[d], scores[d], alpha, beta)
+                free.remove(d)
+        for tr in live:
+            if not tr.confirmed and len(tr.hits) >= birth_frames:
+                tr.confirmed = True
+        survivors = []
+        for tr in live:
+            if tr.confirmed and t - tr.last_hit <= max_gap_frames:
+                survivors.append(tr)
+            elif not tr.confirmed and t - tr.first < birth_frames + 1 and t - tr.last_hit <= 1:
+                survivors.append(tr)
+            elif tr.confirmed:
+                finished.append(tr)
+        for d in free:  # births, in detection order (strongest first from pick_peaks)
+            tr = _Track(next_uid, t, directions[d], scores[d])
+            next_uid += 1
+            tr.confirmed = birth_frames <= 1
+            survivors.append(tr)
+        live = survivors
+    finished.extend(tr for tr in live if tr.confirmed)
+    objects = [_finish(tr, n_frames, alpha, beta) for tr in sorted(finished, key=lambda tr: tr.uid)]
+    objects = [o for o in objects if o[0].sum() >= min_length_frames]
+    if max_objects is not None and len(objects) > max_objects:
+        keep = sorted(range(len(objects)), key=lambda j: (-objects[j][2].sum(), j))[:max_objects]
+        objects = [objects[j] for j in sorted(keep)]
+    if not objects:
+        return Tracks.empty(n_frames)
+    objects.sort(key=lambda o: int(np.argmax(o[0])))  # stable: ties keep creation order
+    return Tracks(np.stack([o[0] for o in objects]), np.stack([o[1] for o in objects]),
+                  np.stack([o[2] for o in objects]))
+
+
+def _finish(tr: _Track, n_frames: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A finished track's activity (T',) bool, doa (T', 3) and score (T',), smoothed forwards and backwards."""
+    frames = sorted(tr.hits)
+    dets = [tr.hits[t][0] for t in frames]
+    fwd = _filter(frames, dets, alpha, beta)
+    bwd = _filter(frames[::-1], dets[::-1], alpha, beta)[::-1]
+    activity = np.zeros(n_frames, dtype=bool)
+    doa = np.zeros((n_frames, 3))
+    score = np.zeros(n_frames)
+    for k, t in enumerate(frames):
+        m = fwd[k] + bwd[k]  # the mean direction of the two estimates (renormalised below)
+        doa[t] = m / np.linalg.norm(m) if np.linalg.norm(m) > 1e-9 else dets[k]
+        activity[t] = True
+        score[t] = tr.hits[t][1]
+    for a, b in zip(frames[:-1], frames[1:]):
+        if b - a == 2:  # a single missed frame between two hits: filled, halfway between them
+            m = doa[a] + doa[b]
+            doa[a + 1] = m / np.linalg.norm(m) if np.linalg.norm(m) > 1e-9 else doa[a]
+            activity[a + 1] = True
+            score[a + 1] = 0.5 * (score[a] + score[b])
+    # inactive frames hold the last known direction (the first known one before the track starts)
+    known = doa[frames[0]]
+    for t in range(n_frames):
+        if activity[t]:
+            known = doa[t]
+        else:
+            doa[t] = known
+    return activity, doa, score
