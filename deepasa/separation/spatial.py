@@ -1,0 +1,375 @@
+"""Separate by when and where: each object's multichannel image from its trajectory, with no training.
+
+Given a mixture and, for every object, *when* it is active (per label frame) and *where* it is (a direction per
+label frame) — from the network, a tracker, the oracle or a user's edit — this stage returns each object's
+M-channel image, a direct-path / reverberant split of it, and the remainder (everything no object explains).
+
+The stage, in three steps (docs/separation.md):
+
+1. **Direction masks.** Per STFT bin (f, t) and object k, the direction score is the mean over the M(M−1)/2
+   capsule pairs of ``cos(∠(X_m X_n*) − ω τ_mn(u_k))``, where ``τ_mn(u) = (p_m − p_n)·u / c`` is the pair's
+   plane-wave delay difference for the object's direction ``u_k(t)``: 1 when the bin's phase differences are the
+   ones a plane wave from ``u_k`` makes. The masks are a soft-max with inverse temperature ``beta`` over the
+   objects *active in that frame* plus one constant diffuse score (the remainder's class), so they sum to one
+   in every bin. With ``use_direction=False`` each frame is shared equally among its active objects (what
+   activity alone is worth); an object marked active everywhere gives what direction alone is worth.
+2. **Multichannel Wiener filter** (MWF). Covariances over a sliding window (``cov_window_s``, centred) so moving
+   sources are followed: ``Φ_k = Σ |m_k|² x xᴴ`` per object and ``Φ_r`` for the remainder's mask. Each
+   object's image is ``y_k = Φ_k (Σ_j Φ_j + Φ_r + δ)⁻¹ x``: the filters sum to the identity (up to the loading
+   ``δ``, which the remainder takes), so the objects and the remainder add up to the mixture exactly.
+   The output is gated by the object's activity (a frame the object is not active in keeps nothing of it).
+3. **Direct path.** An MVDR beamformer toward the object's direction under a diffuse-field noise model
+   (coherence ``sin(kd)/(kd)`` between capsules, diagonal loading), applied to the object's image and
+   re-spatialised with the plane-wave steering vector: ``direct_k = d (wᴴ y_k)``; ``reverb_k = y_k − direct_k``.
+   On a 4.2-cm array this beamformer is nearly omnidirectional below ~1 kHz, so the direct part there is
+   close to the image: a stated, physical estimate, not a learned one.
+
+Geometry comes from the array definition (:func:`deepasa.audio.geometry.tetra_mic_offsets` for the MIC
+format). The measurements behind the choices (``beta``, the diffuse score, the window) are in
+``experiments/2026-12-07-spatial-stage/README.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from deepasa.audio.geometry import SPEED_OF_SOUND, tetra_mic_offsets
+from deepasa.errors import DeepASAError
+
+
+@dataclass
+class SpatialSeparation:
+    """The spatial stage's output for one clip (float32 numpy arrays).
+
+    Attributes:
+        image: (K, M, N) each object's multichannel image.
+        direct: (K, M, N) its direct-path estimate.
+        reverb: (K, M, N) ``image − direct``.
+        remainder: (M, N) ``mixture − Σ_k image_k``: noise and whatever no object explains.
+        mask: (K + 1, F, T) the direction masks (last row: the remainder's), each bin summing to one.
+    """
+
+    image: np.ndarray
+    direct: np.ndarray
+    reverb: np.ndarray
+    remainder: np.ndarray
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class SpatialConfig:
+    """Parameters of the spatial stage (defaults: the measured choice, experiments/2026-12-07-spatial-stage).
+
+    Attributes:
+        n_fft, hop: STFT (Hann window); 512 / 128 at 16 kHz = 32-ms frames, 8-ms hop.
+        beta: inverse temperature of the mask soft-max over direction scores in [−1, 1].
+        diffuse_score: the remainder's constant score in the soft-max (None: no remainder class; every bin
+            is shared among the active objects, and frames without any go to the remainder).
+        use_direction: False = every active object scores the same (activity alone).
+        mwf: apply the multichannel Wiener filter after the masks (False: the masked mixture).
+        cov_window_s: length of the MWF's sliding covariance window.
+        loading: diagonal loading of the MWF's inverse, relative to the mean channel power of the bin.
+        gate: zero an object's MWF output in the STFT frames where it is inactive.
+        gate_dilate: label frames the gate is widened by on each side (onsets and tails at frame edges).
+        mask_power: exponent p of the masks weighting the covariances (``Σ m_kᵖ x xᴴ``).
+        lstsq_loading: λ of the plane-wave decomposition (``covariance="plane_wave"``), relative to M.
+        covariance: "masked" (mask-weighted mixture covariances: measured best in reverberant rooms) or
+            "plane_wave" (each object's direct path from a least-squares plane-wave decomposition, the
+            residual shared by the masks: exact for plane waves, > 20 dB on two anechoic sources).
+        mvdr_loading: diagonal loading of the diffuse coherence matrix in the direct-path beamformer.
+    """
+
+    n_fft: int = 512
+    hop: int = 128
+    beta: float = 40.0
+    diffuse_score: float | None = None
+    use_direction: bool = True
+    mwf: bool = True
+    cov_window_s: float = 0.5
+    loading: float = 1e-3
+    gate: bool = True
+    gate_dilate: int = 1
+    mask_power: float = 2.0
+    lstsq_loading: float = 0.05
+    covariance: str = "masked"
+    mvdr_loading: float = 1e-2
+
+
+def plane_wave_phase(doa: torch.Tensor, mic_offsets: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Phase of a plane wave from ``doa`` at each capsule, relative to the array centre.
+
+    A capsule at ``p`` hears a plane wave from unit direction ``u`` earlier by ``p·u / c``; with the STFT's
+    ``e^{−jωt}`` kernel its spectrum is the centre's times ``e^{+jω p·u / c}``.
+
+    Args:
+        doa: (..., 3) unit vectors towards the source.
+        mic_offsets: (M, 3) capsule positions relative to the centre, metres.
+        freqs: (F,) Hz.
+    Returns:
+        (..., M, F) phase in radians (float64 when the inputs are).
+    """
+    lead = doa @ mic_offsets.T / SPEED_OF_SOUND  # (..., M) seconds of lead over the centre
+    return 2 * math.pi * lead[..., :, None] * freqs  # (..., M, F)
+
+
+def direction_scores(spec: torch.Tensor, doa: torch.Tensor, mic_offsets: torch.Tensor,
+                     sample_rate: int) -> torch.Tensor:
+    """Mean over capsule pairs of cos(observed phase difference − plane-wave phase difference).
+
+    Args:
+        spec: (M, F, T) complex STFT of the mixture.
+        doa: (K, T, 3) each object's unit direction at each STFT frame.
+        mic_offsets: (M, 3) metres.
+        sample_rate: Hz.
+    Returns:
+        (K, F, T) float32 scores in [−1, 1] (0 in silent bins, where the phase is undefined).
+    """
+    m, f, _ = spec.shape
+    freqs = torch.arange(f, dtype=torch.float64) * sample_rate / (2 * (f - 1))  # (F,)
+    ia, ib = torch.triu_indices(m, m, offset=1)  # the P = M(M−1)/2 pairs
+    cross = spec[ia] * spec[ib].conj()  # (P, F, T)
+    unit = (cross / cross.abs().clamp_min(1e-20)).to(torch.complex64)  # (P, F, T), |·| = 1
+    phase = plane_wave_phase(doa.double(), mic_offsets.double(), freqs)  # (K, T, M, F)
+    expected = (phase[:, :, ia] - phase[:, :, ib]).permute(0, 2, 3, 1)  # (K, P, F, T)
+    steer = torch.polar(torch.ones_like(expected), -expected).to(torch.complex64)  # (K, P, F, T)
+    return (unit[None] * steer).real.mean(dim=1)  # (K, F, T)
+
+
+def direction_masks(spec: torch.Tensor, active: torch.Tensor, doa: torch.Tensor, mic_offsets: torch.Tensor,
+                    sample_rate: int, config: SpatialConfig) -> torch.Tensor:
+    """Soft-max masks over the active objects and the remainder, per STFT bin.
+
+    Args:
+        spec: (M, F, T) complex mixture STFT.
+        active: (K, T) bool, each object's activity at each STFT frame.
+        doa: (K, T, 3) unit directions at each STFT frame.
+        mic_offsets: (M, 3) metres.
+        sample_rate: Hz.
+        config: the stage's parameters.
+    Returns:
+        (K + 1, F, T) float32 masks summing to one over the first axis (last row: the remainder).
+    """
+    k = active.shape[0]
+    _, f, t = spec.shape
+    if config.use_direction and k:
+        score = config.beta * direction_scores(spec, doa, mic_offsets, sample_rate)  # (K, F, T)
+    else:
+        score = torch.zeros(k, f, t)  # (K, F, T): every active object alike
+    score = score.masked_fill(~active[:, None, :], float("-inf"))  # (K, F, T)
+    if config.diffuse_score is None:
+        # no remainder class: frames with no active object go wholly to the remainder
+        rest = torch.where(active.any(dim=0), float("-inf"), 0.0).expand(1, f, t)  # (1, F, T)
+    else:
+        rest = torch.full((1, f, t), config.beta * config.diffuse_score)  # (1, F, T)
+    return torch.softmax(torch.cat([score, rest], dim=0), dim=0)  # (K + 1, F, T)
+
+
+def _window_sum(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Centred moving sum over the last-but-two axis (time) of (..., T, M, M) with ``width`` frames."""
+    t = x.shape[-3]
+    csum = torch.cat([torch.zeros_like(x[..., :1, :, :]), x.cumsum(dim=-3)], dim=-3)  # (..., T + 1, M, M)
+    lo = (torch.arange(t) - width // 2).clamp(0, t)
+    hi = (torch.arange(t) + width - width // 2).clamp(0, t)
+    return csum[..., hi, :, :] - csum[..., lo, :, :]  # (..., T, M, M)
+
+
+def wiener_images(spec: torch.Tensor, mask: torch.Tensor, width: int, loading: float,
+                  mask_power: float = 2.0, freq_block: int = 32) -> torch.Tensor:
+    """Multichannel Wiener filter per object from mask-weighted sliding covariances.
+
+    Args:
+        spec: (M, F, T) complex mixture STFT.
+        mask: (K + 1, F, T) masks summing to one (last: the remainder's).
+        width: covariance window, STFT frames.
+        loading: diagonal loading relative to the bin's mean channel power.
+        freq_block: bins processed at once (bounds memory on long inputs).
+    Returns:
+        (K, M, F, T) complex64 images ``Φ_k (Σ_j Φ_j + δ I)⁻¹ x`` (the sum over j includes the remainder).
+    """
+    m, f, t = spec.shape
+    k = mask.shape[0] - 1
+    out = torch.zeros(k, m, f, t, dtype=torch.complex64)
+    eye = torch.eye(m, dtype=torch.complex64)
+    for f0 in range(0, f, freq_block):
+        x = spec[:, f0:f0 + freq_block].permute(1, 2, 0).to(torch.complex64)  # (Fb, T, M)
+        outer = x[..., :, None] * x[..., None, :].conj()  # (Fb, T, M, M)
+        w = mask[:, f0:f0 + freq_block].float() ** mask_power  # (K + 1, Fb, T)
+        phi = _window_sum(w[..., None, None] * outer[None], width)  # (K + 1, Fb, T, M, M)
+        total = phi.sum(dim=0)  # (Fb, T, M, M)
+        power = total.diagonal(dim1=-2, dim2=-1).real.mean(dim=-1)  # (Fb, T)
+        total = total + (loading * power + 1e-12)[..., None, None] * eye  # (Fb, T, M, M)
+        z = torch.linalg.solve(total, x[..., None])  # (Fb, T, M, 1) = (Σ Φ + δ)⁻¹ x
+        y = (phi[:k] @ z[None]).squeeze(-1)  # (K, Fb, T, M)
+        out[:, :, f0:f0 + freq_block] = y.permute(0, 3, 1, 2)  # (K, M, Fb, T)
+    return out
+
+
+def plane_wave_wiener_images(spec: torch.Tensor, mask: torch.Tensor, active: torch.Tensor, doa: torch.Tensor,
+                             mic_offsets: torch.Tensor, sample_rate: int, width: int, loading: float,
+                             lstsq_loading: float, mask_power: float = 2.0, freq_block: int = 32) -> torch.Tensor:
+    """Multichannel Wiener filter whose object covariances come from a plane-wave decomposition.
+
+    Per bin, the least-squares decomposition ``s = (Dᴴ D + λ M I)⁻¹ Dᴴ x`` over the active objects' plane-wave
+    steering vectors gives each object's direct-path part ``d_k s_k``; the residual ``r = x − D s`` (reverb,
+    diffuse noise) is shared by the masks. Object k's covariance is the window sum of
+    ``(d_k s_k)(d_k s_k)ᴴ + m_kᵖ r rᴴ``, the remainder's of ``m_restᵖ r rᴴ``. A mask-weighted mixture
+    covariance carries every other source active in the same bins; the decomposition does not, so two
+    plane waves are told apart even where their masks are near one half (low frequencies, equal levels).
+
+    Args:
+        spec: (M, F, T) complex mixture STFT.
+        mask: (K + 1, F, T) masks (last: the remainder's), used for the residual.
+        active: (K, T) bool; doa: (K, T, 3) unit vectors per STFT frame; mic_offsets: (M, 3) metres.
+        sample_rate: Hz.
+        width: covariance window, STFT frames.
+        loading: diagonal loading of the filter's inverse, relative to the bin's mean channel power.
+        lstsq_loading: λ of the decomposition, relative to M.
+        mask_power: exponent p of the masks weighting the residual.
+        freq_block: bins processed at once.
+    Returns:
+        (K, M, F, T) complex64 images ``Φ_k (Σ_j Φ_j + δ I)⁻¹ x``.
+    """
+    m, f, t = spec.shape
+    k = mask.shape[0] - 1
+    freqs = torch.arange(f, dtype=torch.float64) * sample_rate / (2 * (f - 1))  # (F,)
+    phase = plane_wave_phase(doa.double(), mic_offsets.double(), freqs)  # (K, T, M, F)
+    steer = torch.polar(active[:, :, None, None].double(), phase).to(torch.complex64)  # (K, T, M, F)
+    steer = steer.permute(3, 1, 2, 0)  # (F, T, M, K), inactive objects' columns zero
+    out = torch.zeros(k, m, f, t, dtype=torch.complex64)
+    eye_k = torch.eye(k, dtype=torch.complex64)
+    eye_m = torch.eye(m, dtype=torch.complex64)
+    for f0 in range(0, f, freq_block):
+        x = spec[:, f0:f0 + freq_block].permute(1, 2, 0).to(torch.complex64)[..., None]  # (Fb, T, M, 1)
+        d = steer[f0:f0 + freq_block]  # (Fb, T, M, K)
+        dh = d.conj().transpose(-1, -2)  # (Fb, T, K, M)
+        s = torch.linalg.solve(dh @ d + lstsq_loading * m * eye_k, dh @ x)  # (Fb, T, K, 1)
+        comp = d * s.transpose(-1, -2)  # (Fb, T, M, K): column k = d_k s_k
+        r = (x - comp.sum(dim=-1, keepdim=True)).squeeze(-1)  # (Fb, T, M) residual
+        comp = comp.permute(3, 0, 1, 2)  # (K, Fb, T, M)
+        w = mask[:, f0:f0 + freq_block].float() ** mask_power  # (K + 1, Fb, T)
+        rr = r[..., :, None] * r[..., None, :].conj()  # (Fb, T, M, M)
+        own = comp[..., :, None] * comp[..., None, :].conj()  # (K, Fb, T, M, M)
+        phi = w[..., None, None] * rr[None]  # (K + 1, Fb, T, M, M)
+        phi[:k] = phi[:k] + own
+        phi = _window_sum(phi, width)  # (K + 1, Fb, T, M, M)
+        total = phi.sum(dim=0)  # (Fb, T, M, M)
+        power = total.diagonal(dim1=-2, dim2=-1).real.mean(dim=-1)  # (Fb, T)
+        total = total + (loading * power + 1e-12)[..., None, None] * eye_m  # (Fb, T, M, M)
+        z = torch.linalg.solve(total, x)  # (Fb, T, M, 1)
+        out[:, :, f0:f0 + freq_block] = (phi[:k] @ z[None]).squeeze(-1).permute(0, 3, 1, 2)  # (K, M, Fb, T)
+    return out
+
+
+def diffuse_mvdr_direct(image: torch.Tensor, doa: torch.Tensor, mic_offsets: torch.Tensor, sample_rate: int,
+                        loading: float) -> torch.Tensor:
+    """Direct-path estimate: MVDR toward the object under a diffuse field, re-spatialised as a plane wave.
+
+    Args:
+        image: (K, M, F, T) complex object images.
+        doa: (K, T, 3) unit directions per STFT frame.
+        mic_offsets: (M, 3) metres.
+        sample_rate: Hz.
+        loading: diagonal loading of the diffuse coherence matrix.
+    Returns:
+        (K, M, F, T) complex64 direct-path images ``d (wᴴ y)`` with ``w = Γ⁻¹d / (dᴴΓ⁻¹d)``.
+    """
+    _, m, f, _ = image.shape
+    freqs = torch.arange(f, dtype=torch.float64) * sample_rate / (2 * (f - 1))  # (F,)
+    offs = mic_offsets.double()
+    dist = torch.cdist(offs, offs)  # (M, M) metres
+    kd = 2 * math.pi * freqs[:, None, None] * dist[None] / SPEED_OF_SOUND  # (F, M, M)
+    gamma = torch.sinc(kd / math.pi) + loading * torch.eye(m, dtype=torch.float64)  # (F, M, M), sin(kd)/kd
+    gamma_inv = torch.linalg.inv(gamma).to(torch.complex128)  # (F, M, M)
+    d = torch.polar(torch.ones(1, dtype=torch.float64), plane_wave_phase(doa.double(), offs, freqs))
+    d = d.permute(0, 1, 3, 2)  # (K, T, F, M) steering vectors
+    gd = (gamma_inv[None, None] @ d[..., None]).squeeze(-1)  # (K, T, F, M)
+    w = gd / (d.conj() * gd).sum(dim=-1, keepdim=True).real  # (K, T, F, M), distortionless toward d
+    y = image.permute(0, 3, 2, 1).to(torch.complex128)  # (K, T, F, M)
+    s = (w.conj() * y).sum(dim=-1, keepdim=True)  # (K, T, F, 1) the source at the array centre
+    return (d * s).permute(0, 3, 2, 1).to(torch.complex64)  # (K, M, F, T)
+
+
+def _frames_to_stft(x: np.ndarray, n_stft: int, hop: int, label_samples: float) -> np.ndarray:
+    """Label-frame values (K, T', ...) sampled at each STFT frame centre → (K, T, ...)."""
+    idx = np.minimum((np.arange(n_stft) * hop / label_samples).astype(int), x.shape[1] - 1)  # (T,)
+    return x[:, idx]
+
+
+def separate(mixture, activity, doa, *, sample_rate: int = 16000, label_hop: float = 0.1,
+             mic_offsets: np.ndarray | None = None, config: SpatialConfig | None = None) -> SpatialSeparation:
+    """Each object's image, direct path and reverb from the mixture and the objects' trajectories.
+
+    Args:
+        mixture: (M, N) float array (numpy or torch).
+        activity: (K, T') bool or {0, 1}: object k active in label frame t' (frames of ``label_hop`` s; a
+            trajectory shorter than the clip holds its last frame).
+        doa: (K, T', 3) direction vectors per label frame (any norm > 0 where active; normalised here).
+            Where an object is inactive its direction is not used.
+        sample_rate: Hz.
+        label_hop: seconds per label frame.
+        mic_offsets: (M, 3) capsule positions relative to the centre (default: the tetrahedral MIC array).
+        config: the stage's parameters (default :class:`SpatialConfig`).
+    Returns:
+        :class:`SpatialSeparation`; ``image.sum(0) + remainder`` equals the mixture (to float32 rounding).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).standard_normal((4, 16000))
+        >>> out = separate(x, np.ones((2, 10), bool), np.tile([[[1.0, 0, 0]], [[0, 1.0, 0]]], (1, 10, 1)))
+        >>> out.image.shape, out.remainder.shape, out.mask.shape
+        ((2, 4, 16000), (4, 16000), (3, 257, 126))
+        >>> bool(np.abs(out.image.sum(0) + out.remainder - x).max() < 1e-4)
+        True
+    """
+    cfg = config or SpatialConfig()
+    x = torch.as_tensor(np.asarray(mixture, dtype=np.float32))  # (M, N)
+    act = np.asarray(activity).astype(bool)
+    direction = np.asarray(doa, dtype=np.float64)
+    offsets = tetra_mic_offsets() if mic_offsets is None else np.asarray(mic_offsets, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != offsets.shape[0]:
+        raise DeepASAError(f"the mixture must be ({offsets.shape[0]}, samples); got {tuple(x.shape)}")
+    if act.ndim != 2 or direction.shape != (*act.shape, 3):
+        raise DeepASAError(f"activity (K, T') and doa (K, T', 3) disagree: {act.shape} and {direction.shape}")
+    m, n = x.shape
+    k = act.shape[0]
+    window = torch.hann_window(cfg.n_fft)
+    spec = torch.stft(x, cfg.n_fft, cfg.hop, window=window, return_complex=True)  # (M, F, T)
+    n_stft = spec.shape[-1]
+    norm = np.linalg.norm(direction, axis=-1, keepdims=True)  # (K, T', 1)
+    unit = np.where(norm > 0, direction / np.maximum(norm, 1e-12), [1.0, 0.0, 0.0])  # (K, T', 3)
+    if k and act.shape[1]:
+        active_t = torch.as_tensor(_frames_to_stft(act, n_stft, cfg.hop, label_hop * sample_rate))  # (K, T)
+        doa_t = torch.as_tensor(_frames_to_stft(unit, n_stft, cfg.hop, label_hop * sample_rate))  # (K, T, 3)
+    else:
+        active_t = torch.zeros(k, n_stft, dtype=torch.bool)  # (K, T)
+        doa_t = torch.zeros(k, n_stft, 3, dtype=torch.float64) + torch.tensor([1.0, 0.0, 0.0])  # (K, T, 3)
+    offs = torch.as_tensor(offsets)
+    mask = direction_masks(spec, active_t, doa_t, offs, sample_rate, cfg)  # (K + 1, F, T)
+    if cfg.mwf and k and cfg.covariance == "plane_wave":
+        width = max(1, int(round(cfg.cov_window_s * sample_rate / cfg.hop)))
+        images = plane_wave_wiener_images(spec, mask, active_t, doa_t, offs, sample_rate, width, cfg.loading,
+                                          cfg.lstsq_loading, cfg.mask_power)  # (K, M, F, T)
+    elif cfg.mwf and k:
+        width = max(1, int(round(cfg.cov_window_s * sample_rate / cfg.hop)))
+        images = wiener_images(spec, mask, width, cfg.loading, cfg.mask_power)  # (K, M, F, T)
+    else:
+        images = mask[:k, None] * spec[None]  # (K, M, F, T)
+    if cfg.gate and k:
+        gate = act
+        for _ in range(cfg.gate_dilate):  # widen by one label frame on each side
+            gate = gate | np.pad(gate[:, 1:], ((0, 0), (0, 1))) | np.pad(gate[:, :-1], ((0, 0), (1, 0)))
+        gate_t = torch.as_tensor(_frames_to_stft(gate, n_stft, cfg.hop, label_hop * sample_rate))  # (K, T)
+        images = images * gate_t[:, None, None, :]  # (K, M, F, T): nothing where the object is inactive
+    direct = diffuse_mvdr_direct(images, doa_t, offs, sample_rate, cfg.mvdr_loading) if k else images
+    istft = lambda s: torch.istft(s.reshape(-1, *s.shape[-2:]), cfg.n_fft, cfg.hop, window=window,  # noqa: E731
+                                  length=n).reshape(*s.shape[:-2], n)  # (..., N)
+    image = istft(images) if k else torch.zeros(0, m, n)  # (K, M, N)
+    direct_t = istft(direct) if k else torch.zeros(0, m, n)  # (K, M, N)
+    remainder = x - image.sum(dim=0)  # (M, N): the complement, so the parts add up to the mixture
+    return SpatialSeparation(image=image.numpy(), direct=direct_t.numpy(),
+                             reverb=(image - direct_t).numpy(), remainder=remainder.numpy(),
+                             mask=mask.numpy().astype(np.float32))
