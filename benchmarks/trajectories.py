@@ -21,7 +21,8 @@ Per finder and set (:mod:`deepasa.metrics.trajectory`): frame recall and precisi
 source, false-alarm objects per clip, detection; and the **downstream number**: reference-channel image
 SI-SDRi of the spatial stage (:func:`deepasa.separation.separate`, default parameters) driven by the
 finder's trajectories, objects assigned to sources by the Hungarian algorithm on SI-SDR; a source with no
-object scores 0 dB (silence is not credited, the mixture is not either). Cost: seconds per 4-s clip of the
+object scores 0 dB (silence is not credited, the mixture is not either). For ``net1`` rows also
+``network_audio_si_sdri_db``: the network's own audio, as ``analyze`` writes it, scored the same way. Cost: seconds per 4-s clip of the
 finder alone and of the spatial stage, on ``--threads`` threads of this machine.
 
 Writes ``benchmarks/results/trajectories.json`` (a rerun replaces the rows of the same finder and set).
@@ -72,7 +73,7 @@ def make_finder(spec: str):
 
         def run_srp(mixture):
             tracks = srp_find_objects(mixture)
-            return tracks.activity, tracks.doa
+            return tracks.activity, tracks.doa, None
         return run_srp
     kind, _, path = spec.partition(":")
     if kind not in ("net1", "finder"):
@@ -88,9 +89,11 @@ def make_finder(spec: str):
         def run_net1(mixture):
             result = analyze(model, mixture, log=lambda _msg: None)
             if not result.objects:
-                return np.zeros((0, result.n_frames), bool), np.zeros((0, result.n_frames, 3))
+                empty = np.zeros((0, *mixture.shape), np.float32)
+                return np.zeros((0, result.n_frames), bool), np.zeros((0, result.n_frames, 3)), empty
             return (np.stack([o.activity for o in result.objects]),  # (J, T')
-                    np.stack([o.doa for o in result.objects]))  # (J, T', 3)
+                    np.stack([o.doa for o in result.objects]),  # (J, T', 3)
+                    np.stack([o.signal("image") for o in result.objects]))  # (J, M, N) the network's audio
         return run_net1
     if kind == "finder":
         from deepasa.model.finder import find_objects, load_finder
@@ -99,7 +102,7 @@ def make_finder(spec: str):
 
         def run_finder(mixture):
             tracks = find_objects(mixture, finder)
-            return tracks.activity, tracks.doa
+            return tracks.activity, tracks.doa, None
         return run_finder
     raise DeepASAError(f"unknown finder {spec!r} (true, true-activity, true-direction, srp, net1:<ckpt>, "
                        "finder:<ckpt>)")
@@ -129,24 +132,37 @@ def downstream(scene, activity: np.ndarray, doa: np.ndarray, **options) -> tuple
     Returns:
         (per-source SI-SDRi in dB, a source without an object at 0; seconds the stage took).
     """
-    from deepasa.metrics.separation import si_sdr
     from deepasa.separation import SpatialConfig, separate
 
     t0 = time.perf_counter()
     out = separate(scene.mixture, activity, doa, config=SpatialConfig(**options))
     seconds = time.perf_counter() - t0
+    return score_images(scene, out.image), seconds
+
+
+def score_images(scene, images: np.ndarray) -> list[float]:
+    """Per true source, the reference-channel image SI-SDRi of the object assigned to it.
+
+    Args:
+        scene: a simulated scene; images: (J, M, N) the objects' images (as ``analyze`` writes them).
+    Returns:
+        (K,) SI-SDRi in dB; objects assigned to sources by the Hungarian algorithm on SI-SDR, an all-zero
+        object is no object, and a source without one scores 0 dB.
+    """
+    from deepasa.metrics.separation import si_sdr
+
     target = (scene.direct + scene.reverb)[:, 0]  # (K, N) reference channel images
     k = len(target)
     base = si_sdr(np.repeat(scene.mixture[:1], k, axis=0), target)  # (K,)
     gains = np.zeros(k)
-    if len(out.image):
-        est = out.image[:, 0]  # (J, N)
+    if len(images):
+        est = images[:, 0]  # (J, N)
         pair = np.array([[si_sdr(e, t) if np.abs(e).max() > 0 else -np.inf for e in est] for t in target])  # (K, J)
         rows, cols = linear_sum_assignment(-np.nan_to_num(pair, neginf=-1e3))
         for r, c in zip(rows, cols):
             if np.isfinite(pair[r, c]):
                 gains[r] = pair[r, c] - base[r]
-    return gains.tolist(), seconds
+    return gains.tolist()
 
 
 def run(finders: list[str], sets: list[str], n_scenes: int, log=print) -> list[dict]:
@@ -158,15 +174,17 @@ def run(finders: list[str], sets: list[str], n_scenes: int, log=print) -> list[d
     for set_name in sets:
         scenes = scene_set(set_name, n_scenes)
         for spec in finders:
-            scores, gains, t_find, t_sep = [], [], 0.0, 0.0
+            scores, gains, own, t_find, t_sep = [], [], [], 0.0, 0.0
             for scene in scenes:
                 options = {}
                 if built[spec] is None:
                     act, doa, options = oracle_trajectories(spec, scene)
                 else:
                     t0 = time.perf_counter()
-                    act, doa = built[spec](scene.mixture)
+                    act, doa, images = built[spec](scene.mixture)
                     t_find += time.perf_counter() - t0
+                    if images is not None:
+                        own += score_images(scene, images)
                 if spec not in ORACLES[1:]:
                     scores.append(score_trajectories(scene.activity, scene.doa, act, doa))
                 g, sec = downstream(scene, act, doa, **options)
@@ -176,6 +194,7 @@ def run(finders: list[str], sets: list[str], n_scenes: int, log=print) -> list[d
                    **(pool(scores) if scores else {}),
                    "downstream_si_sdri_db": float(np.mean(gains)),
                    "downstream_si_sdri_median_db": float(np.median(gains)),
+                   **({"network_audio_si_sdri_db": float(np.mean(own))} if own else {}),
                    "finder_s_per_clip": t_find / len(scenes), "separation_s_per_clip": t_sep / len(scenes)}
             rows.append(row)
             log(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deepasa.errors import DeepASAError
+from deepasa.inference.options import DEFAULT_SEPARATION, SEPARATIONS
 
 EXAMPLE = """example:
   deepasa demo                       # writes demo_out/ in the current folder
@@ -54,6 +55,10 @@ def register(sub) -> None:
     a.add_argument("--hop", type=float, help="window step in s (default: half the window)")
     a.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     a.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
+    a.add_argument("--separation", choices=SEPARATIONS, default=DEFAULT_SEPARATION,
+                   help="where each object's audio comes from: the spatial stage driven by its activity and "
+                   "direction (objects and noise add up to the recording), or the network's own audio heads "
+                   f"(default: {DEFAULT_SEPARATION})")
     a.set_defaults(func=run_analyze)
     p = sub.add_parser("demo", help="simulate a held-out scene, analyse it with the shipped model, score it",
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +68,8 @@ def register(sub) -> None:
     p.add_argument("--home", type=Path, help="sound-bank folder (default $DEEPASA_HOME or ~/.cache/deepasa)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--checkpoint", type=Path, help="model to analyse the scene with (default: checkpoints/default.pt)")
+    p.add_argument("--separation", choices=SEPARATIONS, default=DEFAULT_SEPARATION,
+                   help=f"as for analyze (default: {DEFAULT_SEPARATION})")
     p.set_defaults(func=run)
 
 
@@ -95,7 +102,7 @@ def run_analyze(args) -> int:
             work = temp_sibling(out, "partial")
             try:
                 result = analyze(model, args.input, window=args.window, hop=args.hop, fmt=args.format,
-                                 workdir=work, progress=True, log=note)
+                                 workdir=work, progress=True, log=note, separation=args.separation)
                 result.own_temporary_root()  # the partial folder goes away if anything below fails
                 result.save(out, overwrite=args.overwrite, report=not args.no_report)
             finally:
@@ -198,7 +205,12 @@ def _demo_analysis(args, scene, tmp: Path) -> list[dict] | None:
         print(f"model skipped: it expects {model_format(model)} recordings, the scene is {args.format}")
         return None
     print(f"analysing the scene with {ckpt} ...")
-    result = analyze(model, scene.mixture, sample_rate=scene.meta["sample_rate"], progress=True)
+    separation = getattr(args, "separation", DEFAULT_SEPARATION)
+    if separation == "spatial" and args.format != "mic":
+        separation = "network"  # the spatial stage needs the MIC geometry (FOA: a later issue)
+    print(f"objects separated by: {separation}")
+    result = analyze(model, scene.mixture, sample_rate=scene.meta["sample_rate"], progress=True,
+                     separation=separation)
     result.save(tmp / "analysis")
     rows = match_estimates(scene, result)
     print("per true source, the estimate matched by SI-SDR (Hungarian):")
