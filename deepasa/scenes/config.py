@@ -14,6 +14,8 @@ import yaml
 
 from deepasa.errors import DeepASAError
 
+FILLS = ("clip", "chain", "loop")  # values of SceneConfig.fill; "clip" is the ASA recipe
+
 
 @dataclass
 class SceneConfig:
@@ -41,7 +43,12 @@ class SceneConfig:
     trajectory_rate: float = 10.0               # trajectory points per second (moving sources)
     trajectory_amplitude: tuple = (0.3, 1.0)    # sinusoidal excursion per horizontal axis, metres
     trajectory_cycles: tuple = (0.25, 1.5)      # oscillation cycles per clip
-    event_duration: tuple = (1.0, 4.0)          # seconds, capped by the clip's own length
+    event_duration: tuple = (1.0, 4.0)          # seconds; with fill "clip" capped by the clip's own length
+    fill: str = "clip"                          # what an event is made of (simulator.sample_event): "clip" = one
+                                                # clip, cropped; "chain" = a clip drawn by length, cropped if it
+                                                # is as long as the event, else followed by other clips of its
+                                                # class; "loop" = the same, repeating that clip
+    crossfade_s: float = 0.05                   # s: equal-power crossfade at each joint of a chained/looped event
     source_gain_db: tuple = (-10.0, 0.0)
     peak: tuple = (0.3, 0.9)                    # peak |mixture| after normalisation
     ism_order: int = 10                         # image-source order of the early part
@@ -114,6 +121,10 @@ class SceneConfig:
             raise DeepASAError("the room is too small for the array margins (room_xy/room_z vs array_wall_margin/array_height)")
         if self.source_distance[0] <= 0.1:
             raise DeepASAError("source_distance min must exceed 0.1 m (the array itself)")
+        if self.fill not in FILLS:
+            raise DeepASAError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
+        if not isinstance(self.crossfade_s, (int, float)) or not 0.0 <= self.crossfade_s <= 1.0:
+            raise DeepASAError(f"crossfade_s must be within [0, 1] s, got {self.crossfade_s!r}")
 
     @property
     def n_samples(self) -> int:

@@ -4,7 +4,8 @@ A scene is made in two steps, so that ``meta/<id>.json`` is enough to re-render 
 
 1. :func:`sample_scene_spec` draws every random choice (room, RT60, array position, sources, clips,
    crops, onsets, gains, trajectories, SNR, peak level, and one integer seed for the noise-like parts)
-   into a JSON-able dict;
+   into a JSON-able dict; with ``fill`` "chain" or "loop" (dense scenes, :func:`sample_event`) an event
+   that its clip cannot fill is a list of crossfaded ``segments`` of its class, rebuilt by :func:`load_dry`;
 2. :func:`render_scene` turns a spec into signals and labels, deterministically.
 
 :func:`simulate_scene` does both. Per source ``k`` it returns the direct-path image (order-0 image),
@@ -105,6 +106,73 @@ def _trajectory(rng, cfg: SceneConfig, room, centre, moving: bool):
     raise DeepASAError("could not place a source in the room: check room size, margins and source_distance")
 
 
+def equal_power_fades(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fade-in and fade-out gains of an n-sample crossfade, with ``fade_in² + fade_out² = 1`` at every sample.
+
+    Equal power (not equal gain) because the joined clips are unrelated: their powers add, so the chain keeps
+    its level through the joint instead of dipping 3 dB. Sampled at sample centres, so neither gain is
+    exactly 0 or 1 inside the overlap and the curve is symmetric.
+
+    Returns:
+        (fade_in (n,), fade_out (n,)) float64.
+    """
+    t = (np.arange(n) + 0.5) / max(n, 1)  # (n,)
+    return np.sin(0.5 * np.pi * t), np.cos(0.5 * np.pi * t)
+
+
+def sample_event(rng: np.random.Generator, pool: list, length: int, fill: str, crossfade: int) -> dict:
+    """Choose the material of one dense event (``fill`` "chain" or "loop") of ``length`` samples.
+
+    With the ASA recipe (``fill: clip``) an event is one crop of one clip, so it never outlasts its clip, and
+    the bank's clips are short (test split: median 0.92 s). Here a clip of the class is drawn with probability
+    proportional to its length (a random instant of the class's audio): long clips are preferred (a 10-s
+    clip 20 times as often as a 0.5-s one) without a class that has one or two long clips repeating them in
+    every event (the test split has one vocalization clip ≥ 3.5 s). If the clip is at least ``length`` long
+    it is cropped at random and the entry looks exactly like a default one. Otherwise "chain" appends
+    further clips of the *same class*, drawn the same way but never the one just used, and "loop" repeats
+    the clip; the pieces are whole clips joined by equal-power crossfades, the last one cut so that the
+    event is exactly ``length`` long. The entry then keeps ``clip_id`` (the first clip), ``crop_start = 0``
+    and adds ``segments``: ``[{"clip_id", "crop_start", "length", "crossfade"}, ...]``, where
+    ``crossfade`` is the overlap in samples with the previous piece (0 for the first), so
+    ``length = Σ segment length − Σ crossfade``; :func:`build_chain` rebuilds the signal from that alone.
+
+    Args:
+        rng: the scene's generator (consumed in a fixed order, so the scene stays a function of its seed).
+        pool: ``[(clip_id, n_samples), ...]`` of the source's class, at the scene rate.
+        length: event length in samples (≥ 1).
+        fill: "chain" or "loop".
+        crossfade: nominal crossfade in samples; a joint uses at most half of either clip.
+    Returns:
+        ``{"clip_id", "crop_start", "length"}``, plus ``"segments"`` when the event is chained or looped.
+    """
+    sizes = np.array([max(int(c[1]), 1) for c in pool], dtype=np.float64)  # (P,)
+
+    def draw(exclude: int | None = None) -> int:
+        w = sizes.copy()
+        if exclude is not None and len(w) > 1:  # never the clip just used: a chain of one clip is a loop
+            w[exclude] = 0.0
+        return int(min(np.searchsorted(np.cumsum(w), rng.random() * w.sum(), side="right"), len(w) - 1))
+
+    idx = draw()
+    clip_id, clip_len = pool[idx]
+    if clip_len >= length:  # real continuous material beats any joint
+        return {"clip_id": clip_id, "crop_start": int(rng.integers(0, clip_len - length + 1)), "length": length}
+    segments: list[dict] = []
+    filled = 0  # samples of the event covered so far
+    while filled < length:
+        clip_id, clip_len = pool[idx]
+        clip_len = max(int(clip_len), 1)
+        # a joint may use at most half of each clip, so a segment's fade-in and fade-out never overlap
+        xf = min(crossfade, segments[-1]["length"] // 2, clip_len // 2) if segments else 0
+        seg_len = min(clip_len, length - filled + xf)  # the last segment is cut to land exactly on ``length``
+        segments.append({"clip_id": clip_id, "crop_start": 0, "length": int(seg_len), "crossfade": int(xf)})
+        filled += seg_len - xf
+        if fill == "chain" and filled < length:
+            idx = draw(exclude=idx)
+    # the first clip is shorter than the event here, so there are always at least two segments
+    return {"clip_id": segments[0]["clip_id"], "crop_start": 0, "length": length, "segments": segments}
+
+
 def sample_scene_spec(rng: np.random.Generator, cfg: SceneConfig, clips_by_class: dict[str, list],
                       class_names: list[str], scene_id: str, split: str) -> dict:
     """Draw every random choice of one scene.
@@ -131,18 +199,22 @@ def sample_scene_spec(rng: np.random.Generator, cfg: SceneConfig, clips_by_class
     for _ in range(n_src):
         label = labels[int(rng.integers(len(labels)))]
         pool = clips_by_class[label]
-        clip_id, clip_len = pool[int(rng.integers(len(pool)))]
-        length = int(min(clip_len, n, round(_uniform(rng, cfg.event_duration) * cfg.sample_rate)))
-        length = max(length, 1)
-        crop = int(rng.integers(0, clip_len - length + 1))
+        if cfg.fill == "clip":  # the ASA recipe; this order of draws defines every existing scene: keep it
+            clip_id, clip_len = pool[int(rng.integers(len(pool)))]
+            length = int(min(clip_len, n, round(_uniform(rng, cfg.event_duration) * cfg.sample_rate)))
+            length = max(length, 1)
+            event = {"clip_id": clip_id, "crop_start": int(rng.integers(0, clip_len - length + 1)), "length": length}
+        else:  # dense: the event length comes first, then material of that length
+            length = max(int(min(n, round(_uniform(rng, cfg.event_duration) * cfg.sample_rate))), 1)
+            event = sample_event(rng, pool, length, cfg.fill, int(round(cfg.crossfade_s * cfg.sample_rate)))
         onset = int(rng.integers(0, n - length + 1))
         moving = bool(rng.random() < cfg.moving_prob)
         times, pts = _trajectory(rng, cfg, room, centre, moving)
+        segments = {"segments": event.pop("segments")} if "segments" in event else {}
         sources.append({
-            "label": label, "class_index": class_names.index(label), "clip_id": clip_id,
-            "crop_start": crop, "length": length, "onset": onset,
+            "label": label, "class_index": class_names.index(label), **event, "onset": onset,
             "gain_db": _uniform(rng, cfg.source_gain_db), "moving": moving,
-            "trajectory_times": times.round(6).tolist(), "trajectory": pts.round(6).tolist(),
+            "trajectory_times": times.round(6).tolist(), "trajectory": pts.round(6).tolist(), **segments,
         })
     return {
         "scene_id": scene_id, "split": split, "sample_rate": cfg.sample_rate, "duration": cfg.duration,
@@ -351,7 +423,9 @@ def simulate_scene(seed: int = 0, index: int = 0, split: str = "train", config: 
     scene_id = f"{index:06d}"
     if sources is not None:
         names = class_names or sorted({lab for lab, _ in sources})
-        one = SceneConfig.from_dict({**cfg.to_dict(), "num_sources": [len(sources)], "num_sources_weights": [1.0]})
+        # given signals are used as they are: ``fill`` applies to bank clips only
+        one = SceneConfig.from_dict({**cfg.to_dict(), "num_sources": [len(sources)], "num_sources_weights": [1.0],
+                                     "fill": "clip"})
         longest = max(len(sig) for _, sig in sources)
         spec = sample_scene_spec(rng, one, {lab: [("given", longest)] for lab in names}, names, scene_id, split)
         for k, (src, (lab, sig)) in enumerate(zip(spec["sources"], sources)):
@@ -376,18 +450,64 @@ def clips_for_split(bank, split: str, cfg: SceneConfig) -> dict[str, list]:
     return out
 
 
+def build_chain(pieces: list[np.ndarray], segments: list[dict]) -> np.ndarray:
+    """Join segment signals with equal-power crossfades, as described by a spec's ``segments``.
+
+    Args:
+        pieces: one (length_i,) signal per segment (already cropped to ``segments[i]["length"]``).
+        segments: the spec's list; ``segments[i]["crossfade"]`` samples of piece i overlap the end of piece i−1.
+    Returns:
+        (Σ length_i − Σ crossfade_i,) float64.
+    """
+    total = sum(s["length"] for s in segments) - sum(s["crossfade"] for s in segments)
+    out = np.zeros(total)
+    pos = 0  # end of what has been written
+    for piece, seg in zip(pieces, segments):
+        piece = np.asarray(piece, dtype=np.float64)
+        if len(piece) != seg["length"]:
+            raise ValueError(f"segment {seg['clip_id']}: {len(piece)} samples, the spec says {seg['length']}")
+        xf = seg["crossfade"]
+        start = pos - xf
+        if xf:
+            fade_in, fade_out = equal_power_fades(xf)
+            out[start:pos] *= fade_out  # only the previous piece is there: its own fade-in ended earlier
+            piece = piece.copy()
+            piece[:xf] *= fade_in
+        out[start:start + len(piece)] += piece
+        pos = start + len(piece)
+    return out
+
+
 def load_dry(bank, spec: dict) -> list[np.ndarray]:
-    """The whole dry clip of every source of ``spec``, at the scene rate: list of (L_k,)."""
+    """The dry signal of every source of ``spec``, at the scene rate: list of (L_k,).
+
+    For a one-clip source the whole clip (``render_scene`` crops it); for a chained source (``segments``,
+    :func:`sample_event`) the chain itself, rebuilt from the spec alone: (length,), cropped at 0.
+    """
     from deepasa.audio.io import resample
 
     by_id = {c.clip_id: c for c in bank.clips(spec["split"])}
+    loaded: dict[str, np.ndarray] = {}  # a looped or re-drawn clip is decoded once per scene
+
+    def whole(clip_id: str, need: int) -> np.ndarray:
+        if clip_id not in loaded:
+            clip = by_id.get(clip_id)
+            if clip is None:
+                raise DeepASAError(f"clip {clip_id} of scene {spec['scene_id']} is not in the sound bank")
+            x = bank.load(clip)
+            loaded[clip_id] = resample(x, bank.sample_rate, spec["sample_rate"]) \
+                if bank.sample_rate != spec["sample_rate"] else x
+        x = loaded[clip_id]
+        # the index's duration may round a sample above the decoded length: pad, as the spec's crop assumes it
+        return np.pad(x, (0, max(0, need - len(x)))).astype(np.float64)
+
     out = []
     for src in spec["sources"]:
-        clip = by_id.get(src["clip_id"])
-        if clip is None:
-            raise DeepASAError(f"clip {src['clip_id']} of scene {spec['scene_id']} is not in the sound bank")
-        x = bank.load(clip)
-        x = resample(x, bank.sample_rate, spec["sample_rate"]) if bank.sample_rate != spec["sample_rate"] else x
-        need = src["crop_start"] + src["length"]
-        out.append(np.pad(x, (0, max(0, need - len(x)))).astype(np.float64))
+        if "segments" in src:
+            segs = src["segments"]
+            pieces = [whole(g["clip_id"], g["crop_start"] + g["length"])[g["crop_start"]:g["crop_start"] + g["length"]]
+                      for g in segs]
+            out.append(build_chain(pieces, segs))
+        else:
+            out.append(whole(src["clip_id"], src["crop_start"] + src["length"]))
     return out
