@@ -7,7 +7,8 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["deepasa.losses.pit", "deepasa.metrics.seld_frame", "deepasa.metrics.seld_dcase",
-                                    "deepasa.evaluation.scoring"])
+                                    "deepasa.evaluation.scoring", "deepasa.metrics.trajectory",
+                                    "deepasa.separation.spatial"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

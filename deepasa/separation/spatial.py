@@ -140,7 +140,7 @@ def direction_scores(spec: torch.Tensor, doa: torch.Tensor, mic_offsets: torch.T
 
 
 def direction_masks(spec: torch.Tensor, active: torch.Tensor, doa: torch.Tensor, mic_offsets: torch.Tensor,
-                    sample_rate: int, config: SpatialConfig) -> torch.Tensor:
+                    sample_rate: int, config: SpatialConfig, score: torch.Tensor | None = None) -> torch.Tensor:
     """Soft-max masks over the active objects and the remainder, per STFT bin.
 
     Args:
@@ -150,13 +150,15 @@ def direction_masks(spec: torch.Tensor, active: torch.Tensor, doa: torch.Tensor,
         mic_offsets: (M, 3) metres.
         sample_rate: Hz.
         config: the stage's parameters.
+        score: (K, F, T) the direction scores when already computed.
     Returns:
         (K + 1, F, T) float32 masks summing to one over the first axis (last row: the remainder).
     """
     k = active.shape[0]
     _, f, t = spec.shape
     if config.use_direction and k:
-        score = config.beta * direction_scores(spec, doa, mic_offsets, sample_rate)  # (K, F, T)
+        raw = direction_scores(spec, doa, mic_offsets, sample_rate) if score is None else score  # (K, F, T)
+        score = config.beta * raw  # (K, F, T)
     else:
         score = torch.zeros(k, f, t)  # (K, F, T): every active object alike
     score = score.masked_fill(~active[:, None, :], float("-inf"))  # (K, F, T)
@@ -299,6 +301,100 @@ def _frames_to_stft(x: np.ndarray, n_stft: int, hop: int, label_samples: float) 
     return x[:, idx]
 
 
+@dataclass
+class StageSTFT:
+    """The spatial stage in the STFT domain (what a learned extractor reads; :func:`spatial_stft`).
+
+    Attributes:
+        spec: (M, F, T) complex64 mixture STFT.
+        mask: (K + 1, F, T) direction masks (last: the remainder's).
+        image: (K, M, F, T) complex64 object images; direct: (K, M, F, T) their direct paths.
+        active: (K, T) bool activity at each STFT frame (the gate, widened as configured).
+        doa: (K, T, 3) float64 unit directions at each STFT frame.
+        score: (K, F, T) float32 direction scores in [−1, 1] (see :func:`direction_scores`).
+    """
+
+    spec: torch.Tensor
+    mask: torch.Tensor
+    image: torch.Tensor
+    direct: torch.Tensor
+    active: torch.Tensor
+    doa: torch.Tensor
+    score: torch.Tensor
+
+
+def spatial_stft(x: torch.Tensor, act: np.ndarray, unit: np.ndarray, sample_rate: int, label_hop: float,
+                 offsets: np.ndarray, cfg: SpatialConfig) -> StageSTFT:
+    """The spatial stage up to the STFT-domain images (inputs already checked; see :func:`separate`).
+
+    Args:
+        x: (M, N) float32 mixture; act: (K, T') bool; unit: (K, T', 3) unit directions; sample_rate: Hz;
+        label_hop: seconds per label frame; offsets: (M, 3) capsule positions; cfg: the parameters.
+    Returns:
+        :class:`StageSTFT`.
+    """
+    k = act.shape[0]
+    spec = torch.stft(x, cfg.n_fft, cfg.hop, window=torch.hann_window(cfg.n_fft), return_complex=True)  # (M, F, T)
+    n_stft = spec.shape[-1]
+    label_samples = label_hop * sample_rate
+    if k and act.shape[1]:
+        active_t = torch.as_tensor(_frames_to_stft(act, n_stft, cfg.hop, label_samples))  # (K, T)
+        doa_t = torch.as_tensor(_frames_to_stft(unit, n_stft, cfg.hop, label_samples))  # (K, T, 3)
+    else:
+        active_t = torch.zeros(k, n_stft, dtype=torch.bool)  # (K, T)
+        doa_t = torch.zeros(k, n_stft, 3, dtype=torch.float64) + torch.tensor([1.0, 0.0, 0.0])  # (K, T, 3)
+    offs = torch.as_tensor(offsets)
+    score = direction_scores(spec, doa_t, offs, sample_rate) if k else torch.zeros(0, *spec.shape[1:])
+    mask = direction_masks(spec, active_t, doa_t, offs, sample_rate, cfg, score=score)  # (K + 1, F, T)
+    width = max(1, int(round(cfg.cov_window_s * sample_rate / cfg.hop)))
+    if cfg.mwf and k and cfg.covariance == "plane_wave":
+        images = plane_wave_wiener_images(spec, mask, active_t, doa_t, offs, sample_rate, width, cfg.loading,
+                                          cfg.lstsq_loading, cfg.mask_power)  # (K, M, F, T)
+    elif cfg.mwf and k:
+        images = wiener_images(spec, mask, width, cfg.loading, cfg.mask_power)  # (K, M, F, T)
+    else:
+        images = mask[:k, None] * spec[None]  # (K, M, F, T)
+    gate_t = active_t
+    if cfg.gate and k:
+        gate = act
+        for _ in range(cfg.gate_dilate):  # widen by one label frame on each side
+            gate = gate | np.pad(gate[:, 1:], ((0, 0), (0, 1))) | np.pad(gate[:, :-1], ((0, 0), (1, 0)))
+        gate_t = torch.as_tensor(_frames_to_stft(gate, n_stft, cfg.hop, label_samples))  # (K, T)
+        images = images * gate_t[:, None, None, :]  # (K, M, F, T): nothing where the object is inactive
+    direct = diffuse_mvdr_direct(images, doa_t, offs, sample_rate, cfg.mvdr_loading) if k else images
+    return StageSTFT(spec=spec, mask=mask, image=images.to(torch.complex64), direct=direct, active=gate_t,
+                     doa=doa_t, score=score)
+
+
+def check_trajectories(mixture, activity, doa, mic_offsets=None) -> tuple[torch.Tensor, np.ndarray, np.ndarray,
+                                                                          np.ndarray]:
+    """Validate and normalise the stage's inputs.
+
+    Returns:
+        (x (M, N) float32 tensor, activity (K, T') bool, unit directions (K, T', 3), offsets (M, 3)).
+    Raises:
+        DeepASAError: shapes that do not fit (one line).
+    """
+    x = torch.as_tensor(np.asarray(mixture, dtype=np.float32))  # (M, N)
+    act = np.asarray(activity).astype(bool)
+    direction = np.asarray(doa, dtype=np.float64)
+    offsets = tetra_mic_offsets() if mic_offsets is None else np.asarray(mic_offsets, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != offsets.shape[0]:
+        raise DeepASAError(f"the mixture must be ({offsets.shape[0]}, samples); got {tuple(x.shape)}")
+    if act.ndim != 2 or direction.shape != (*act.shape, 3):
+        raise DeepASAError(f"activity (K, T') and doa (K, T', 3) disagree: {act.shape} and {direction.shape}")
+    norm = np.linalg.norm(direction, axis=-1, keepdims=True)  # (K, T', 1)
+    unit = np.where(norm > 0, direction / np.maximum(norm, 1e-12), [1.0, 0.0, 0.0])  # (K, T', 3)
+    return x, act, unit, offsets
+
+
+def istft(spec: torch.Tensor, n: int, cfg: SpatialConfig) -> torch.Tensor:
+    """(..., F, T) complex → (..., n) real with the stage's STFT."""
+    flat = spec.reshape(-1, *spec.shape[-2:])  # (B, F, T)
+    out = torch.istft(flat, cfg.n_fft, cfg.hop, window=torch.hann_window(cfg.n_fft), length=n)  # (B, n)
+    return out.reshape(*spec.shape[:-2], n)  # (..., n)
+
+
 def separate(mixture, activity, doa, *, sample_rate: int = 16000, label_hop: float = 0.1,
              mic_offsets: np.ndarray | None = None, config: SpatialConfig | None = None) -> SpatialSeparation:
     """Each object's image, direct path and reverb from the mixture and the objects' trajectories.
@@ -326,50 +422,11 @@ def separate(mixture, activity, doa, *, sample_rate: int = 16000, label_hop: flo
         True
     """
     cfg = config or SpatialConfig()
-    x = torch.as_tensor(np.asarray(mixture, dtype=np.float32))  # (M, N)
-    act = np.asarray(activity).astype(bool)
-    direction = np.asarray(doa, dtype=np.float64)
-    offsets = tetra_mic_offsets() if mic_offsets is None else np.asarray(mic_offsets, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] != offsets.shape[0]:
-        raise DeepASAError(f"the mixture must be ({offsets.shape[0]}, samples); got {tuple(x.shape)}")
-    if act.ndim != 2 or direction.shape != (*act.shape, 3):
-        raise DeepASAError(f"activity (K, T') and doa (K, T', 3) disagree: {act.shape} and {direction.shape}")
+    x, act, unit, offsets = check_trajectories(mixture, activity, doa, mic_offsets)
     m, n = x.shape
-    k = act.shape[0]
-    window = torch.hann_window(cfg.n_fft)
-    spec = torch.stft(x, cfg.n_fft, cfg.hop, window=window, return_complex=True)  # (M, F, T)
-    n_stft = spec.shape[-1]
-    norm = np.linalg.norm(direction, axis=-1, keepdims=True)  # (K, T', 1)
-    unit = np.where(norm > 0, direction / np.maximum(norm, 1e-12), [1.0, 0.0, 0.0])  # (K, T', 3)
-    if k and act.shape[1]:
-        active_t = torch.as_tensor(_frames_to_stft(act, n_stft, cfg.hop, label_hop * sample_rate))  # (K, T)
-        doa_t = torch.as_tensor(_frames_to_stft(unit, n_stft, cfg.hop, label_hop * sample_rate))  # (K, T, 3)
-    else:
-        active_t = torch.zeros(k, n_stft, dtype=torch.bool)  # (K, T)
-        doa_t = torch.zeros(k, n_stft, 3, dtype=torch.float64) + torch.tensor([1.0, 0.0, 0.0])  # (K, T, 3)
-    offs = torch.as_tensor(offsets)
-    mask = direction_masks(spec, active_t, doa_t, offs, sample_rate, cfg)  # (K + 1, F, T)
-    if cfg.mwf and k and cfg.covariance == "plane_wave":
-        width = max(1, int(round(cfg.cov_window_s * sample_rate / cfg.hop)))
-        images = plane_wave_wiener_images(spec, mask, active_t, doa_t, offs, sample_rate, width, cfg.loading,
-                                          cfg.lstsq_loading, cfg.mask_power)  # (K, M, F, T)
-    elif cfg.mwf and k:
-        width = max(1, int(round(cfg.cov_window_s * sample_rate / cfg.hop)))
-        images = wiener_images(spec, mask, width, cfg.loading, cfg.mask_power)  # (K, M, F, T)
-    else:
-        images = mask[:k, None] * spec[None]  # (K, M, F, T)
-    if cfg.gate and k:
-        gate = act
-        for _ in range(cfg.gate_dilate):  # widen by one label frame on each side
-            gate = gate | np.pad(gate[:, 1:], ((0, 0), (0, 1))) | np.pad(gate[:, :-1], ((0, 0), (1, 0)))
-        gate_t = torch.as_tensor(_frames_to_stft(gate, n_stft, cfg.hop, label_hop * sample_rate))  # (K, T)
-        images = images * gate_t[:, None, None, :]  # (K, M, F, T): nothing where the object is inactive
-    direct = diffuse_mvdr_direct(images, doa_t, offs, sample_rate, cfg.mvdr_loading) if k else images
-    istft = lambda s: torch.istft(s.reshape(-1, *s.shape[-2:]), cfg.n_fft, cfg.hop, window=window,  # noqa: E731
-                                  length=n).reshape(*s.shape[:-2], n)  # (..., N)
-    image = istft(images) if k else torch.zeros(0, m, n)  # (K, M, N)
-    direct_t = istft(direct) if k else torch.zeros(0, m, n)  # (K, M, N)
+    st = spatial_stft(x, act, unit, sample_rate, label_hop, offsets, cfg)
+    image = istft(st.image, n, cfg) if len(act) else torch.zeros(0, m, n)  # (K, M, N)
+    direct = istft(st.direct, n, cfg) if len(act) else torch.zeros(0, m, n)  # (K, M, N)
     remainder = x - image.sum(dim=0)  # (M, N): the complement, so the parts add up to the mixture
-    return SpatialSeparation(image=image.numpy(), direct=direct_t.numpy(),
-                             reverb=(image - direct_t).numpy(), remainder=remainder.numpy(),
-                             mask=mask.numpy().astype(np.float32))
+    return SpatialSeparation(image=image.numpy(), direct=direct.numpy(), reverb=(image - direct).numpy(),
+                             remainder=remainder.numpy(), mask=st.mask.numpy().astype(np.float32))
