@@ -1,0 +1,92 @@
+"""The trajectory-conditioned extractor: starts as the spatial stage, learns, round-trips, perturbs like a finder."""
+
+import numpy as np
+import pytest
+import torch
+
+from deepasa.model.extractor import ExtractorConfig, TrajectoryExtractor, extract, extractor_features
+from deepasa.separation import separate
+from deepasa.separation.spatial import check_trajectories, istft, spatial_stft
+from deepasa.train.extractor import perturb, snr_loss
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from deepasa.scenes.simulator import simulate_scene
+
+    rng = np.random.default_rng(2)
+    tone = np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)
+    return simulate_scene(seed=5, sources=[("noise", rng.standard_normal(12000)), ("tone", tone)])
+
+
+def test_untrained_extractor_is_the_spatial_stage(scene):
+    model = TrajectoryExtractor(ExtractorConfig(hidden=8, n_blocks=1)).eval()
+    out = extract(scene.mixture, scene.activity, scene.doa, model)
+    ref = separate(scene.mixture, scene.activity, scene.doa)
+    np.testing.assert_allclose(out.image, ref.image, atol=1e-5)
+    np.testing.assert_allclose(out.direct, ref.direct, atol=1e-5)
+    np.testing.assert_allclose(out.image.sum(0) + out.remainder, scene.mixture, atol=1e-5)
+
+
+def test_features_have_the_documented_shape(scene):
+    x, act, unit, offs = check_trajectories(scene.mixture, scene.activity, scene.doa)
+    st = spatial_stft(x, act, unit, 16000, 0.1, offs, ExtractorConfig().spatial_config())
+    feats = extractor_features(st)
+    assert feats.shape == (2, 257, st.spec.shape[-1], 31) and torch.isfinite(feats).all()
+
+
+def test_a_few_steps_fit_one_scene_better_than_the_stage(scene):
+    torch.manual_seed(0)
+    model = TrajectoryExtractor(ExtractorConfig(hidden=16, n_blocks=1))
+    x, act, unit, offs = check_trajectories(scene.mixture[:, :16000], scene.activity[:, :10], scene.doa[:, :10])
+    cfg = model.config.spatial_config()
+    st = spatial_stft(x, act, unit, 16000, 0.1, offs, cfg)
+    target = torch.as_tensor((scene.direct + scene.reverb)[:, :, :16000])
+    feats = extractor_features(st)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        img, _ = model(feats, st)
+        loss = snr_loss(istft(img, 16000, cfg), target).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] - 1.0, losses  # more than 1 dB better than where it started (the stage)
+
+
+def test_serialization_round_trip(tmp_path, scene):
+    model = TrajectoryExtractor(ExtractorConfig(hidden=8, n_blocks=1))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    torch.save(model.serialize(), tmp_path / "e.pt")
+    again = TrajectoryExtractor.from_pretrained(tmp_path / "e.pt")
+    a = extract(scene.mixture, scene.activity, scene.doa, model.eval())
+    b = extract(scene.mixture, scene.activity, scene.doa, again)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-6)
+
+
+def test_not_a_checkpoint_is_a_one_line_error(tmp_path):
+    from deepasa.errors import DeepASAError
+
+    (tmp_path / "x.pt").write_text("nope")
+    with pytest.raises(DeepASAError, match="not a trajectory-extractor checkpoint"):
+        TrajectoryExtractor.from_pretrained(tmp_path / "x.pt")
+
+
+def test_perturbation_looks_like_a_finder(scene):
+    rng = np.random.default_rng(0)
+    act = np.zeros((3, 40), bool)
+    act[:, 5:30] = True
+    doa = np.tile([1.0, 0.0, 0.0], (3, 40, 1))
+    errors, changed = [], []
+    for _ in range(50):
+        a, d = perturb(act, doa, rng)
+        errors.append(np.degrees(np.arccos(np.clip(d[..., 0], -1, 1))).mean())
+        changed.append((a != act).mean())
+        np.testing.assert_allclose(np.linalg.norm(d, axis=-1), 1.0, atol=1e-9)
+    assert 4.0 < np.mean(errors) < 20.0  # ~8° per axis
+    assert 0.01 < np.mean(changed) < 0.08  # a few frames, not the trajectory
