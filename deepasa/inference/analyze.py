@@ -282,7 +282,7 @@ def _write_wav_stream(sink: RawFileSink, key: tuple, path: Path, n_model: int, s
 
 
 def spatial_pass(blocks, n_model: int, sr_model: int, label_hop_s: float, objects: list, sink,
-                 chunk_s: float = 30.0, overlap_s: float = 1.0) -> None:
+                 chunk_s: float = 30.0, overlap_s: float = 1.0, separate_fn: Callable | None = None) -> None:
     """The spatial stage over a recording of any length, in chunks, into ``sink`` streams.
 
     Each chunk (``chunk_s`` plus ``overlap_s``, on label-frame boundaries) is separated with the objects
@@ -294,9 +294,12 @@ def spatial_pass(blocks, n_model: int, sr_model: int, label_hop_s: float, object
         n_model: samples at the model rate; sr_model: Hz; label_hop_s: seconds per label frame.
         objects: [(key, activity (T,) bool, doa (T, 3))] per object (T label frames of the whole recording).
         sink: writes ``(key, kind)`` streams for kind in image/direct/reverb and ``("noise",)`` (the remainder).
+        separate_fn: ``(x (M, n), activity (K, T'), doa (K, T', 3), sample_rate=, label_hop=)`` →
+            :class:`~deepasa.separation.SpatialSeparation` (default: the spatial stage).
     """
     from deepasa.separation import separate
 
+    separate_fn = separate_fn or separate
     ls = int(round(label_hop_s * sr_model))
     chunk = max(1, int(round(chunk_s / label_hop_s))) * ls
     over = max(1, int(round(overlap_s / label_hop_s))) * ls
@@ -312,7 +315,7 @@ def spatial_pass(blocks, n_model: int, sr_model: int, label_hop_s: float, object
         x = buf[:, start - buf_start: stop - buf_start]  # (M, n_chunk)
         f0, f1 = start // ls, -(-stop // ls)
         keep = [k for k in range(len(objects)) if act[k, max(0, f0 - 1): f1 + 1].any()]
-        out = separate(x, act[keep, f0:f1], doa[keep, f0:f1], sample_rate=sr_model, label_hop=label_hop_s)
+        out = separate_fn(x, act[keep, f0:f1], doa[keep, f0:f1], sample_rate=sr_model, label_hop=label_hop_s)
         parts = {("noise",): out.remainder}
         for i, k in enumerate(keep):
             for kind in ("image", "direct", "reverb"):
@@ -334,12 +337,34 @@ def spatial_pass(blocks, n_model: int, sr_model: int, label_hop_s: float, object
         buf, buf_start = buf[:, drop:], buf_start + drop
 
 
+def write_complement(src: AudioSource, parts: list[Path], path: Path) -> None:
+    """``path`` ← the recording minus the sum of the ``parts`` (WAVs at its rate and length), block by block.
+
+    The remainder written this way makes the objects and the noise add up to the recording exactly at the
+    recording's own rate, including what lies above the model's band after resampling.
+    """
+    handles = [sf.SoundFile(str(p)) for p in parts]
+    try:
+        with sf.SoundFile(str(path), "w", samplerate=src.sample_rate, channels=src.n_channels, subtype="FLOAT",
+                          format="WAV") as out:
+            for blk in src.blocks():  # (M, n)
+                rest = blk.astype(np.float64)
+                for fh in handles:
+                    part = fh.read(blk.shape[1], dtype="float64", always_2d=True).T  # (M, n')
+                    rest[:, : part.shape[1]] -= part
+                out.write(np.ascontiguousarray(rest.T.astype(np.float32)))  # (n, M)
+    finally:
+        for fh in handles:
+            fh.close()
+
+
 # ---------------------------------------------------------------------------------------------- analyze
 def analyze(model, path_or_array, sample_rate: int | None = None, window: float | None = None,
             hop: float | None = None, fmt: str | None = None, *, workdir: str | Path | None = None,
             progress: bool = False, log: Callable[[str], None] | None = None,
             weights: StitchWeights = StitchWeights(), run_window: Callable | None = None,
-            bound_memory: bool = True, separation: str = DEFAULT_SEPARATION) -> SceneAnalysis:
+            bound_memory: bool = True, separation: str = DEFAULT_SEPARATION,
+            extractor=None) -> SceneAnalysis:
     """Find, separate, classify, detect and localise every sound object of a recording.
 
     Args:
@@ -358,7 +383,9 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
             applies; the rule's duplicate merge (``config.detect_merge_deg``) then runs over the stitched objects.
         separation: where each object's audio comes from: "network" (the model's own audio heads) or
             "spatial" (the zero-training spatial stage, :mod:`deepasa.separation`, driven by the objects'
-            activity and direction: the objects and the noise/remainder then add up to the recording).
+            activity and direction: the objects and the noise/remainder then add up to the recording) or
+            "extractor" (the trajectory-conditioned extractor on top of that stage; ``extractor`` is required).
+        extractor: a :class:`~deepasa.model.extractor.TrajectoryExtractor` for ``separation="extractor"``.
         bound_memory: fix glibc's mmap threshold at 1 MiB for this process (:func:`bound_heap`) so the peak
             memory stays flat over any length; costs CPU time (page faults; ~1.4x measured with ``small`` on
             the shared 2-core machine). False: faster, but the peak creeps up slowly (+32 MB over 240 s).
@@ -374,7 +401,9 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
     if separation not in SEPARATIONS:
         raise DeepASAError(f"unknown separation {separation!r} ({' or '.join(SEPARATIONS)})")
     cfg = model.config
-    if separation == "spatial" and (fmt or model_format(model)) != "mic":
+    if separation == "extractor" and extractor is None:
+        raise DeepASAError("separation 'extractor' needs a trajectory-conditioned extractor (--extractor)")
+    if separation != "network" and (fmt or model_format(model)) != "mic":
         raise DeepASAError("the spatial separation needs the tetrahedral MIC format (FOA is not supported yet)")
     if not cfg.seld_heads:
         raise DeepASAError("analyze needs a model with SED/DoA heads (this config has seld_heads=False)")
@@ -417,7 +446,7 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
         if bound_memory:
             bound_heap()
         result = _analyze_stream(model, src, root, n_model, L, H, fmt, messages, progress, weights,
-                                 run_window or (lambda x: _run_window(model, x)), separation)
+                                 run_window or (lambda x: _run_window(model, x)), separation, extractor)
     except BaseException:
         if owned:
             shutil.rmtree(root, ignore_errors=True)
@@ -429,7 +458,7 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
 
 def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H: int, fmt: str,
                     messages: list, progress: bool, weights: StitchWeights, run_window,
-                    separation: str = "network") -> SceneAnalysis:
+                    separation: str = "network", extractor=None) -> SceneAnalysis:
     cfg = model.config
     sr_m, M, ls = cfg.sample_rate, cfg.n_mics, cfg.label_samples
     raw = RawFileSink(root / "_raw", M)
@@ -487,13 +516,20 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
             continue
         found.append((int(np.argmax(active)), trk, active, doa))
     found.sort(key=lambda f: (f[0], f[1].track_id))
-    if separation == "spatial":
+    if separation != "network":
         for _, trk, _, _ in found:
             raw.discard(trk.track_id)  # the network's audio is replaced
         raw.discard("noise")
+        separate_fn = None
+        if extractor is not None:
+            from deepasa.model.extractor import extract
+
+            def separate_fn(x, act, doa, **_kw):
+                return extract(x, act, doa, extractor)
         spatial_pass(_model_rate_blocks(src, sr_m, n_model), n_model, sr_m, cfg.label_hop_s,
-                     [(trk.track_id, active, doa) for _, trk, active, doa in found], raw)
-        messages.append("objects separated by the spatial stage (activity and direction of each object)")
+                     [(trk.track_id, active, doa) for _, trk, active, doa in found], raw, separate_fn=separate_fn)
+        messages.append(f"objects separated by the {'trajectory-conditioned extractor' if extractor else 'spatial stage'}"
+                        " (activity and direction of each object)")
     objects = []
     duration = src.n_samples / src.sample_rate
     hop_s = cfg.label_hop_s
@@ -512,7 +548,11 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
         objects.append(SceneObject(
             id=oid, class_index=ci, class_name=names[ci], confidence=float(cp[ci]), activity=active,
             doa=unit, segments=activity_segments(active, hop_s, duration), files=files, folder=folder))
-    _write_wav_stream(raw, ("noise",), root / "noise.wav", n_model, sr_m, src.sample_rate, src.n_samples, M)
+    if separation == "network":
+        _write_wav_stream(raw, ("noise",), root / "noise.wav", n_model, sr_m, src.sample_rate, src.n_samples, M)
+    else:  # the remainder at the recording's own rate: objects + noise = the recording
+        raw.discard("noise")
+        write_complement(src, [root / o.files["image"] for o in objects if "image" in o.files], root / "noise.wav")
     shutil.rmtree(root / "_raw", ignore_errors=True)
     mag, times, freqs = spec.result()
     prev = np.concatenate(preview) if preview else np.zeros(1, np.float32)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deepasa.errors import DeepASAError
-from deepasa.inference.options import DEFAULT_SEPARATION, SEPARATIONS
+from deepasa.inference.options import DEFAULT_EXTRACTOR, DEFAULT_FINDER, DEFAULT_SEPARATION, SEPARATIONS
 
 EXAMPLE = """example:
   deepasa demo                       # writes demo_out/ in the current folder
@@ -58,7 +58,8 @@ def register(sub) -> None:
     a.add_argument("--separation", choices=SEPARATIONS, default=DEFAULT_SEPARATION,
                    help="where each object's audio comes from: the spatial stage driven by its activity and "
                    "direction (objects and noise add up to the recording), or the network's own audio heads "
-                   f"(default: {DEFAULT_SEPARATION})")
+                   f"(default: {DEFAULT_SEPARATION}; with a --finder other than network: spatial)")
+    _pipeline_options(a)
     a.set_defaults(func=run_analyze)
     p = sub.add_parser("demo", help="simulate a held-out scene, analyse it with the shipped model, score it",
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,7 +71,41 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", type=Path, help="model to analyse the scene with (default: checkpoints/default.pt)")
     p.add_argument("--separation", choices=SEPARATIONS, default=DEFAULT_SEPARATION,
                    help=f"as for analyze (default: {DEFAULT_SEPARATION})")
+    _pipeline_options(p)
     p.set_defaults(func=run)
+
+
+def _pipeline_options(parser) -> None:
+    parser.add_argument("--finder", default=DEFAULT_FINDER,
+                        help="who finds the objects: network (the model's slots), srp (SRP-PHAT map + tracker, no "
+                        "training) or a learned finder checkpoint (e.g. checkpoints/finder.pt); with srp or a finder "
+                        f"the objects are separated by when and where and classified from their own signal "
+                        f"(default: {DEFAULT_FINDER})")
+    parser.add_argument("--extractor", type=Path,
+                        help=f"trajectory-conditioned extractor for --separation extractor (default: {DEFAULT_EXTRACTOR})")
+    parser.add_argument("--classes", type=Path,
+                        help="object class read-out for a finder other than network (default: "
+                        "checkpoints/object_classes.pt when present)")
+
+
+def _run_pipeline(args, source, *, sample_rate=None, workdir=None, log=None, progress=False):
+    """analyze or analyze_trajectories, as the pipeline options say; returns the SceneAnalysis."""
+    from deepasa.inference.analyze import analyze, load_model
+    from deepasa.inference.trajectory_first import analyze_trajectories, load_classifier, load_extractor
+
+    extractor = None
+    if args.separation == "extractor":
+        extractor = load_extractor(args.extractor or DEFAULT_EXTRACTOR)
+    if args.finder != "network":
+        if args.classes is not None and not Path(args.classes).is_file():
+            raise DeepASAError(f"no class read-out at {args.classes}")
+        return analyze_trajectories(source, args.finder, sample_rate=sample_rate, extractor=extractor,
+                                    classifier=load_classifier(args.classes), workdir=workdir,
+                                    progress=progress, log=log)
+    model = load_model(args.checkpoint)
+    return analyze(model, source, sample_rate=sample_rate, window=getattr(args, "window", None),
+                   hop=getattr(args, "hop", None), fmt=getattr(args, "format", None), workdir=workdir,
+                   progress=progress, log=log, separation=args.separation, extractor=extractor)
 
 
 def run_analyze(args) -> int:
@@ -81,7 +116,6 @@ def run_analyze(args) -> int:
     """
     import shutil
 
-    from deepasa.inference.analyze import analyze, load_model
     from deepasa.staging import OutputLock, remove_stale, temp_sibling
 
     def note(msg: str) -> None:
@@ -92,7 +126,6 @@ def run_analyze(args) -> int:
         raise DeepASAError(f"output folder exists: {out} (use --overwrite to replace it)")
     if not args.input.is_file():
         raise DeepASAError(f"no such audio file: {args.input}")
-    model = load_model(args.checkpoint)
     new_parent = not out.parent.exists()
     try:
         with OutputLock(out, "deepasa analyze"):
@@ -101,8 +134,7 @@ def run_analyze(args) -> int:
                 raise DeepASAError(f"output folder exists: {out} (use --overwrite to replace it)")
             work = temp_sibling(out, "partial")
             try:
-                result = analyze(model, args.input, window=args.window, hop=args.hop, fmt=args.format,
-                                 workdir=work, progress=True, log=note, separation=args.separation)
+                result = _run_pipeline(args, args.input, workdir=work, log=note, progress=True)
                 result.own_temporary_root()  # the partial folder goes away if anything below fails
                 result.save(out, overwrite=args.overwrite, report=not args.no_report)
             finally:
@@ -195,6 +227,14 @@ def _demo_analysis(args, scene, tmp: Path) -> list[dict] | None:
     """
     from deepasa.inference.analyze import DEFAULT_CHECKPOINT, analyze, load_model, model_format
 
+    if getattr(args, "finder", "network") != "network":
+        if args.format != "mic":
+            print("model skipped: the trajectory-first pipeline needs a MIC recording")
+            return None
+        print(f"analysing the scene trajectory first (finder: {args.finder}, separation: "
+              f"{'extractor' if args.separation == 'extractor' else 'spatial'}) ...")
+        result = _run_pipeline(args, scene.mixture, sample_rate=scene.meta["sample_rate"])
+        return _demo_report(scene, result, tmp)
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     if not Path(ckpt).is_file():
         print(f"model missing: {ckpt} does not exist, so only the ground truth is shown "
@@ -206,11 +246,19 @@ def _demo_analysis(args, scene, tmp: Path) -> list[dict] | None:
         return None
     print(f"analysing the scene with {ckpt} ...")
     separation = getattr(args, "separation", DEFAULT_SEPARATION)
-    if separation == "spatial" and args.format != "mic":
+    if separation != "network" and args.format != "mic":
         separation = "network"  # the spatial stage needs the MIC geometry (FOA: a later issue)
     print(f"objects separated by: {separation}")
-    result = analyze(model, scene.mixture, sample_rate=scene.meta["sample_rate"], progress=True,
-                     separation=separation)
+    if separation == "network":
+        result = analyze(model, scene.mixture, sample_rate=scene.meta["sample_rate"], progress=True)
+    else:
+        args.separation = separation
+        result = _run_pipeline(args, scene.mixture, sample_rate=scene.meta["sample_rate"], progress=True)
+    return _demo_report(scene, result, tmp)
+
+
+def _demo_report(scene, result, tmp: Path) -> list[dict]:
+    """Save the demo's analysis into ``tmp/analysis`` and print the per-source table."""
     result.save(tmp / "analysis")
     rows = match_estimates(scene, result)
     print("per true source, the estimate matched by SI-SDR (Hungarian):")

@@ -1,0 +1,250 @@
+"""Trajectory-first analysis: find every object's trajectory, separate by when and where, then classify it.
+
+    result = analyze_trajectories("rec.wav", finder="srp")          # a SceneAnalysis, as ``analyze`` returns
+    deepasa analyze rec.wav --out rec_analysis --finder srp          # the same from the command line
+
+The pipeline (docs/separation.md, docs/finder.md):
+
+1. **Find** (a map finder): per 100-ms label frame, a score over a grid of directions — the classical SRP-PHAT
+   map (``"srp"``, no training, :mod:`deepasa.tracking.srp`) or the learned localisation-map finder (a
+   ``checkpoints/finder.pt``-style file, :mod:`deepasa.model.finder`); peaks per frame; a multi-target
+   tracker joins them into objects, each with one identity over the whole recording. The maps are computed
+   in 30-s chunks, the tracker runs over the whole recording (its state is a few numbers per frame).
+2. **Separate** each object by its activity and direction: the zero-training spatial stage
+   (:mod:`deepasa.separation`) or, given one, the learned trajectory-conditioned extractor on top of it
+   (:mod:`deepasa.model.extractor`), in 30-s chunks cross-faded over 1 s. The objects and ``noise.wav`` (the
+   remainder) add up to the recording.
+3. **Classify** each separated object from its own signal (:mod:`deepasa.model.object_classes`, a read-out on
+   a frozen pretrained sound-effect embedding), when a read-out is available; otherwise every object is
+   ``"object"``.
+
+MIC (tetrahedral) recordings at any sample rate (resampled to 16 kHz and back).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from deepasa.errors import DeepASAError
+from deepasa.inference.analyze import (PREVIEW_SECONDS, AudioSource, _model_rate_blocks, _safe_name,
+                                       _write_wav_stream, check_format, spatial_pass, write_complement)
+from deepasa.inference.overlap_add import RawFileSink
+from deepasa.inference.result import SceneAnalysis, SceneObject, activity_segments
+
+SAMPLE_RATE = 16000
+LABEL_HOP = 0.1
+N_MICS = 4
+CHUNK_S = 30.0
+DEFAULT_CLASSES = Path(__file__).resolve().parents[2] / "checkpoints" / "object_classes.pt"
+UNKNOWN = "object"
+
+
+class MapFinder:
+    """A direction-map finder: ``scores`` per chunk, then ``detections`` and ``track`` over the recording.
+
+    Args:
+        spec: ``"srp"`` or the path of a learned finder checkpoint.
+    """
+
+    def __init__(self, spec: str | Path) -> None:
+        self.spec = str(spec)
+        if self.spec == "srp":
+            from deepasa.tracking.srp import SRPTracker
+
+            self._srp = SRPTracker(sample_rate=SAMPLE_RATE, label_hop=LABEL_HOP)
+            self._net = None
+        else:
+            from deepasa.model.finder import Finder
+
+            if not Path(self.spec).is_file():
+                raise DeepASAError(f"no finder checkpoint at {self.spec} (or use --finder srp)")
+            self._net = Finder.from_pretrained(self.spec)
+            self._srp = None
+            cfg = self._net.cfg
+            if cfg.sample_rate != SAMPLE_RATE or abs(cfg.label_hop - LABEL_HOP) > 1e-9:
+                raise DeepASAError(f"{self.spec}: a finder at {cfg.sample_rate} Hz / {cfg.label_hop} s label frames; "
+                                   f"the pipeline runs at {SAMPLE_RATE} Hz / {LABEL_HOP} s")
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """x (M, n) at 16 kHz, n a whole number of label frames → map (n / 1600, G)."""
+        if self._srp is not None:
+            return self._srp.score_map(x)
+        from deepasa.model.finder import finder_scores
+
+        return finder_scores(x, self._net)
+
+    def track(self, scores: np.ndarray):
+        """Map (T', G) of the whole recording → :class:`~deepasa.tracking.tracker.Tracks`."""
+        if self._srp is not None:
+            from deepasa.tracking.tracker import track
+
+            return track(self._srp.detections(scores), **self._srp.track_kwargs)
+        from deepasa.model.finder import find_objects
+
+        return find_objects(None, self._net, scores=scores)
+
+
+def load_classifier(path: str | Path | None):
+    """The object class read-out at ``path`` (default: ``checkpoints/object_classes.pt`` when it exists), or None."""
+    path = DEFAULT_CLASSES if path is None else Path(path)
+    if not path.is_file():
+        return None
+    from deepasa.model.object_classes import ObjectClassifier
+
+    return ObjectClassifier.from_pretrained(path)
+
+
+def load_extractor(path: str | Path | None):
+    """The trajectory-conditioned extractor at ``path``, or None (the zero-training stage then)."""
+    if path is None:
+        return None
+    from deepasa.model.extractor import TrajectoryExtractor
+
+    if not Path(path).is_file():
+        raise DeepASAError(f"no extractor checkpoint at {path}")
+    return TrajectoryExtractor.from_pretrained(path)
+
+
+def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "srp", sample_rate: int | None = None, *,
+                         classifier=None, extractor=None, workdir: str | Path | None = None, progress: bool = False,
+                         log: Callable[[str], None] | None = None) -> SceneAnalysis:
+    """Every sound object of a MIC recording, trajectory first (module docstring).
+
+    Args:
+        path_or_array: an audio file or a (4, N) array.
+        finder: ``"srp"``, a learned finder checkpoint path, or a :class:`MapFinder`.
+        sample_rate: the array's rate (default 16 kHz); for a file, optional and must match it.
+        classifier: an object class read-out (default: ``checkpoints/object_classes.pt`` when present; pass
+            ``False`` for none).
+        extractor: a trajectory-conditioned extractor (or a path); None = the zero-training stage.
+        workdir: folder for the signal files (default: a temporary folder deleted unless the result is saved).
+        progress: print one line per chunk.
+        log: receives one-line notes (default: stderr).
+    Returns:
+        :class:`~deepasa.inference.result.SceneAnalysis` (objects numbered by first activity).
+    Raises:
+        DeepASAError: bad input (as :func:`~deepasa.inference.analyze.analyze`) or a missing checkpoint.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    finder = finder if isinstance(finder, MapFinder) else MapFinder(finder)
+    if classifier is None:
+        classifier = load_classifier(None)
+    elif classifier is False:
+        classifier = None
+    if isinstance(extractor, (str, Path)):
+        extractor = load_extractor(extractor)
+    src = AudioSource(path_or_array, sample_rate, default_rate=SAMPLE_RATE)
+    if src.n_channels != N_MICS:
+        raise DeepASAError(f"{src.name} has {src.n_channels} channel(s); the trajectory-first pipeline expects "
+                           f"{N_MICS} (tetrahedral microphone array)")
+    check_format(src.scan(), "mic", src.name)
+    messages = []
+    if src.sample_rate != SAMPLE_RATE:
+        msg = (f"resampling {src.name} from {src.sample_rate} Hz to {SAMPLE_RATE} Hz; outputs are written at "
+               f"{src.sample_rate} Hz")
+        messages.append(msg)
+        log(msg)
+    n_model = int(round(src.n_samples * SAMPLE_RATE / src.sample_rate))
+    owned = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="deepasa-analysis-")) if owned else Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        result = _run(src, n_model, root, finder, classifier, extractor, messages, progress, log)
+    except BaseException:
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    if owned:
+        result.own_temporary_root()
+    return result
+
+
+def _run(src: AudioSource, n_model: int, root: Path, finder: MapFinder, classifier, extractor, messages: list,
+         progress: bool, log) -> SceneAnalysis:
+    from deepasa.audio.spectrogram import StreamingSpectrogram
+
+    ls = int(round(LABEL_HOP * SAMPLE_RATE))
+    n_frames = math.ceil(n_model / ls)
+    chunk = int(round(CHUNK_S / LABEL_HOP)) * ls
+    # 1. maps, chunk by chunk (and the report's spectrogram and preview on the way)
+    spec = StreamingSpectrogram(n_model, SAMPLE_RATE)
+    n_preview, preview, fed = int(PREVIEW_SECONDS * SAMPLE_RATE), [], 0
+    maps, buf = [], np.zeros((N_MICS, 0), np.float32)
+    for blk in _model_rate_blocks(src, SAMPLE_RATE, n_model):
+        spec.feed(blk[0])
+        if fed < n_preview:
+            preview.append(blk[0, : n_preview - fed].copy())
+        fed += blk.shape[1]
+        buf = np.concatenate([buf, blk], axis=1)  # (M, n)
+        while buf.shape[1] >= chunk:
+            maps.append(finder.scores(buf[:, :chunk]))  # (chunk / ls, G)
+            buf = buf[:, chunk:]
+            if progress:
+                log(f"found directions in {len(maps) * CHUNK_S:.0f} s")
+    if buf.shape[1]:
+        pad = (-buf.shape[1]) % ls
+        maps.append(finder.scores(np.pad(buf, ((0, 0), (0, pad)))))  # (T'_last, G)
+    scores = np.concatenate(maps, axis=0)[:n_frames]  # (T', G)
+    tracks = finder.track(scores)
+    # 2. separate every object by when and where
+    raw = RawFileSink(root / "_raw", N_MICS)
+    objects_in = [(j, tracks.activity[j, :n_frames], tracks.doa[j, :n_frames]) for j in range(tracks.n_objects)
+                  if tracks.activity[j].any()]
+    separate_fn = None
+    if extractor is not None:
+        from deepasa.model.extractor import extract
+
+        def separate_fn(x, act, doa, **_kw):
+            return extract(x, act, doa, extractor)
+    spatial_pass(_model_rate_blocks(src, SAMPLE_RATE, n_model), n_model, SAMPLE_RATE, LABEL_HOP, objects_in, raw,
+                 separate_fn=separate_fn)
+    messages.append(f"objects found by {'SRP-PHAT' if finder.spec == 'srp' else finder.spec} and separated by "
+                    f"{'the trajectory-conditioned extractor' if extractor is not None else 'the spatial stage'}")
+    # 3. classify each object from its own separated signal
+    names = list(classifier.class_names) if classifier is not None else [UNKNOWN]
+    found = []
+    for key, active, doa in objects_in:
+        ci, conf = 0, 1.0
+        if classifier is not None:
+            from deepasa.model.object_classes import object_signal
+
+            ref = np.concatenate([b[0] for b in raw.read_blocks((key, "image"), 1 << 16)])  # (n,) reference channel
+            ref = np.pad(ref, (raw.starts[(key, "image")], 0))[:n_model]
+            prob = classifier.predict_proba([object_signal(ref, active, sample_rate=SAMPLE_RATE,
+                                                           label_hop=LABEL_HOP)])[0]  # (C,)
+            ci, conf = int(np.argmax(prob)), float(prob.max())
+        found.append((int(np.argmax(active)), key, active, doa, ci, conf))
+    found.sort(key=lambda f: (f[0], f[1]))
+    objects = []
+    duration = src.n_samples / src.sample_rate
+    for oid, (_, key, active, doa, ci, conf) in enumerate(found):
+        folder = f"objects/{oid}_{_safe_name(names[ci])}"
+        files = {}
+        for kind in ("image", "direct", "reverb"):
+            files[kind] = f"{folder}/{kind}.wav"
+            _write_wav_stream(raw, (key, kind), root / files[kind], n_model, SAMPLE_RATE, src.sample_rate,
+                              src.n_samples, N_MICS)
+        objects.append(SceneObject(id=oid, class_index=ci, class_name=names[ci], confidence=conf, activity=active,
+                                   doa=np.where(active[:, None], doa, 0.0),
+                                   segments=activity_segments(active, LABEL_HOP, duration), files=files,
+                                   folder=folder))
+    raw.discard("noise")  # the remainder at the recording's own rate: objects + noise = the recording
+    write_complement(src, [root / o.files["image"] for o in objects], root / "noise.wav")
+    shutil.rmtree(root / "_raw", ignore_errors=True)
+    mag, times, freqs = spec.result()
+    prev = np.concatenate(preview) if preview else np.zeros(1, np.float32)
+    return SceneAnalysis(
+        objects=objects, root=root, sample_rate=src.sample_rate, model_sample_rate=SAMPLE_RATE,
+        n_samples=src.n_samples, n_channels=N_MICS, n_frames=n_frames, label_hop_s=LABEL_HOP, fmt="mic",
+        class_names=names, window_s=CHUNK_S, hop_s=CHUNK_S, n_windows=len(maps), source=src.name,
+        mixture_spectrogram=mag, spectrogram_times=times, spectrogram_freqs=freqs, mixture_preview=prev,
+        preview_rate=SAMPLE_RATE, messages=messages,
+        model_info={"finder": finder.spec, "separation": "extractor" if extractor is not None else "spatial",
+                    "classifier": getattr(classifier, "source", None), "sample_rate": SAMPLE_RATE})
