@@ -219,6 +219,33 @@ def merge(rows: list[dict], path: Path, command: str, threads: int) -> None:
                       "rows": kept + rows})
 
 
+COLUMNS = (("recall", "recall", "{:.2f}"), ("precision", "precision", "{:.2f}"),
+           ("doa_error_median_deg", "DoA err °", "{:.1f}"), ("identity_switches_per_source", "switches/src", "{:.2f}"),
+           ("fragments_per_source", "fragments", "{:.2f}"), ("false_alarms_per_clip", "FA/clip", "{:.2f}"),
+           ("detection", "detection", "{:.2f}"), ("downstream_si_sdri_db", "spatial SI-SDRi dB", "{:+.1f}"),
+           ("network_audio_si_sdri_db", "network audio dB", "{:+.1f}"), ("finder_s_per_clip", "finder s/clip", "{:.2f}"))
+
+
+def table(path: Path) -> str:
+    """The results file as one Markdown table per set."""
+    if not path.is_file():
+        raise DeepASAError(f"no results file at {path}")
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (ValueError, KeyError) as exc:
+        raise DeepASAError(f"{path} is not a results file of this benchmark ({exc})") from exc
+    out = []
+    for set_name in dict.fromkeys(r["set"] for r in rows):
+        sel = [r for r in rows if r["set"] == set_name]
+        out += [f"**{set_name}** ({sel[0]['scenes']} scenes, {sel[0]['n_sources']} sources)", "",
+                "| finder | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        for r in sel:
+            cells = [f.format(r[k]) if k in r and r[k] == r[k] else "—" for k, _, f in COLUMNS]
+            out.append(f"| {r['finder']} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--finders", nargs="+", default=["true", "true-activity", "true-direction", "srp"])
@@ -226,7 +253,11 @@ def main() -> int:
     ap.add_argument("--scenes", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--table", action="store_true", help="print the results file as Markdown tables and stop")
     args = ap.parse_args()
+    if args.table:
+        print(table(args.out))
+        return 0
     if args.scenes < 1:
         raise DeepASAError("--scenes must be at least 1")
     import sys
