@@ -19,7 +19,8 @@ pick_peaks`. :func:`track` links them over frames:
   count. A confirmed track with no detection keeps its identity (inactive frames) for up to
   ``max_gap_frames`` frames, then dies; a later detection there starts a new object.
 
-The activity of a track is the frames with a detection, single missed frames between two hits filled.
+The activity of a track is the frames with a detection, gaps of up to ``fill_gap_frames`` (default 1) between
+two hits filled.
 Everything is deterministic (no random draws; ties resolved by order).
 """
 
@@ -158,7 +159,7 @@ def _assign(tracks: list[_Track], preds: list[np.ndarray], dets: list[int], dire
 
 def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float = 30.0, birth_frames: int = 2,
           max_gap_frames: int = 5, min_length_frames: int = 2, smoothing: float = 0.5,
-          max_objects: int | None = None) -> Tracks:
+          max_objects: int | None = None, fill_gap_frames: int = 1) -> Tracks:
     """Link per-frame direction detections into objects (module docstring).
 
     Args:
@@ -169,6 +170,8 @@ def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float =
         min_length_frames: tracks with fewer active frames are dropped.
         smoothing: 0 = the raw detections, towards 1 = heavier smoothing (α = 1 − smoothing).
         max_objects: keep at most this many objects, those with the largest summed score.
+        fill_gap_frames: gaps of up to this many frames between two hits of a track count as active (its
+            direction interpolated): a source whose peak is masked for a frame or two by a louder one.
     Returns:
         :class:`Tracks` with activity (J, T'), doa (J, T', 3), score (J, T'), objects ordered by their first
         active frame.
@@ -211,7 +214,7 @@ def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float =
             survivors.append(tr)
         live = survivors
     finished.extend(tr for tr in live if tr.confirmed)
-    objects = [_finish(tr, n_frames, alpha, beta) for tr in sorted(finished, key=lambda tr: tr.uid)]
+    objects = [_finish(tr, n_frames, alpha, beta, fill_gap_frames) for tr in sorted(finished, key=lambda tr: tr.uid)]
     objects = [o for o in objects if o[0].sum() >= min_length_frames]
     if max_objects is not None and len(objects) > max_objects:
         keep = sorted(range(len(objects)), key=lambda j: (-objects[j][2].sum(), j))[:max_objects]
@@ -223,7 +226,8 @@ def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float =
                   np.stack([o[2] for o in objects]))
 
 
-def _finish(tr: _Track, n_frames: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _finish(tr: _Track, n_frames: int, alpha: float, beta: float,
+            fill_gap_frames: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A finished track's activity (T',) bool, doa (T', 3) and score (T',), smoothed forwards and backwards."""
     frames = sorted(tr.hits)
     dets = [tr.hits[t][0] for t in frames]
@@ -238,11 +242,13 @@ def _finish(tr: _Track, n_frames: int, alpha: float, beta: float) -> tuple[np.nd
         activity[t] = True
         score[t] = tr.hits[t][1]
     for a, b in zip(frames[:-1], frames[1:]):
-        if b - a == 2:  # a single missed frame between two hits: filled, halfway between them
-            m = doa[a] + doa[b]
-            doa[a + 1] = m / np.linalg.norm(m) if np.linalg.norm(m) > 1e-9 else doa[a]
-            activity[a + 1] = True
-            score[a + 1] = 0.5 * (score[a] + score[b])
+        if 2 <= b - a <= fill_gap_frames + 1:  # short gaps between two hits: filled, interpolated between them
+            for t in range(a + 1, b):
+                w = (t - a) / (b - a)
+                m = (1 - w) * doa[a] + w * doa[b]
+                doa[t] = m / np.linalg.norm(m) if np.linalg.norm(m) > 1e-9 else doa[a]
+                activity[t] = True
+                score[t] = (1 - w) * score[a] + w * score[b]
     # inactive frames hold the last known direction (the first known one before the track starts)
     known = doa[frames[0]]
     for t in range(n_frames):
