@@ -85,7 +85,7 @@ class MapFinder:
         if self._srp is not None:
             from deepasa.tracking.tracker import track
 
-            return track(self._srp.detections(scores), **self._srp.track_kwargs)
+            return track(self._srp.detections(scores), max_objects=None, **self._srp.track_kwargs)
         from deepasa.model.finder import find_objects
 
         return find_objects(None, self._net, scores=scores)
