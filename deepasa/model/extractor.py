@@ -48,7 +48,7 @@ class ExtractorConfig:
         spatial: :class:`~deepasa.separation.SpatialConfig` fields of the stage underneath (default: its defaults).
     """
 
-    hidden: int = 48
+    hidden: int = 32
     n_blocks: int = 2
     kernel: int = 5
     n_mics: int = 4

@@ -222,6 +222,13 @@ def train(run: Path, hours: float, threads: int, save_every: float, val_every: i
         return {"config": asdict(model.config), "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "step": step, "scenes": scenes, "torch_rng": torch.get_rng_state()}
 
+    stop = {"now": False}
+    import signal
+
+    def on_term(_sig, _frame):  # finish the step, write the state, leave
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
     stream = torch.utils.data.DataLoader(SceneStream(model.config, scenes), batch_size=None, num_workers=1,
                                          prefetch_factor=4, persistent_workers=False)
     val = None
@@ -249,7 +256,7 @@ def train(run: Path, hours: float, threads: int, save_every: float, val_every: i
         if time.time() >= t_save:
             _save(state_path, state())
             t_save = time.time() + save_every
-        if time.time() >= t_end or (max_steps is not None and step >= max_steps):
+        if stop["now"] or time.time() >= t_end or (max_steps is not None and step >= max_steps):
             break
     _save(state_path, state())
     return step
