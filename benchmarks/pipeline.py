@@ -133,6 +133,13 @@ def run(pipelines: list[str], sets: list[str], n_scenes: int, threads: int, log=
     return out
 
 
+COLUMNS = (("si_sdri_db", "image SI-SDRi dB", "{:+.1f}"), ("detection", "detection", "{:.2f}"),
+           ("class_accuracy_detected", "class acc. (detected)", "{:.2f}"),
+           ("doa_error_median_deg", "DoA err °", "{:.1f}"), ("frame_recall", "frame recall", "{:.2f}"),
+           ("frame_precision", "frame precision", "{:.2f}"), ("false_alarms_per_clip", "FA/clip", "{:.2f}"),
+           ("cpu_s_per_audio_s", "CPU s / audio s", "{:.2f}"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pipelines", nargs="+", default=["network", "network+spatial", "srp"])
@@ -140,7 +147,11 @@ def main() -> int:
     ap.add_argument("--scenes", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--table", action="store_true", help="print the results file as Markdown tables and stop")
     args = ap.parse_args()
+    if args.table:
+        print(tb.table(args.out, key="pipeline", columns=COLUMNS))
+        return 0
     if args.scenes < 1:
         raise DeepASAError("--scenes must be at least 1")
     import torch

@@ -226,8 +226,8 @@ COLUMNS = (("recall", "recall", "{:.2f}"), ("precision", "precision", "{:.2f}"),
            ("network_audio_si_sdri_db", "network audio dB", "{:+.1f}"), ("finder_s_per_clip", "finder s/clip", "{:.2f}"))
 
 
-def table(path: Path) -> str:
-    """The results file as one Markdown table per set."""
+def table(path: Path, key: str = "finder", columns=COLUMNS) -> str:
+    """The results file as one Markdown table per set (rows named by ``key``, ``columns`` as :data:`COLUMNS`)."""
     if not path.is_file():
         raise DeepASAError(f"no results file at {path}")
     try:
@@ -238,10 +238,10 @@ def table(path: Path) -> str:
     for set_name in dict.fromkeys(r["set"] for r in rows):
         sel = [r for r in rows if r["set"] == set_name]
         out += [f"**{set_name}** ({sel[0]['scenes']} scenes, {sel[0]['n_sources']} sources)", "",
-                "| finder | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+                f"| {key} | " + " | ".join(h for _, h, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
         for r in sel:
-            cells = [f.format(r[k]) if k in r and r[k] == r[k] else "—" for k, _, f in COLUMNS]
-            out.append(f"| {r['finder']} | " + " | ".join(cells) + " |")
+            cells = [f.format(r[k]) if r.get(k) is not None and r[k] == r[k] else "—" for k, _, f in columns]
+            out.append(f"| {r[key]} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
