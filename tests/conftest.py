@@ -96,3 +96,18 @@ def pytest_runtest_makereport(item, call):
         rep.outcome = "failed"
         rep.longrepr = (f"skipped under CI=true, which must run every test (only @pytest.mark.hardware tests may "
                         f"skip): {reason}")
+
+
+@pytest.fixture(scope="session")
+def held_out_bank():
+    """The fetched sound bank (``make bank-test``), skipped when its test split is absent (a failure under CI=true)."""
+    from deepasa.errors import DeepASAError
+    from deepasa.scenes.soundbank import SoundBank
+
+    try:
+        bank = SoundBank.open()
+    except DeepASAError:
+        pytest.skip("sound bank not fetched (deepasa sounds fetch --split test)")
+    if not bank.clips("test"):
+        pytest.skip("the sound bank has no test split")
+    return bank
