@@ -14,5 +14,6 @@ Note: the package attribute ``deepasa.inference.analyze`` is the function; the m
 from deepasa.inference.analyze import DEFAULT_CHECKPOINT, analyze, load_model
 from deepasa.inference.result import SceneAnalysis, SceneObject
 from deepasa.inference.stitching import StitchWeights
+from deepasa.inference.trajectory_first import analyze_trajectories
 
-__all__ = ["analyze", "load_model", "DEFAULT_CHECKPOINT", "SceneAnalysis", "SceneObject", "StitchWeights"]
+__all__ = ["analyze", "analyze_trajectories", "load_model", "DEFAULT_CHECKPOINT", "SceneAnalysis", "SceneObject", "StitchWeights"]

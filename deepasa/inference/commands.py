@@ -55,10 +55,10 @@ def register(sub) -> None:
     a.add_argument("--hop", type=float, help="window step in s (default: half the window)")
     a.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     a.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
-    a.add_argument("--separation", choices=SEPARATIONS, default=DEFAULT_SEPARATION,
+    a.add_argument("--separation", choices=SEPARATIONS,
                    help="where each object's audio comes from: the spatial stage driven by its activity and "
-                   "direction (objects and noise add up to the recording), or the network's own audio heads "
-                   f"(default: {DEFAULT_SEPARATION}; with a --finder other than network: spatial)")
+                   "direction (objects and noise add up to the recording), the trajectory-conditioned extractor on "
+                   "top of it, or the network's own audio heads (default: spatial; network with --finder network)")
     _pipeline_options(a)
     a.set_defaults(func=run_analyze)
     p = sub.add_parser("demo", help="simulate a held-out scene, analyse it with the shipped model, score it",
@@ -69,18 +69,31 @@ def register(sub) -> None:
     p.add_argument("--home", type=Path, help="sound-bank folder (default $DEEPASA_HOME or ~/.cache/deepasa)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--checkpoint", type=Path, help="model to analyse the scene with (default: checkpoints/default.pt)")
-    p.add_argument("--separation", choices=SEPARATIONS, default=DEFAULT_SEPARATION,
-                   help=f"as for analyze (default: {DEFAULT_SEPARATION})")
+    p.add_argument("--separation", choices=SEPARATIONS, help="as for analyze")
     _pipeline_options(p)
     p.set_defaults(func=run)
 
 
+def resolve_pipeline(args) -> None:
+    """Fill ``args.finder`` and ``args.separation`` left unset: the trajectory-first pipeline with the shipped
+    finder, unless a DeepASA ``--checkpoint``, ``--separation network`` or an FOA input asks for the network."""
+    if args.finder is None:
+        wants_network = (args.checkpoint is not None or args.separation == "network"
+                         or getattr(args, "format", None) == "foa")
+        args.finder = "network" if wants_network else DEFAULT_FINDER
+    if args.separation is None:
+        args.separation = DEFAULT_SEPARATION if args.finder == "network" else "spatial"
+    if args.finder != "network" and args.separation == "network":
+        raise DeepASAError("--separation network needs --finder network (the network's audio comes with its objects)")
+
+
 def _pipeline_options(parser) -> None:
-    parser.add_argument("--finder", default=DEFAULT_FINDER,
-                        help="who finds the objects: network (the model's slots), srp (SRP-PHAT map + tracker, no "
-                        "training) or a learned finder checkpoint (e.g. checkpoints/finder.pt); with srp or a finder "
-                        f"the objects are separated by when and where and classified from their own signal "
-                        f"(default: {DEFAULT_FINDER})")
+    parser.add_argument("--finder",
+                        help="who finds the objects: finder (the shipped learned localisation-map finder, "
+                        "checkpoints/finder.pt), srp (SRP-PHAT map + tracker, no training), network (the DeepASA "
+                        "model's slots, classes and audio) or a finder checkpoint; with anything but network the "
+                        "objects are separated by when and where and classified from their own signal "
+                        f"(default: {DEFAULT_FINDER}; network when --checkpoint names a DeepASA model)")
     parser.add_argument("--extractor", type=Path,
                         help=f"trajectory-conditioned extractor for --separation extractor (default: {DEFAULT_EXTRACTOR})")
     parser.add_argument("--classes", type=Path,
@@ -122,6 +135,7 @@ def run_analyze(args) -> int:
         print(f"deepasa analyze: {msg}", file=sys.stderr)
 
     out = args.out
+    resolve_pipeline(args)
     if out.exists() and not args.overwrite:
         raise DeepASAError(f"output folder exists: {out} (use --overwrite to replace it)")
     if not args.input.is_file():
@@ -179,6 +193,7 @@ def run(args) -> int:
     from deepasa.scenes.writer import write_classes, write_scene
 
     out = args.out
+    resolve_pipeline(args)
     if out.exists() and not args.overwrite:
         raise DeepASAError(f"output folder exists: {out} (use --overwrite to replace it)")
     bank = _ensure_test_bank(args.home)
@@ -227,12 +242,9 @@ def _demo_analysis(args, scene, tmp: Path) -> list[dict] | None:
     """
     from deepasa.inference.analyze import DEFAULT_CHECKPOINT, analyze, load_model, model_format
 
-    if getattr(args, "finder", "network") != "network":
-        if args.format != "mic":
-            print("model skipped: the trajectory-first pipeline needs a MIC recording")
-            return None
-        print(f"analysing the scene trajectory first (finder: {args.finder}, separation: "
-              f"{'extractor' if args.separation == 'extractor' else 'spatial'}) ...")
+    if args.finder != "network":
+        print(f"analysing the scene trajectory first (finder: {args.finder}, separation: {args.separation}, "
+              "classes from each separated object) ...")
         result = _run_pipeline(args, scene.mixture, sample_rate=scene.meta["sample_rate"])
         return _demo_report(scene, result, tmp)
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
@@ -245,7 +257,7 @@ def _demo_analysis(args, scene, tmp: Path) -> list[dict] | None:
         print(f"model skipped: it expects {model_format(model)} recordings, the scene is {args.format}")
         return None
     print(f"analysing the scene with {ckpt} ...")
-    separation = getattr(args, "separation", DEFAULT_SEPARATION)
+    separation = args.separation
     if separation != "network" and args.format != "mic":
         separation = "network"  # the spatial stage needs the MIC geometry (FOA: a later issue)
     print(f"objects separated by: {separation}")

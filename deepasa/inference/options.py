@@ -5,9 +5,10 @@
 SEPARATIONS = ("network", "spatial", "extractor")
 DEFAULT_SEPARATION = "network"
 
-#: Who finds the objects: "network" (the DeepASA model's slots), "srp" (SRP-PHAT map + tracker, no training)
-#: or the path of a learned localisation-map finder checkpoint (deepasa.model.finder).
-DEFAULT_FINDER = "network"
+#: Who finds the objects: "finder" (the shipped learned localisation-map finder, checkpoints/finder.pt), "srp"
+#: (SRP-PHAT map + tracker, no training), "network" (the DeepASA model's slots and audio) or the path of a
+#: finder checkpoint. The default was measured best: benchmarks/pipeline.py (docs/analyze.md).
+DEFAULT_FINDER = "finder"
 
 #: The trajectory-conditioned extractor used by ``separation="extractor"`` when no path is given.
 DEFAULT_EXTRACTOR = "checkpoints/extractor.pt"

@@ -1,13 +1,14 @@
 """Trajectory-first analysis: find every object's trajectory, separate by when and where, then classify it.
 
-    result = analyze_trajectories("rec.wav", finder="srp")          # a SceneAnalysis, as ``analyze`` returns
-    deepasa analyze rec.wav --out rec_analysis --finder srp          # the same from the command line
+    result = analyze_trajectories("rec.wav")                  # a SceneAnalysis, as ``analyze`` returns
+    deepasa analyze rec.wav --out rec_analysis                 # the same from the command line (the default)
 
 The pipeline (docs/separation.md, docs/finder.md):
 
-1. **Find** (a map finder): per 100-ms label frame, a score over a grid of directions — the classical SRP-PHAT
-   map (``"srp"``, no training, :mod:`deepasa.tracking.srp`) or the learned localisation-map finder (a
-   ``checkpoints/finder.pt``-style file, :mod:`deepasa.model.finder`); peaks per frame; a multi-target
+1. **Find** (a map finder): per 100-ms label frame, a score over a grid of directions — the learned
+   localisation-map finder (``"finder"``: the shipped ``checkpoints/finder.pt``, or another checkpoint;
+   :mod:`deepasa.model.finder`) or the classical SRP-PHAT map (``"srp"``, no training,
+   :mod:`deepasa.tracking.srp`); peaks per frame; a multi-target
    tracker joins them into objects, each with one identity over the whole recording. The maps are computed
    in 30-s chunks, the tracker runs over the whole recording (its state is a few numbers per frame).
 2. **Separate** each object by its activity and direction: the zero-training spatial stage
@@ -50,10 +51,14 @@ class MapFinder:
     """A direction-map finder: ``scores`` per chunk, then ``detections`` and ``track`` over the recording.
 
     Args:
-        spec: ``"srp"`` or the path of a learned finder checkpoint.
+        spec: ``"srp"``, ``"finder"`` (the shipped ``checkpoints/finder.pt``) or the path of a finder checkpoint.
     """
 
     def __init__(self, spec: str | Path) -> None:
+        if str(spec) == "finder":
+            from deepasa.model.paths import DEFAULT_FINDER_CHECKPOINT
+
+            spec = DEFAULT_FINDER_CHECKPOINT
         self.spec = str(spec)
         if self.spec == "srp":
             from deepasa.tracking.srp import SRPTracker
@@ -64,7 +69,7 @@ class MapFinder:
             from deepasa.model.finder import Finder
 
             if not Path(self.spec).is_file():
-                raise DeepASAError(f"no finder checkpoint at {self.spec} (or use --finder srp)")
+                raise DeepASAError(f"no finder checkpoint at {self.spec} (use --finder srp or --finder network)")
             self._net = Finder.from_pretrained(self.spec)
             self._srp = None
             cfg = self._net.cfg
@@ -112,14 +117,15 @@ def load_extractor(path: str | Path | None):
     return TrajectoryExtractor.from_pretrained(path)
 
 
-def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "srp", sample_rate: int | None = None, *,
+def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder", sample_rate: int | None = None, *,
                          classifier=None, extractor=None, workdir: str | Path | None = None, progress: bool = False,
                          log: Callable[[str], None] | None = None) -> SceneAnalysis:
     """Every sound object of a MIC recording, trajectory first (module docstring).
 
     Args:
         path_or_array: an audio file or a (4, N) array.
-        finder: ``"srp"``, a learned finder checkpoint path, or a :class:`MapFinder`.
+        finder: ``"finder"`` (the shipped learned finder), ``"srp"``, a finder checkpoint path, or a
+            :class:`MapFinder`.
         sample_rate: the array's rate (default 16 kHz); for a file, optional and must match it.
         classifier: an object class read-out (default: ``checkpoints/object_classes.pt`` when present; pass
             ``False`` for none).
@@ -205,7 +211,7 @@ def _run(src: AudioSource, n_model: int, root: Path, finder: MapFinder, classifi
             return extract(x, act, doa, extractor)
     spatial_pass(_model_rate_blocks(src, SAMPLE_RATE, n_model), n_model, SAMPLE_RATE, LABEL_HOP, objects_in, raw,
                  separate_fn=separate_fn)
-    messages.append(f"objects found by {'SRP-PHAT' if finder.spec == 'srp' else finder.spec} and separated by "
+    messages.append(f"objects found by {'SRP-PHAT' if finder.spec == 'srp' else Path(finder.spec).name} and separated by "
                     f"{'the trajectory-conditioned extractor' if extractor is not None else 'the spatial stage'}")
     # 3. classify each object from its own separated signal
     names = list(classifier.class_names) if classifier is not None else [UNKNOWN]

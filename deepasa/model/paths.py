@@ -4,3 +4,6 @@ from pathlib import Path
 
 # what DeepASA.from_pretrained() and every command load when no checkpoint is named
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "default.pt"
+
+# the shipped localisation-map finder: what ``deepasa analyze`` / ``demo`` use by default (``--finder finder``)
+DEFAULT_FINDER_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "finder.pt"
