@@ -96,9 +96,9 @@ def make_finder(spec: str):
                     np.stack([o.signal("image") for o in result.objects]))  # (J, M, N) the network's audio
         return run_net1
     if kind == "finder":
-        from deepasa.model.finder import find_objects, load_finder
+        from deepasa.model.finder import Finder, find_objects
 
-        finder = load_finder(path)
+        finder = Finder.from_pretrained(path)
 
         def run_finder(mixture):
             tracks = find_objects(mixture, finder)

@@ -75,3 +75,10 @@ def test_unknown_finder_is_a_one_line_error():
         _bench().make_finder("net1:/nonexistent.pt")
     with pytest.raises(DeepASAError, match="unknown finder"):
         _bench().make_finder("magic")
+
+
+@pytest.mark.parametrize("spec", ["srp", "finder:checkpoints/finder.pt"])
+def test_map_finders_give_trajectories_of_the_clip(spec):
+    x = np.random.default_rng(0).standard_normal((4, 32000)).astype(np.float32)
+    act, doa, images = _bench().make_finder(spec.replace("checkpoints/", str(REPO / "checkpoints") + "/"))(x)
+    assert act.dtype == bool and act.shape[1] == 20 and doa.shape == (*act.shape, 3) and images is None
