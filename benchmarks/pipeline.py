@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -158,19 +157,8 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     rows = run(args.pipelines, args.sets, args.scenes, args.threads)
-    from deepasa.staging import write_json
-
-    old = []
-    if args.out.is_file():
-        try:
-            old = json.loads(args.out.read_text())["rows"]
-        except (ValueError, KeyError) as exc:
-            raise DeepASAError(f"{args.out} is not a results file of this benchmark ({exc})") from exc
-    keys = {(r["pipeline"], r["set"]) for r in rows}
-    write_json(args.out, {"benchmark": "analysis pipelines scored as analyze outputs them",
-                          "command": "python benchmarks/pipeline.py " + " ".join(sys.argv[1:]),
-                          "threads": args.threads, "machine": {"platform": platform.platform()},
-                          "rows": [r for r in old if (r["pipeline"], r["set"]) not in keys] + rows})
+    tb.merge(rows, args.out, "python benchmarks/pipeline.py " + " ".join(sys.argv[1:]), args.threads,
+             key="pipeline", title="analysis pipelines scored as analyze outputs them")
     return 0
 
 

@@ -201,8 +201,9 @@ def run(finders: list[str], sets: list[str], n_scenes: int, log=print) -> list[d
     return rows
 
 
-def merge(rows: list[dict], path: Path, command: str, threads: int) -> None:
-    """Replace the rows of the same (finder, set) in ``path`` and write it atomically."""
+def merge(rows: list[dict], path: Path, command: str, threads: int, key: str = "finder",
+          title: str = "object trajectories and the spatial stage they drive (issue 37)") -> None:
+    """Replace the rows of the same (``key``, set) in ``path`` and write it atomically."""
     from deepasa.staging import write_json
 
     old = []
@@ -211,9 +212,9 @@ def merge(rows: list[dict], path: Path, command: str, threads: int) -> None:
             old = json.loads(path.read_text())["rows"]
         except (ValueError, KeyError) as exc:
             raise DeepASAError(f"{path} is not a results file of this benchmark ({exc})") from exc
-    keys = {(r["finder"], r["set"]) for r in rows}
-    kept = [r for r in old if (r["finder"], r["set"]) not in keys]
-    write_json(path, {"benchmark": "object trajectories and the spatial stage they drive (issue 37)",
+    keys = {(r[key], r["set"]) for r in rows}
+    kept = [r for r in old if (r[key], r["set"]) not in keys]
+    write_json(path, {"benchmark": title,
                       "command": command, "threads": threads,
                       "machine": {"platform": platform.platform(), "processor": platform.processor()},
                       "rows": kept + rows})

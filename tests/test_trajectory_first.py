@@ -73,3 +73,14 @@ def test_command_line(scene, tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_the_untrained_extractor_gives_the_spatial_stage(scene):
+    from deepasa.model.extractor import ExtractorConfig, TrajectoryExtractor
+
+    ext = TrajectoryExtractor(ExtractorConfig(hidden=8, n_blocks=1)).eval()
+    a = analyze_trajectories(scene.mixture, "srp", classifier=False, extractor=ext, log=lambda _m: None)
+    b = analyze_trajectories(scene.mixture, "srp", classifier=False, log=lambda _m: None)
+    assert len(a.objects) == len(b.objects) >= 1
+    for oa, ob in zip(a.objects, b.objects):
+        np.testing.assert_allclose(oa.signal("image"), ob.signal("image"), atol=1e-5)

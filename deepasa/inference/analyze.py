@@ -337,6 +337,15 @@ def spatial_pass(blocks, n_model: int, sr_model: int, label_hop_s: float, object
         buf, buf_start = buf[:, drop:], buf_start + drop
 
 
+def extractor_separate(extractor) -> Callable | None:
+    """A :func:`spatial_pass` ``separate_fn`` running the trajectory-conditioned ``extractor`` (None: the stage)."""
+    if extractor is None:
+        return None
+    from deepasa.model.extractor import extract
+
+    return lambda x, act, doa, **_kw: extract(x, act, doa, extractor)
+
+
 def write_complement(src: AudioSource, parts: list[Path], path: Path) -> None:
     """``path`` ← the recording minus the sum of the ``parts`` (WAVs at its rate and length), block by block.
 
@@ -520,14 +529,9 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
         for _, trk, _, _ in found:
             raw.discard(trk.track_id)  # the network's audio is replaced
         raw.discard("noise")
-        separate_fn = None
-        if extractor is not None:
-            from deepasa.model.extractor import extract
-
-            def separate_fn(x, act, doa, **_kw):
-                return extract(x, act, doa, extractor)
         spatial_pass(_model_rate_blocks(src, sr_m, n_model), n_model, sr_m, cfg.label_hop_s,
-                     [(trk.track_id, active, doa) for _, trk, active, doa in found], raw, separate_fn=separate_fn)
+                     [(trk.track_id, active, doa) for _, trk, active, doa in found], raw,
+                     separate_fn=extractor_separate(extractor))
         messages.append(f"objects separated by the {'trajectory-conditioned extractor' if extractor else 'spatial stage'}"
                         " (activity and direction of each object)")
     objects = []

@@ -35,7 +35,8 @@ import numpy as np
 
 from deepasa.errors import DeepASAError
 from deepasa.inference.analyze import (PREVIEW_SECONDS, AudioSource, _model_rate_blocks, _safe_name,
-                                       _write_wav_stream, check_format, spatial_pass, write_complement)
+                                       _write_wav_stream, check_format, extractor_separate,
+                                       spatial_pass, write_complement)
 from deepasa.inference.overlap_add import RawFileSink
 from deepasa.inference.result import SceneAnalysis, SceneObject, activity_segments
 
@@ -203,14 +204,8 @@ def _run(src: AudioSource, n_model: int, root: Path, finder: MapFinder, classifi
     raw = RawFileSink(root / "_raw", N_MICS)
     objects_in = [(j, tracks.activity[j, :n_frames], tracks.doa[j, :n_frames]) for j in range(tracks.n_objects)
                   if tracks.activity[j].any()]
-    separate_fn = None
-    if extractor is not None:
-        from deepasa.model.extractor import extract
-
-        def separate_fn(x, act, doa, **_kw):
-            return extract(x, act, doa, extractor)
     spatial_pass(_model_rate_blocks(src, SAMPLE_RATE, n_model), n_model, SAMPLE_RATE, LABEL_HOP, objects_in, raw,
-                 separate_fn=separate_fn)
+                 separate_fn=extractor_separate(extractor))
     messages.append(f"objects found by {'SRP-PHAT' if finder.spec == 'srp' else Path(finder.spec).name} and separated by "
                     f"{'the trajectory-conditioned extractor' if extractor is not None else 'the spatial stage'}")
     # 3. classify each object from its own separated signal
