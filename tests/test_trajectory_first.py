@@ -84,3 +84,19 @@ def test_the_untrained_extractor_gives_the_spatial_stage(scene):
     assert len(a.objects) == len(b.objects) >= 1
     for oa, ob in zip(a.objects, b.objects):
         np.testing.assert_allclose(oa.signal("image"), ob.signal("image"), atol=1e-5)
+
+
+def test_pipeline_defaults_and_a_contradiction():
+    from argparse import Namespace
+    from pathlib import Path
+
+    from deepasa.inference.commands import resolve_pipeline
+
+    plain = Namespace(finder=None, separation=None, checkpoint=None, format=None)
+    resolve_pipeline(plain)
+    assert (plain.finder, plain.separation) == ("finder", "spatial")
+    model = Namespace(finder=None, separation=None, checkpoint=Path("m.pt"), format=None)
+    resolve_pipeline(model)  # a DeepASA checkpoint named: the network's analysis, as before
+    assert (model.finder, model.separation) == ("network", "network")
+    with pytest.raises(DeepASAError, match="needs --finder network"):
+        resolve_pipeline(Namespace(finder="srp", separation="network", checkpoint=None, format=None))
