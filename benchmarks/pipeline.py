@@ -142,11 +142,7 @@ COLUMNS = (("si_sdri_db", "image SI-SDRi dB", "{:+.1f}"), ("detection", "detecti
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pipelines", nargs="+", default=["network", "network+spatial", "srp"])
-    ap.add_argument("--sets", nargs="+", default=["default", "1-2"], choices=list(tb.SETS))
-    ap.add_argument("--scenes", type=int, default=40)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--table", action="store_true", help="print the results file as Markdown tables and stop")
+    tb.add_common_arguments(ap, RESULTS)
     args = ap.parse_args()
     if args.table:
         print(tb.table(args.out, key="pipeline", columns=COLUMNS))

@@ -247,14 +247,19 @@ def table(path: Path, key: str = "finder", columns=COLUMNS) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--finders", nargs="+", default=["true", "true-activity", "true-direction", "srp"])
+def add_common_arguments(ap: argparse.ArgumentParser, out: Path) -> None:
+    """The options this benchmark shares with ``benchmarks/pipeline.py``: sets, scenes, threads, out, table."""
     ap.add_argument("--sets", nargs="+", default=["default", "1-2"], choices=list(SETS))
     ap.add_argument("--scenes", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=out)
     ap.add_argument("--table", action="store_true", help="print the results file as Markdown tables and stop")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--finders", nargs="+", default=["true", "true-activity", "true-direction", "srp"])
+    add_common_arguments(ap, RESULTS)
     args = ap.parse_args()
     if args.table:
         print(table(args.out))

@@ -34,20 +34,7 @@ RATE_MARGIN = 0.3                         # below the card's detection rate / cl
 DOA_MARGIN_DEG = 20.0                     # above the card's median DoA error
 
 
-def _bank():
-    from deepasa.errors import DeepASAError
-    from deepasa.scenes.soundbank import SoundBank
-
-    try:
-        bank = SoundBank.open()
-    except DeepASAError:
-        pytest.skip("sound bank not fetched (deepasa sounds fetch --split test)")
-    if not bank.clips("test"):
-        pytest.skip("the sound bank has no test split")
-    return bank
-
-
-def test_shipped_model_separates_as_its_card_says():
+def test_shipped_model_separates_as_its_card_says(held_out_bank):
     import torch
 
     from deepasa.inference import load_model
@@ -55,7 +42,7 @@ def test_shipped_model_separates_as_its_card_says():
     from deepasa.metrics.separation import improvement, si_sdr
     from deepasa.scenes.simulator import simulate_scene
 
-    bank = _bank()
+    bank = held_out_bank
     model = load_model()
     gains = []
     for seed in (11, 12, 13):
@@ -77,12 +64,12 @@ def test_shipped_model_separates_as_its_card_says():
 
 @pytest.mark.xfail(not CARD_DETECTS, strict=True,
                    reason="the model card reports no detected object (checkpoints/eval/default.json; issue 6)")
-def test_shipped_model_recovers_classes_and_directions_as_its_card_says():
+def test_shipped_model_recovers_classes_and_directions_as_its_card_says(held_out_bank):
     from deepasa.inference import analyze, load_model
     from deepasa.inference.commands import match_estimates
     from deepasa.scenes.simulator import simulate_scene
 
-    bank = _bank()
+    bank = held_out_bank
     model = load_model()
     rows = []
     for seed in SEEDS:

@@ -440,22 +440,36 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
                            f"hop {hop if hop is not None else win_s / 2} s")
     if cfg.coi_steps and L != cfg.clip_samples:
         raise DeepASAError(f"this model uses chain-of-inference and needs windows of exactly {cfg.clip_seconds} s")
-    messages = []
-    if src.sample_rate != sr_m:
-        msg = (f"resampling {src.name} from {src.sample_rate} Hz to {sr_m} Hz (the model's rate); "
-               f"outputs are written at {src.sample_rate} Hz")
-        messages.append(msg)
-        log(msg)
+    messages = resampling_note(src, sr_m, log, "the model's rate")
     n_model = int(round(src.n_samples * sr_m / src.sample_rate))
-    # output folder
+
+    def run(root: Path) -> SceneAnalysis:
+        if bound_memory:
+            bound_heap()
+        return _analyze_stream(model, src, root, n_model, L, H, fmt, messages, progress, weights,
+                               run_window or (lambda x: _run_window(model, x)), separation, extractor)
+
+    return in_workdir(workdir, run)
+
+
+def resampling_note(src: AudioSource, rate: int, log: Callable[[str], None], why: str) -> list[str]:
+    """The analysis's messages: one line (also logged) when ``src`` is resampled to ``rate`` (``why``: whose rate)."""
+    if src.sample_rate == rate:
+        return []
+    msg = (f"resampling {src.name} from {src.sample_rate} Hz to {rate} Hz ({why}); "
+           f"outputs are written at {src.sample_rate} Hz")
+    log(msg)
+    return [msg]
+
+
+def in_workdir(workdir: str | Path | None, run: Callable[[Path], SceneAnalysis]) -> SceneAnalysis:
+    """``run(root)`` in ``workdir``, or in a temporary folder that the result owns (deleted if ``run`` fails,
+    and with the result unless it is saved)."""
     owned = workdir is None
     root = Path(tempfile.mkdtemp(prefix="deepasa-analysis-")) if owned else Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        if bound_memory:
-            bound_heap()
-        result = _analyze_stream(model, src, root, n_model, L, H, fmt, messages, progress, weights,
-                                 run_window or (lambda x: _run_window(model, x)), separation, extractor)
+        result = run(root)
     except BaseException:
         if owned:
             shutil.rmtree(root, ignore_errors=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +35,7 @@ import numpy as np
 from deepasa.errors import DeepASAError
 from deepasa.inference.analyze import (PREVIEW_SECONDS, AudioSource, _model_rate_blocks, _safe_name,
                                        _write_wav_stream, check_format, extractor_separate,
-                                       spatial_pass, write_complement)
+                                       in_workdir, resampling_note, spatial_pass, write_complement)
 from deepasa.inference.overlap_add import RawFileSink
 from deepasa.inference.result import SceneAnalysis, SceneObject, activity_segments
 
@@ -152,25 +151,10 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
         raise DeepASAError(f"{src.name} has {src.n_channels} channel(s); the trajectory-first pipeline expects "
                            f"{N_MICS} (tetrahedral microphone array)")
     check_format(src.scan(), "mic", src.name)
-    messages = []
-    if src.sample_rate != SAMPLE_RATE:
-        msg = (f"resampling {src.name} from {src.sample_rate} Hz to {SAMPLE_RATE} Hz; outputs are written at "
-               f"{src.sample_rate} Hz")
-        messages.append(msg)
-        log(msg)
+    messages = resampling_note(src, SAMPLE_RATE, log, "the pipeline's rate")
     n_model = int(round(src.n_samples * SAMPLE_RATE / src.sample_rate))
-    owned = workdir is None
-    root = Path(tempfile.mkdtemp(prefix="deepasa-analysis-")) if owned else Path(workdir)
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        result = _run(src, n_model, root, finder, classifier, extractor, messages, progress, log)
-    except BaseException:
-        if owned:
-            shutil.rmtree(root, ignore_errors=True)
-        raise
-    if owned:
-        result.own_temporary_root()
-    return result
+    return in_workdir(workdir, lambda root: _run(src, n_model, root, finder, classifier, extractor, messages,
+                                                  progress, log))
 
 
 def _run(src: AudioSource, n_model: int, root: Path, finder: MapFinder, classifier, extractor, messages: list,
