@@ -543,6 +543,43 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
     return report
 
 
+def open_scored_dataset(data: str | Path, split: str, dataset: str, *, n_slots: int, sample_rate: int,
+                        clip_seconds: float, n_mics: int, limit: int | None = None, n_classes: int | None = None,
+                        options: dict | None = None):
+    """The dataset a system is scored on, checked against what the system expects.
+
+    Args:
+        data: dataset root; ``split`` its split folder; ``dataset`` its format (:mod:`deepasa.data.formats`).
+        n_slots, sample_rate, clip_seconds: J, the rate and the clip length of the system.
+        n_mics: the channels the system takes.
+        limit: only the first ``limit`` items.
+        n_classes: the system's C, checked against the data's class names (None: not checked).
+        options: extra loader arguments.
+    Returns:
+        (dataset, its class names or None).
+    Raises:
+        DeepASAError: a missing folder, or data whose channels or classes do not fit the system.
+    """
+    from deepasa.data.formats import open_dataset
+
+    data = Path(data)
+    if not data.is_dir():
+        raise DeepASAError(f"dataset folder not found: {data}")
+    ds = open_dataset(dataset, data, split, n_slots=n_slots, sample_rate=sample_rate, clip_seconds=clip_seconds,
+                      options=options)
+    names = getattr(ds, "class_names", None)
+    if n_classes is not None and names and len(names) != n_classes:
+        raise DeepASAError(f"model/data mismatch: the model has {n_classes} classes, {data} has {len(names)}")
+    if limit is not None:
+        ds = Subset(ds, range(min(limit, len(ds))))
+    if len(ds) == 0:
+        raise DeepASAError(f"{data}/{split} has no items")
+    first = ds[0]["mixture"]
+    if first.shape[0] != n_mics:
+        raise DeepASAError(f"model/data mismatch: the model expects {n_mics} channels, the data have {first.shape[0]}")
+    return ds, names
+
+
 def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", dataset: str = "scenes",
              batch_size: int = 1, limit: int | None = None, seld_average: str = "micro", with_sdr: bool = True,
              progress: bool = True, dataset_options: dict | None = None, by_num_sources: bool = True) -> dict:
@@ -587,24 +624,13 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     Raises:
         DeepASAError: missing checkpoint or data, a model/data mismatch (rate, channels, slots, classes).
     """
-    from deepasa.data.formats import open_dataset
     from deepasa.model.loading import load_model
 
     model = load_model(checkpoint).eval()
     cfg = model.config
-    data = Path(data)
-    if not data.is_dir():
-        raise DeepASAError(f"dataset folder not found: {data}")
-    ds = open_dataset(dataset, data, split, n_slots=cfg.n_slots, sample_rate=cfg.sample_rate,
-                      clip_seconds=cfg.clip_seconds, options=dataset_options)
-    names = getattr(ds, "class_names", None)
-    if cfg.seld_heads and names and len(names) != cfg.n_classes:
-        raise DeepASAError(f"model/data mismatch: the model has {cfg.n_classes} classes, {data} has {len(names)}")
-    if limit is not None:
-        ds = Subset(ds, range(min(limit, len(ds))))
-    first = ds[0]["mixture"]
-    if first.shape[0] != cfg.n_mics:
-        raise DeepASAError(f"model/data mismatch: the model expects {cfg.n_mics} channels, the data have {first.shape[0]}")
+    ds, names = open_scored_dataset(data, split, dataset, n_slots=cfg.n_slots, sample_rate=cfg.sample_rate,
+                                    clip_seconds=cfg.clip_seconds, n_mics=cfg.n_mics, limit=limit,
+                                    n_classes=cfg.n_classes if cfg.seld_heads else None, options=dataset_options)
     coi = cfg.coi_steps > 0
     scored = score_system(lambda batch: model(batch["mixture"], net1_audio=coi), ds, n_classes=cfg.n_classes,
                           ref_mic=cfg.ref_mic, class_names=names, net1=coi, batch_size=batch_size,
@@ -687,7 +713,8 @@ def format_table(report: dict) -> str:
     if "net1" in report:
         add("net1.", report["net1"])
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [f"{report['n_items']} clips of {report['data']} ({report['split']})"]
+    lines = [f"{report['n_items']} clips of {report['data']} ({report['split']})"
+             + (f", trajectory-first pipeline: {report['pipeline']['name']}" if "pipeline" in report else "")]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines += format_by_num_sources(report.get("by_num_sources", {}))
     lines += format_by_num_sources(report.get("net1", {}).get("by_num_sources", {}), prefix="net1 ")

@@ -38,83 +38,15 @@ from deepasa.inference.analyze import (PREVIEW_SECONDS, AudioSource, _model_rate
                                        in_workdir, resampling_note, spatial_pass, write_complement)
 from deepasa.inference.overlap_add import RawFileSink
 from deepasa.inference.result import SceneAnalysis, SceneObject, activity_segments
+from deepasa.model.extractor import load_extractor
+from deepasa.model.finder import MapFinder
+from deepasa.model.object_classes import load_classifier
 
 SAMPLE_RATE = 16000
 LABEL_HOP = 0.1
 N_MICS = 4
 CHUNK_S = 30.0
-DEFAULT_CLASSES = Path(__file__).resolve().parents[2] / "checkpoints" / "object_classes.pt"
 UNKNOWN = "object"
-
-
-class MapFinder:
-    """A direction-map finder: ``scores`` per chunk, then ``detections`` and ``track`` over the recording.
-
-    Args:
-        spec: ``"srp"``, ``"finder"`` (the shipped ``checkpoints/finder.pt``) or the path of a finder checkpoint.
-    """
-
-    def __init__(self, spec: str | Path) -> None:
-        if str(spec) == "finder":
-            from deepasa.model.paths import DEFAULT_FINDER_CHECKPOINT
-
-            spec = DEFAULT_FINDER_CHECKPOINT
-        self.spec = str(spec)
-        if self.spec == "srp":
-            from deepasa.tracking.srp import SRPTracker
-
-            self._srp = SRPTracker(sample_rate=SAMPLE_RATE, label_hop=LABEL_HOP)
-            self._net = None
-        else:
-            from deepasa.model.finder import Finder
-
-            if not Path(self.spec).is_file():
-                raise DeepASAError(f"no finder checkpoint at {self.spec} (use --finder srp or --finder network)")
-            self._net = Finder.from_pretrained(self.spec)
-            self._srp = None
-            cfg = self._net.cfg
-            if cfg.sample_rate != SAMPLE_RATE or abs(cfg.label_hop - LABEL_HOP) > 1e-9:
-                raise DeepASAError(f"{self.spec}: a finder at {cfg.sample_rate} Hz / {cfg.label_hop} s label frames; "
-                                   f"the pipeline runs at {SAMPLE_RATE} Hz / {LABEL_HOP} s")
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        """x (M, n) at 16 kHz, n a whole number of label frames → map (n / 1600, G)."""
-        if self._srp is not None:
-            return self._srp.score_map(x)
-        from deepasa.model.finder import finder_scores
-
-        return finder_scores(x, self._net)
-
-    def track(self, scores: np.ndarray):
-        """Map (T', G) of the whole recording → :class:`~deepasa.tracking.tracker.Tracks`."""
-        if self._srp is not None:
-            from deepasa.tracking.tracker import track
-
-            return track(self._srp.detections(scores), max_objects=None, **self._srp.track_kwargs)
-        from deepasa.model.finder import find_objects
-
-        return find_objects(None, self._net, scores=scores)
-
-
-def load_classifier(path: str | Path | None):
-    """The object class read-out at ``path`` (default: ``checkpoints/object_classes.pt`` when it exists), or None."""
-    path = DEFAULT_CLASSES if path is None else Path(path)
-    if not path.is_file():
-        return None
-    from deepasa.model.object_classes import ObjectClassifier
-
-    return ObjectClassifier.from_pretrained(path)
-
-
-def load_extractor(path: str | Path | None):
-    """The trajectory-conditioned extractor at ``path``, or None (the zero-training stage then)."""
-    if path is None:
-        return None
-    from deepasa.model.extractor import TrajectoryExtractor
-
-    if not Path(path).is_file():
-        raise DeepASAError(f"no extractor checkpoint at {path}")
-    return TrajectoryExtractor.from_pretrained(path)
 
 
 def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder", sample_rate: int | None = None, *,

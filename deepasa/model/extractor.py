@@ -202,3 +202,12 @@ def extract(mixture, activity, doa, extractor: TrajectoryExtractor) -> SpatialSe
     image, direct = istft(img, n, scfg), istft(dire, n, scfg)  # (K, M, N) each
     return SpatialSeparation(image=image.numpy(), direct=direct.numpy(), reverb=(image - direct).numpy(),
                              remainder=(x - image.sum(dim=0)).numpy(), mask=st.mask.numpy())
+
+
+def load_extractor(path: str | Path | None):
+    """The trajectory-conditioned extractor at ``path``, or None (the zero-training stage then)."""
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise DeepASAError(f"no extractor checkpoint at {path}")
+    return TrajectoryExtractor.from_pretrained(path)

@@ -356,3 +356,49 @@ def find_objects(mixture, finder: Finder, *, threshold: float | None = None, min
     picker = picker or PeakPicker(finder.grid.double().numpy())
     detections = picker(scores, threshold=threshold, min_separation_deg=min_separation_deg, max_peaks=max_peaks)
     return track(detections, **track_kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- pipeline parts
+class MapFinder:
+    """A direction-map finder: ``scores`` per chunk, then ``detections`` and ``track`` over the recording.
+
+    Args:
+        spec: ``"srp"``, ``"finder"`` (the shipped ``checkpoints/finder.pt``) or the path of a finder checkpoint.
+        sample_rate: the pipeline's rate (a finder checkpoint must match it).
+        label_hop: the pipeline's label frame in seconds (a finder checkpoint must match it).
+    """
+
+    def __init__(self, spec: str | Path, sample_rate: int = 16000, label_hop: float = 0.1) -> None:
+        if str(spec) == "finder":
+            from deepasa.model.paths import DEFAULT_FINDER_CHECKPOINT
+
+            spec = DEFAULT_FINDER_CHECKPOINT
+        self.spec = str(spec)
+        if self.spec == "srp":
+            from deepasa.tracking.srp import SRPTracker
+
+            self._srp = SRPTracker(sample_rate=sample_rate, label_hop=label_hop)
+            self._net = None
+        else:
+            if not Path(self.spec).is_file():
+                raise DeepASAError(f"no finder checkpoint at {self.spec} (use --finder srp or --finder network)")
+            self._net = Finder.from_pretrained(self.spec)
+            self._srp = None
+            cfg = self._net.cfg
+            if cfg.sample_rate != sample_rate or abs(cfg.label_hop - label_hop) > 1e-9:
+                raise DeepASAError(f"{self.spec}: a finder at {cfg.sample_rate} Hz / {cfg.label_hop} s label frames; "
+                                   f"the pipeline runs at {sample_rate} Hz / {label_hop} s")
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """x (M, n) at 16 kHz, n a whole number of label frames → map (n / 1600, G)."""
+        if self._srp is not None:
+            return self._srp.score_map(x)
+        return finder_scores(x, self._net)
+
+    def track(self, scores: np.ndarray):
+        """Map (T', G) of the whole recording → :class:`~deepasa.tracking.tracker.Tracks`."""
+        if self._srp is not None:
+            from deepasa.tracking.tracker import track
+
+            return track(self._srp.detections(scores), max_objects=None, **self._srp.track_kwargs)
+        return find_objects(None, self._net, scores=scores)

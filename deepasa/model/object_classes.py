@@ -218,3 +218,13 @@ class ObjectClassifier(nn.Module):
                 pickle.UnpicklingError) as exc:
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise DeepASAError(f"{path} is not an object-classes checkpoint ({first})") from None
+
+
+def load_classifier(path: str | Path | None):
+    """The object class read-out at ``path`` (default: ``checkpoints/object_classes.pt`` when it exists), or None."""
+    from deepasa.model.paths import DEFAULT_CLASSES_CHECKPOINT
+
+    path = DEFAULT_CLASSES_CHECKPOINT if path is None else Path(path)
+    if not path.is_file():
+        return None
+    return ObjectClassifier.from_pretrained(path)

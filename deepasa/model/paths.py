@@ -7,3 +7,5 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "defa
 
 # the shipped localisation-map finder: what ``deepasa analyze`` / ``demo`` use by default (``--finder finder``)
 DEFAULT_FINDER_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "finder.pt"
+# the object class read-out of the trajectory-first pipeline (deepasa.model.object_classes)
+DEFAULT_CLASSES_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "object_classes.pt"

@@ -35,6 +35,8 @@ TRAIN_EXAMPLE = """examples:
 EVAL_EXAMPLE = """examples:
   deepasa evaluate --checkpoint checkpoints/default.pt --data data/scenes --split test --out report.json
   deepasa evaluate --checkpoint runs/sim_small_coi/checkpoints/last.ckpt --data data/scenes --limit 20
+  deepasa evaluate --finder finder --data data/scenes --out pipeline.json   # the shipped trajectory-first pipeline
+  deepasa evaluate --finder true --data data/scenes --no-classes            # the spatial stage's ceiling
 """
 
 
@@ -63,7 +65,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "with the mean and 95 % interval per metric; every metric also per number of "
                               "true sources (the report's by_num_sources block).",
                               epilog=EVAL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    e.add_argument("--checkpoint", required=True, type=Path, help="model file (.pt) or Lightning checkpoint (.ckpt)")
+    what = e.add_mutually_exclusive_group(required=True)
+    what.add_argument("--checkpoint", type=Path, help="model file (.pt) or Lightning checkpoint (.ckpt)")
+    what.add_argument("--finder", metavar="FINDER",
+                      help="score the trajectory-first pipeline instead of a network: its objects from FINDER "
+                           "(finder = the shipped learned finder, srp, a finder checkpoint) or from an oracle "
+                           "(true, true-activity, true-direction, gated), separated by the spatial stage")
+    e.add_argument("--extractor", type=Path,
+                   help="with --finder: separate with this trajectory-conditioned extractor, not the spatial stage")
+    classes = e.add_mutually_exclusive_group()
+    classes.add_argument("--classes", type=Path,
+                         help="with --finder: the object class read-out (default: checkpoints/object_classes.pt)")
+    classes.add_argument("--no-classes", action="store_true",
+                         help="with --finder: no class read-out (only the class-agnostic blocks are meaningful)")
     e.add_argument("--data", required=True, type=Path, help="dataset root")
     e.add_argument("--split", default="test", help="split folder (default: test)")
     e.add_argument("--dataset", default="scenes", help="dataset format: scenes, starss23, mcfuss, dcase25t4")
@@ -273,10 +287,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:   # what a killed evaluation left beside the report
         remove_stale(args.out.parent, args.out.name, tags=("tmp",),
                      log=lambda msg: print(f"deepasa evaluate: {msg}", file=sys.stderr))
-    report = evaluate(args.checkpoint, args.data, split=args.split, dataset=args.dataset,
-                      batch_size=args.batch_size, limit=args.limit, seld_average=args.seld_average,
-                      with_sdr=not args.no_sdr, progress=not args.quiet,
-                      by_num_sources=not args.no_by_num_sources)
+    common = dict(split=args.split, dataset=args.dataset, batch_size=args.batch_size, limit=args.limit,
+                  seld_average=args.seld_average, with_sdr=not args.no_sdr, progress=not args.quiet,
+                  by_num_sources=not args.no_by_num_sources)
+    if args.finder is not None:
+        from deepasa.evaluation.trajectory_system import evaluate_pipeline
+
+        report = evaluate_pipeline(args.data, args.finder, classes=False if args.no_classes else args.classes,
+                                   extractor=args.extractor, **common)
+    else:
+        if args.extractor is not None or args.classes is not None or args.no_classes:
+            raise DeepASAError("--extractor, --classes and --no-classes go with --finder (the trajectory-first "
+                               "pipeline), not with --checkpoint")
+        report = evaluate(args.checkpoint, args.data, **common)
     if args.out is not None:
         import json
         import os
