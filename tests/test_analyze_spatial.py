@@ -1,4 +1,5 @@
-"""``analyze(..., separation="spatial")``: the parts add up to the recording, chunking is seamless, nothing is louder.
+"""``analyze(..., separation="spatial")``: the parts add up to the recording, chunking is seamless, nothing is louder
+(and with the network's own audio, ``noise.wav`` is the remainder too, so the parts add up there as well).
 
 Independent truth: the input recording itself (the objects and the remainder must add up to it) and the
 one-shot spatial stage on the whole clip (the chunked pass must agree with it away from nothing but edges).
@@ -61,14 +62,15 @@ needs_model = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="check
 
 
 @needs_model
-def test_spatial_analysis_reproduces_the_recording_and_nothing_is_louder(tmp_path):
+@pytest.mark.parametrize("separation", ["spatial", "network"])
+def test_analysis_reproduces_the_recording_and_nothing_is_louder(tmp_path, separation):
     from deepasa.inference.result import SceneAnalysis
     from deepasa.scenes.simulator import simulate_scene
 
     rng = np.random.default_rng(5)
     tone = np.sin(2 * np.pi * 440 * np.arange(3 * FS) / FS) * np.hanning(3 * FS)
     scene = simulate_scene(seed=21, sources=[("noise", rng.standard_normal(2 * FS)), ("tone", tone)])
-    result = analyze(load_model(), scene.mixture, log=lambda _m: None, separation="spatial")
+    result = analyze(load_model(), scene.mixture, log=lambda _m: None, separation=separation)
     result.save(tmp_path / "a", report=False)
     loaded = SceneAnalysis.load(tmp_path / "a")
     x = scene.mixture.astype(np.float64)

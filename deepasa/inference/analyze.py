@@ -401,7 +401,8 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
 
     Returns:
         :class:`SceneAnalysis`: objects with class, confidence, activity and DoA per 100-ms frame, and
-        (M, N)-at-input-rate image/direct/reverb signals on disk; plus the noise estimate.
+        (M, N)-at-input-rate image/direct/reverb signals on disk; plus ``noise.wav``, the remainder (the
+        recording minus every object's image, at its rate), so the objects and it add up to the recording.
 
     Raises:
         DeepASAError: bad input (unreadable, empty, NaN/Inf, silent, wrong channel count or format) or bad
@@ -542,7 +543,7 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
     if separation != "network":
         for _, trk, _, _ in found:
             raw.discard(trk.track_id)  # the network's audio is replaced
-        raw.discard("noise")
+        raw.discard("noise")  # the stage writes its own remainder stream
         spatial_pass(_model_rate_blocks(src, sr_m, n_model), n_model, sr_m, cfg.label_hop_s,
                      [(trk.track_id, active, doa) for _, trk, active, doa in found], raw,
                      separate_fn=extractor_separate(extractor))
@@ -566,11 +567,10 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
         objects.append(SceneObject(
             id=oid, class_index=ci, class_name=names[ci], confidence=float(cp[ci]), activity=active,
             doa=unit, segments=activity_segments(active, hop_s, duration), files=files, folder=folder))
-    if separation == "network":
-        _write_wav_stream(raw, ("noise",), root / "noise.wav", n_model, sr_m, src.sample_rate, src.n_samples, M)
-    else:  # the remainder at the recording's own rate: objects + noise = the recording
-        raw.discard("noise")
-        write_complement(src, [root / o.files["image"] for o in objects if "image" in o.files], root / "noise.wav")
+    # noise.wav is the remainder at the recording's own rate, whatever separated the objects: objects + noise = the
+    # recording, so an unedited remix gives it back (the network's own noise head has no trained level)
+    raw.discard("noise")
+    write_complement(src, [root / o.files["image"] for o in objects if "image" in o.files], root / "noise.wav")
     shutil.rmtree(root / "_raw", ignore_errors=True)
     mag, times, freqs = spec.result()
     prev = np.concatenate(preview) if preview else np.zeros(1, np.float32)
