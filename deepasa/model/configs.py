@@ -38,8 +38,11 @@ AUDIO_OUTPUTS = ("mapping", "mask")
 #: Values of ``DeepASAConfig.doa_refine`` ("" = the network's DoA; see deepasa.model.spatial.SRPRefine).
 REFINE_MODES = ("", "srp")
 
-#: Folder of the model YAML files in a source checkout (``<repo>/configs/model``).
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
+#: Folder of the model YAML files: ``<repo>/configs/model`` in a source checkout, else the installed wheel's copy
+#: (``deepasa/_configs/model``, package data mapped by setup.py).
+CONFIG_DIR = next((d for d in (Path(__file__).resolve().parents[2] / "configs" / "model",
+                               Path(__file__).resolve().parents[1] / "_configs" / "model") if d.is_dir()),
+                  Path(__file__).resolve().parents[2] / "configs" / "model")
 
 
 #: Fields whose None means "emb_dim" (resolved in ``__post_init__``; a later ``replace(emb_dim=...)`` keeps the

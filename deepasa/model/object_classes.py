@@ -106,6 +106,7 @@ class ObjectClassifier(nn.Module):
         from deepasa.model.sfx_embedding import SFXEmbedding
 
         self.class_names = list(class_names)
+        self.source: str | None = None  # the file it was loaded from (from_pretrained), for reports
         self.config = {"hidden": int(hidden), "dropout": float(dropout), "sample_rate": int(sample_rate),
                        "label_hop": float(label_hop), "max_seconds": float(max_seconds),
                        "min_seconds": float(min_seconds)}
@@ -204,14 +205,16 @@ class ObjectClassifier(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, load_embedding: bool = True) -> "ObjectClassifier":
-        """Load a read-out written by ``torch.save(clf.serialize(), path)``.
+        """Load a read-out written by ``torch.save(clf.serialize(), path)`` (``source`` = the path it came from).
 
         Raises:
             DeepASAError: missing, unreadable or foreign file (one line).
         """
         try:
             blob = torch.load(str(path), map_location="cpu", weights_only=True)
-            return cls.from_serialized(blob, load_embedding=load_embedding)
+            model = cls.from_serialized(blob, load_embedding=load_embedding)
+            model.source = str(path)
+            return model
         except DeepASAError as exc:
             raise DeepASAError(f"{path} is not an object-classes checkpoint ({exc})") from None
         except (OSError, KeyError, TypeError, ValueError, RuntimeError, EOFError, AttributeError,
