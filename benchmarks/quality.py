@@ -7,7 +7,18 @@ Systems (``--systems``, default all):
                     network alone); with ``--net1-checkpoint``, a separate Net-1 model instead;
 * ``classical``     AuxIVA + WPE + SRP-PHAT, no training (:mod:`deepasa.baselines.classical`);
 * ``seldnet``       the DCASE 2023 SELDnet, multi-ACCDOA, trained on the same data (``checkpoints/seldnet.pt``);
-* ``oracle``        ideal ratio masks on the true images + the true labels (:mod:`deepasa.baselines.oracle`).
+* ``oracle``        ideal ratio masks on the true images + the true labels (:mod:`deepasa.baselines.oracle`);
+* ``pipeline``      the shipped trajectory-first pipeline: learned finder (``checkpoints/finder.pt``) → spatial
+                    stage → class read-out on each separated object (``checkpoints/object_classes.pt``);
+* ``pipeline-srp``  the same with the classical SRP-PHAT finder (no trained finder);
+* ``spatial-true``  the spatial stage driven by the *true* trajectories (its ceiling), read-out as ``pipeline``;
+* ``gated-true``    the mixture gated by each source's true activity (what *when* alone is worth, no stage);
+* ``direction-true`` the spatial stage's direction mask with the true directions only (every object on all the
+                    time: what *where* alone is worth).
+
+Every system is scored as ``deepasa analyze`` outputs it: a network slot that its decision rule never marks active
+is no object, so its audio is scored as silence (0 dB), not as its leftover audio (``deepasa evaluate`` scores the
+raw slots; the model card quotes that).
 
 Every system goes through :func:`deepasa.evaluation.score_system` — the same slot alignment and metrics as
 ``deepasa evaluate``: separation (SI-SDRi, SDRi, direct-path SI-SDRi, reference channel), DeepASA frame SELD
@@ -46,7 +57,10 @@ from deepasa.errors import DeepASAError, run_script
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "docs" / "baselines.md"  # the side-by-side table (moved from README.md, issue 16)
-SYSTEMS = ("deepasa", "deepasa-net1", "classical", "seldnet", "oracle")
+SYSTEMS = ("deepasa", "deepasa-net1", "classical", "seldnet", "oracle", "pipeline", "pipeline-srp", "spatial-true",
+           "gated-true", "direction-true")
+TRAJECTORIES = {"pipeline": "finder", "pipeline-srp": "srp", "spatial-true": "true", "gated-true": "gated",
+                "direction-true": "true-direction"}
 TEST_SET = {"split": "test", "num_scenes": 200, "seed": 2025, "subtype": "FLOAT"}
 RT60_BANDS = (("<0.30", 0.0, 0.3), ("0.30-0.45", 0.3, 0.45), (">=0.45", 0.45, float("inf")))
 MARK_START, MARK_END = "<!-- quality:start -->", "<!-- quality:end -->"
@@ -109,8 +123,35 @@ def decision_rule(cfg) -> dict:
     return {"doa_threshold": cfg.detect_doa_norm, "onoff_threshold": cfg.detect_onoff}
 
 
-def build_systems(names: list[str], args, n_classes: int) -> dict[str, dict]:
+def as_analyzed(system, cfg):
+    """``system`` with the audio of every slot its decision rule never marks active set to silence, as
+    ``deepasa analyze`` outputs it (such a slot is no object). cfg: the model's config (its rule)."""
+    import torch
+
+    from deepasa.metrics.seld_frame import activity_decisions
+
+    def silence(out):
+        if out is None or out.image is None:
+            return
+        active = activity_decisions(out.onoff.float(), out.doa.float(), cfg.detect_doa_norm, cfg.detect_onoff,
+                                    out.cls_logits.float(), cfg.detect_merge_deg)  # (B, J, T')
+        keep = torch.from_numpy(active.any(-1)).to(out.image.dtype)[:, :, None, None]  # (B, J, 1, 1)
+        for name in ("image", "direct", "reverb"):
+            if getattr(out, name) is not None:
+                setattr(out, name, getattr(out, name) * keep)
+
+    def run(batch):
+        out = system(batch)
+        silence(out)
+        silence(out.net1)  # a CoI model's Net-1 outputs, scored in the same pass
+        return out
+
+    return run
+
+
+def build_systems(names: list[str], args, class_names: list[str]) -> dict[str, dict]:
     """``{name: {"system": callable(batch) → DeepASAOutput, "cost": {...}, "net1": bool, "note": str}}``."""
+    n_classes = len(class_names)
     import torch
 
     from deepasa.train.module import load_model
@@ -123,13 +164,15 @@ def build_systems(names: list[str], args, n_classes: int) -> dict[str, dict]:
         model = load_model(args.checkpoint).eval()
     if "deepasa" in names:
         coi = model.config.coi_steps > 0
-        systems["deepasa"] = {"system": lambda b, m=model, c=coi: m(b["mixture"], net1_audio=c),
+        systems["deepasa"] = {"system": as_analyzed(lambda b, m=model, c=coi: m(b["mixture"], net1_audio=c),
+                                                    model.config),
                               "cost": deepasa_cost(model.config), "net1": coi and "deepasa-net1" in names,
                               "rule": decision_rule(model.config), "note": f"{args.checkpoint}"}
     if "deepasa-net1" in names:
         if args.net1_checkpoint and Path(args.net1_checkpoint).is_file():
             net1 = load_model(args.net1_checkpoint).eval()
-            systems["deepasa-net1"] = {"system": lambda b, m=net1: m(b["mixture"]), "cost": deepasa_cost(net1.config),
+            systems["deepasa-net1"] = {"system": as_analyzed(lambda b, m=net1: m(b["mixture"]), net1.config),
+                                       "cost": deepasa_cost(net1.config),
                                        "rule": decision_rule(net1.config),
                                        "note": f"{args.net1_checkpoint} (a separate Net-1 model)"}
             if "deepasa" in systems:
@@ -402,7 +445,7 @@ def main() -> None:
     if args.split == "test":
         ensure_test_set(args.data)
     full = SceneDataset(args.data, args.split, n_slots=5)
-    systems = build_systems(args.systems, args, len(full.class_names))
+    systems = build_systems(args.systems, args, full.class_names)
     ds = full if args.limit is None else Subset(full, range(min(args.limit, len(full))))
     ids = [full.ids[i] for i in range(len(ds))]
     kept = kept_rows(RESULTS / "quality.json", args, len(ds)) if args.update else {}   # refuse before scoring

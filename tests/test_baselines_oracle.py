@@ -192,3 +192,26 @@ def test_quality_update_keeps_the_rows_it_does_not_rescore(tmp_path):
               "systems": {"deepasa": {"rtf": 0.2, "command": "new"}, **kept}}
     text = quality.markdown(result)
     assert "Row `deepasa`: `new`." in text and "Row `oracle`: `c0`." in text
+
+
+@pytest.mark.parametrize("onoff_bias", [-8.0, 8.0])
+def test_quality_scores_network_slots_as_analyze_outputs_them(scenes, onoff_bias):
+    """A slot its rule never marks active is no object: silence; a slot always active keeps its audio."""
+    from torch.utils.data import default_collate
+
+    from conftest import tiny_model_with_fixed_heads
+
+    spec = importlib.util.spec_from_file_location("quality", QUALITY)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    model = tiny_model_with_fixed_heads(onoff_bias, doa=[3.0, 0.0, 0.0]).eval()   # ‖tanh(doa)‖ ≈ 1 > 0.5
+    batch = default_collate([scenes[0]])
+    x = batch["mixture"][..., : model.config.clip_samples]
+    batch = {**batch, "mixture": x}
+    with torch.no_grad():
+        raw = model(x)
+        out = quality.as_analyzed(lambda b: model(b["mixture"]), model.config)(batch)
+    if onoff_bias < 0:
+        assert torch.all(out.image == 0) and torch.all(out.direct == 0)
+    else:
+        torch.testing.assert_close(out.image, raw.image)

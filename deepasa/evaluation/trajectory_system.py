@@ -41,6 +41,7 @@ from deepasa.errors import DeepASAError
 from deepasa.model.deepasa import DeepASAOutput
 
 ORACLES = ("true", "true-activity", "true-direction", "gated")
+REPO = Path(__file__).resolve().parents[2]
 
 __all__ = ["TrajectoryFirstSystem", "ORACLES"]
 
@@ -235,7 +236,7 @@ def evaluate_pipeline(data: str | Path, trajectories="finder", *, split: str = "
         if classes is not None and not Path(classes).is_file():
             raise DeepASAError(f"no class read-out checkpoint at {classes}")
         classifier = load_classifier(classes)
-        classes_path = str(classes if classes is not None else DEFAULT_CLASSES_CHECKPOINT) if classifier else None
+        classes_path = _shown(classes if classes is not None else DEFAULT_CLASSES_CHECKPOINT) if classifier else None
     extractor_model = load_extractor(extractor)
     if extractor_model is not None and trajectories == "gated":
         raise DeepASAError("the gated oracle separates nothing: it takes no extractor")
@@ -247,11 +248,17 @@ def evaluate_pipeline(data: str | Path, trajectories="finder", *, split: str = "
                           by_num_sources=by_num_sources, doa_threshold=0.5, onoff_threshold=0.5, merge_deg=0.0)
     report: dict = {"data": str(data), "split": split, "dataset": dataset, "n_items": len(ds),
                     "seld_average": seld_average,
-                    "pipeline": {"trajectories": getattr(trajectories, "spec", trajectories), "name": system.name,
+                    "pipeline": {"trajectories": _shown(getattr(trajectories, "spec", trajectories)), "name": system.name,
                                  "separation": "extractor" if extractor_model is not None else
                                  ("mixture gate" if trajectories == "gated" else "spatial"),
-                                 "extractor": None if extractor is None else str(extractor),
+                                 "extractor": None if extractor is None else _shown(extractor),
                                  "classes": classes_path,
                                  "n_slots": n_slots, "dropped_objects": system.dropped}}
     report.update({k: v for k, v in scored.items() if k != "n_items"})
     return report
+
+
+def _shown(path) -> str:
+    """A path as a report shows it: relative to the repository when inside it (``srp``, oracles unchanged)."""
+    p = Path(str(path))
+    return p.resolve().relative_to(REPO).as_posix() if p.is_absolute() and p.resolve().is_relative_to(REPO) else str(path)
