@@ -211,6 +211,22 @@ def build_systems(names: list[str], args, class_names: list[str]) -> dict[str, d
 
         systems["oracle"] = {"system": OracleBaseline(n_classes), "cost": {"params": 0, "gmacs_per_second": None},
                              "note": "ideal ratio masks on the true images; true classes, activity and DoA"}
+    if any(name in TRAJECTORIES for name in names):
+        from deepasa.evaluation.trajectory_system import TrajectoryFirstSystem
+        from deepasa.model.object_classes import load_classifier
+
+        classifier = load_classifier(None)
+        notes = {"pipeline": "the shipped trajectory-first pipeline (checkpoints/finder.pt, spatial stage, read-out)",
+                 "pipeline-srp": "SRP-PHAT finder + spatial stage + read-out (no trained finder)",
+                 "spatial-true": "the spatial stage on the true trajectories (its ceiling) + read-out",
+                 "gated-true": "each source: the mixture gated by its true activity (no stage) + read-out",
+                 "direction-true": "the spatial stage on the true directions only, every object always on + read-out"}
+        for name, spec in TRAJECTORIES.items():
+            if name in names:
+                system = TrajectoryFirstSystem(spec, class_names, classifier=classifier)
+                params = sum(p.numel() for p in system.finder._net.parameters()) if name == "pipeline" else 0
+                systems[name] = {"system": system, "cost": {"params": params, "gmacs_per_second": None},
+                                 "note": notes[name]}
     return systems
 
 

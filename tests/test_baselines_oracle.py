@@ -215,3 +215,22 @@ def test_quality_scores_network_slots_as_analyze_outputs_them(scenes, onoff_bias
         assert torch.all(out.image == 0) and torch.all(out.direct == 0)
     else:
         torch.testing.assert_close(out.image, raw.image)
+
+
+def test_quality_builds_the_trajectory_first_rows():
+    """Each trajectory-first row of quality.py is the pipeline with the trajectories it names."""
+    import argparse
+
+    from deepasa.evaluation.trajectory_system import TrajectoryFirstSystem
+
+    spec = importlib.util.spec_from_file_location("quality", QUALITY)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    names = ["speech", "machine", "alarm"]
+    systems = quality.build_systems(list(quality.TRAJECTORIES), argparse.Namespace(), names)
+    assert set(systems) == set(quality.TRAJECTORIES)
+    for name, source in quality.TRAJECTORIES.items():
+        system = systems[name]["system"]
+        assert isinstance(system, TrajectoryFirstSystem) and system.class_names == names
+        assert (system.oracle == source) if source not in ("finder", "srp") else (system.finder.spec.endswith(
+            "finder.pt") if source == "finder" else system.finder.spec == "srp")
