@@ -3,7 +3,7 @@
 The command line turns a :class:`DeepASAError` into one line on stderr and exit code 2 (README.md,
 "Analysing your own recording"; docs/analyze.md, "Input handling"). Library code raises it for anything the
 *user* got wrong (bad input file, bad option, missing data); programming errors stay ordinary exceptions with tracebacks.
-:func:`run_script` does the same for the stand-alone scripts (``scripts/``, ``benchmarks/``).
+:func:`run_script` does the same for the stand-alone scripts (``scripts/``, ``benchmarks/``, ``experiments/``).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     image, and LayerNorm + Linear(512 → C), zero at initialisation, adds to that object's clip logits
     (:mod:`deepasa.model.sfx_embedding`). No gradient flows through it. Measured motivation: on clean
     sound-bank crops the embedding gives 0.64 balanced accuracy with one linear layer against 0.31 for the
-    network from scratch (benchmarks/class_probe.py).
+    network from scratch (experiments/2026-12-01-class-probe/class_probe.py).
 15. **Optional complex ratio masks instead of spectral mapping** (``audio_output: mask``, off in
     ``paper``/``paper-coi``): each audio head's channels (mic k, re/im) are a complex mask that multiplies the
     mixture of the same mic (the reference mic for reference-channel output) in the Hann STFT that the output
@@ -86,7 +86,7 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     ``detect_merge_deg`` degrees, only the one with the higher on/off output stays active
     (:func:`~deepasa.model.decision.merge_duplicates`), as multi-ACCDOA decoders unify same-class tracks
     closer than a threshold. Motivation: in curriculum stage 4 the shipped run put one source into two slots in
-    most frames with more active slots than sources (``benchmarks/dup_slots.py``); measured in
+    most frames with more active slots than sources (``experiments/2026-12-03-dup-slots/dup_slots.py``); measured in
     docs/training.md ("The duplicate merge").
 """
 

@@ -4,8 +4,9 @@ Why: the shipped run spent its first 12,000 scenes on one source per scene (the 
 1 source, then 1–2), and its splitter came out of them with one strong object slot and four weak ones:
 at step 3,255 the per-slot norms of ``splitter.conv.weight`` were 1.13 / 1.25 / 0.90 / 1.28 / 3.53 against
 2.31 at PyTorch's default initialisation, and the on/off output of slots 0–3 was the same constant (0.35) on
-every two-source scene (benchmarks/slot_probe.py). This module draws the weak slots' convolution weights
-afresh (PyTorch's default Conv2d initialisation, seeded) and leaves every other parameter as it was.
+every two-source scene (experiments/2026-12-03-slot-probe/slot_probe.py). This module draws the weak slots'
+convolution weights afresh (PyTorch's default Conv2d initialisation, seeded) and leaves every other parameter as
+it was.
 
 The splitter's ``GroupNorm(1, K·D)`` normalises all slots jointly, so new weights in some slots change the
 mean and the standard deviation that the kept slots are normalised by. The kept slots' affine parameters are

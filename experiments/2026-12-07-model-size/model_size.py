@@ -7,15 +7,16 @@ noisy machine even where the absolute seconds do not. The model is the shipped o
 ``model.model_overrides`` (GCC-PHAT DoA input, masks, the aisfx class embedding, ...) read from
 ``configs/train/sim_small_shipped.yaml``, plus each size's overrides.
 
-Learning speed: the rows of ``benchmarks/doa_learning.py`` runs of the same sizes (``--model small2s --set
-emb_dim=32`` ...; their results file is ``--learning``), joined to the costs by their ``--set`` overrides:
+Learning speed: the rows of ``experiments/2026-12-01-doa-learning/doa_learning.py`` runs of the same sizes
+(``--model small2s --set emb_dim=32`` ...; their results file is ``--learning``), joined to the costs by their
+``--set`` overrides (``E=experiments/2026-12-07-model-size``):
 
-    python benchmarks/model_size.py --threads 1 --repeats 3         # the costs -> benchmarks/results/model_size.json
-    python benchmarks/doa_learning.py --data /work/data/doa --scenes 2-moving \\
+    python $E/model_size.py --threads 1 --repeats 3         # the costs -> $E/results/model_size.json
+    python experiments/2026-12-01-doa-learning/doa_learning.py --data /work/data/doa --scenes 2-moving \\
         --variants gcc_mixture+ln+mask+srp+onoffpos4+norm015 --model small2s --set emb_dim=32 \\
-        --budgets 500 1000 --threads 1 --state benchmarks/state --out benchmarks/results/model_size_learning.json
-    python benchmarks/model_size.py --join                           # the learning rows into the results file
-    python benchmarks/model_size.py --table                          # costs and learning rows, one table
+        --budgets 500 1000 --threads 1 --state $E/state --out $E/results/model_size_learning.json
+    python $E/model_size.py --join                           # the learning rows into the results file
+    python $E/model_size.py --table                          # costs and learning rows, one table
 
 Writes ``{"cases": [...], "learning": [...]}``: a case per size with ``size``, ``overrides``, ``params``,
 ``trunk_params`` (encoder, blocks, splitter, audio heads: the separation path), ``step_s`` (median),
@@ -41,12 +42,17 @@ from deepasa.losses import LossWeights, multitask_loss
 from deepasa.model import DeepASA, get_config
 from deepasa.staging import write_json
 from deepasa.train.step_time import synthetic_batch
-from doa_learning import read_results, set_overrides  # the sibling benchmark's --set parser and results reader
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent                    # experiments/2026-12-07-model-size
+ROOT = HERE.parents[1]
+# the direction experiment's --set parser and results reader (its script: experiments/2026-12-01-doa-learning)
+sys.path.insert(0, str(ROOT / "experiments" / "2026-12-01-doa-learning"))
+from doa_learning import read_results, set_overrides  # noqa: E402
+
+SCRIPT = (HERE / "model_size.py").relative_to(ROOT).as_posix()   # as the results' ``command`` names it
 RECIPE = ROOT / "configs" / "train" / "sim_small_shipped.yaml"
-RESULTS = ROOT / "benchmarks" / "results" / "model_size.json"
-LEARNING = ROOT / "benchmarks" / "results" / "model_size_learning.json"
+RESULTS = HERE / "results" / "model_size.json"
+LEARNING = HERE / "results" / "model_size_learning.json"
 
 #: Sizes compared: overrides of the shipped model, one change from it each. The first is the reference.
 SIZES = {
@@ -187,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cases = measure({k: SIZES[k] for k in args.sizes}, args.batch, args.repeats,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
-    data = {"about": __doc__.splitlines()[0], "command": "python benchmarks/model_size.py " + " ".join(argv or sys.argv[1:]),
+    data = {"about": __doc__.splitlines()[0], "command": f"python {SCRIPT} " + " ".join(argv or sys.argv[1:]),
             "threads": args.threads, "load_average_1min": round(os.getloadavg()[0], 2), "cases": cases,
             "learning": learning_rows(Path(args.learning), cases)}
     write_json(out, strict_json(data), indent=1)

@@ -1,4 +1,7 @@
-"""benchmarks/model_size.py: interleaved costs of model sizes, joined to their learning-speed rows."""
+"""model_size.py (beside this file): interleaved costs of model sizes, joined to their learning-speed rows.
+
+Run by hand (CI runs tests/ only): ``python -m pytest -q experiments/2026-12-07-model-size``.
+"""
 
 import json
 import subprocess
@@ -7,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 import model_size  # noqa: E402
 
 
@@ -49,7 +52,7 @@ def test_learning_rows_are_joined_by_the_model_they_trained(tmp_path):
 def test_bad_input_exits_2_with_one_line(tmp_path):
     out = tmp_path / "m.json"
     for args in (["--repeats", "0", "--out", str(out)], ["--table", "--out", str(out)], ["--join", "--out", str(out)]):
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_size.py"), *args],
+        proc = subprocess.run([sys.executable, str(HERE / "model_size.py"), *args],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert not out.exists()
@@ -58,7 +61,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"cases": []}))
     for args in (["--table", "--out", str(bad)], ["--join", "--out", str(good), "--learning", str(bad)]):
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_size.py"), *args],
+        proc = subprocess.run([sys.executable, str(HERE / "model_size.py"), *args],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert json.loads(good.read_text()) == {"cases": []}          # nothing written on the error

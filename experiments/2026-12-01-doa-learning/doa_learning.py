@@ -1,7 +1,7 @@
 """Learning-speed benchmark for direction: train from scratch, score unseen scenes at fixed scene-pass budgets.
 
-    python benchmarks/doa_learning.py --data /work/data/doa --scenes 1-static --variants baseline gcc_mixture \
-        --budgets 500 1000 2000 4000 --threads 2
+    python experiments/2026-12-01-doa-learning/doa_learning.py --data /work/data/doa --scenes 1-static \
+        --variants baseline gcc_mixture --budgets 500 1000 2000 4000 --threads 2
 
 ``--data`` holds one folder per scene set (``1-static``, ``2-moving``, ``default``), each the output of
 ``deepasa simulate`` with ``train`` and ``val`` splits; the commands that build them are in docs/training.md
@@ -29,8 +29,8 @@ process. At each budget the model scores the first ``--val-n`` unseen scenes:
   frames (share with sigmoid(onoff) > 0.5; mean ‖doa‖), to see which one keeps a source undetected;
 * ``scene_passes_per_s``: training throughput of that variant in this run (machine shared: compare ratios).
 
-Rows go to ``benchmarks/results/doa_learning.json`` (``rows``, one per variant × scene set × budget; a rerun
-replaces the rows of the same variant and scene set and keeps the others). The file is rewritten after every
+Rows go to ``experiments/2026-12-01-doa-learning/results/doa_learning.json`` (``rows``, one per variant × scene
+set × budget; a rerun replaces the rows of the same variant and scene set and keeps the others). The file is rewritten after every
 budget, so a run stopped between budgets keeps the rows it has measured.
 
 Long runs (4,000 passes take hours on this CPU) can span sessions: ``--state DIR`` writes
@@ -71,7 +71,9 @@ from deepasa.evaluation.scoring import strict_json
 from deepasa.staging import write_json
 from deepasa.train.fastpath import compile_model
 
-RESULTS = Path(__file__).resolve().parent / "results" / "doa_learning.json"
+HERE = Path(__file__).resolve().parent                    # experiments/2026-12-01-doa-learning
+RESULTS = HERE / "results" / "doa_learning.json"
+SCRIPT = (HERE / "doa_learning.py").relative_to(HERE.parents[1]).as_posix()  # as the rows' ``command`` names it
 
 #: Benchmark model sizes (overrides of a named config).
 MODELS = {
@@ -362,7 +364,7 @@ def merge(path: Path, new_rows: list[dict]) -> None:
     keys = {row_key(r) for r in new_rows}
     data = {"rows": [r for r in old if row_key(r) not in keys] + new_rows}
     data["about"] = ("Direction learning speed: trained from scratch, scored on unseen scenes at fixed scene-pass "
-                     "budgets (benchmarks/doa_learning.py docstring).")
+                     f"budgets ({SCRIPT} docstring).")
     write_json(path, strict_json(data), indent=1)
 
 
@@ -461,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.data:
         raise DeepASAError("--data is required (the folder of scene sets)")
-    args.command = "python benchmarks/doa_learning.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    args.command = f"python {SCRIPT} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.quick:
         args.budgets, args.val_n = [8, 16], 4
     bad = [s for s in args.set if "=" not in s]

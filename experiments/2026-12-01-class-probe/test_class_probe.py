@@ -1,4 +1,5 @@
-"""benchmarks/class_probe.py: its features against independent computations; a missing aisfx is a one-line error."""
+"""class_probe.py (beside this file): its features against independent computations; a missing aisfx is a one-line
+error. Run by hand (CI runs tests/ only): ``python -m pytest -q experiments/2026-12-01-class-probe``."""
 
 import importlib.util
 import os
@@ -9,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "class_probe.py"
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).resolve().parent / "class_probe.py"
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_scenes_mode_probes_the_separated_object_and_the_mixture(cp, tiny_bank_h
     assert res["train_scenes"] == 6 and res["val_scenes"] == 4 and len(res["rows"]) == 5
     assert all(0 <= r["accuracy"] <= 1 and 0 <= r["balanced_accuracy"] <= 1 for r in res["rows"])
     assert res["rows"][-1]["features"].startswith("the model's own class output")
-    assert res["command"].startswith("python benchmarks/class_probe.py --scenes")
+    assert res["command"].startswith("python experiments/2026-12-01-class-probe/class_probe.py --scenes")
 
 
 def test_the_object_is_the_slot_closest_to_the_sources_image(cp):

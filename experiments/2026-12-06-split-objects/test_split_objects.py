@@ -1,4 +1,7 @@
-"""benchmarks/split_objects.py on planted slot outputs: a source split over two slots, and a second source."""
+"""split_objects.py (beside this file) on planted slot outputs: a source split over two slots, and a second source.
+
+Run by hand (CI runs tests/ only): ``python -m pytest -q experiments/2026-12-06-split-objects``.
+"""
 from __future__ import annotations
 
 import sys
@@ -9,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import split_objects  # noqa: E402
 

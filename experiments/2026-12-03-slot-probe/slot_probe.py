@@ -1,6 +1,7 @@
 """Which slots carry the objects: a probe of the network's slots on 2-source scenes.
 
-    python benchmarks/slot_probe.py --model checkpoints/shipped_latest.pt --data /work/data/sim_1-2 --split test
+    python experiments/2026-12-03-slot-probe/slot_probe.py --model checkpoints/shipped_latest.pt \
+        --data /work/data/sim_1-2 --split test
 
 The question (issue 14, detection of the second source): when the shipped model finds one source of two, is a
 second slot weakly on (a decision-rule matter) or does one slot carry a mixture-like output while the others are
@@ -8,8 +9,8 @@ dead (a training matter)? For the first ``--scenes`` 2-source scenes of a ``deep
 sources with energy in the first ``--seconds``), the network alone (no windowing, no stitching) runs on the first
 ``--seconds`` of the mixture, and for every slot j and source k it reports SI-SDR(image estimate of slot j at mic
 0, image of source k at mic 0); per source the best slot and its SI-SDR improvement over the mixture's; per slot
-the mean sigmoid(on/off) and the mean ‖doa‖ over label frames. Results: ``benchmarks/results/slot_probe.json``
-(per scene and the summary: how often both sources' best slot is the same one, mean SI-SDRi per source, and
+the mean sigmoid(on/off) and the mean ‖doa‖ over label frames. Results:
+``experiments/2026-12-03-slot-probe/results/slot_probe.json`` (per scene and the summary: how often both sources' best slot is the same one, mean SI-SDRi per source, and
 each slot's mean on/off probability and ‖doa‖ over the scenes).
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from deepasa.errors import DeepASAError, run_script
 from deepasa.metrics.separation import si_sdr
 from deepasa.model.loading import load_model
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent                    # experiments/2026-12-03-slot-probe
+REPO = HERE.parents[1]
 
 
 def probe(model, ds: SceneDataset, n_scenes: int, seconds: float) -> dict:
@@ -78,7 +80,7 @@ def main() -> int:
     p.add_argument("--scenes", type=int, default=25)
     p.add_argument("--seconds", type=float, default=2.0, help="window from the start (the model's clip length)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "slot_probe.json"))
+    p.add_argument("--out", default=str(HERE / "results" / "slot_probe.json"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model).eval()

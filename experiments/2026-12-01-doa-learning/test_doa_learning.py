@@ -1,4 +1,7 @@
-"""benchmarks/doa_learning.py: the scoring against hand-computed truth, and a quick end-to-end run."""
+"""doa_learning.py (beside this file): the scoring against hand-computed truth, and a quick end-to-end run.
+
+Run by hand (CI runs tests/ only): ``python -m pytest -q experiments/2026-12-01-doa-learning``.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(ROOT))                                   # tests.conftest
 
 import doa_learning  # noqa: E402
 
@@ -67,7 +72,7 @@ def test_score_of_a_silent_model_detects_nothing(sets):
 
 def test_quick_run_writes_rows_with_the_required_fields(sets, tmp_path):
     out = tmp_path / "doa.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--data", str(sets),
+    proc = subprocess.run([sys.executable, str(HERE / "doa_learning.py"), "--data", str(sets),
                            "--scenes", "1-static", "--variants", "gcc_mixture", "--model", "tiny",
                            "--quick", "--threads", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
@@ -78,18 +83,18 @@ def test_quick_run_writes_rows_with_the_required_fields(sets, tmp_path):
             "detection_rate", "class_accuracy", "si_sdri_db", "command", "chosen", "scene_passes_per_s"}
     assert all(need <= set(r) for r in rows)
     assert rows[0]["model_overrides"] == {"doa_spatial": "gcc_mixture"} and "doa_learning.py" in rows[0]["command"]
-    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--table", "--out",
+    table = subprocess.run([sys.executable, str(HERE / "doa_learning.py"), "--table", "--out",
                             str(out)], capture_output=True, text=True, timeout=60)
     assert table.returncode == 0 and table.stdout.count("| gcc_mixture | 1-static |") == 2
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--data", str(tmp_path),
+    proc = subprocess.run([sys.executable, str(HERE / "doa_learning.py"), "--data", str(tmp_path),
                            "--scenes", "1-static"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no scenes at" in proc.stderr
     bad = tmp_path / "bad.json"                                   # a results file that is not JSON
     bad.write_text("not json")
-    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--table", "--out", str(bad)],
+    table = subprocess.run([sys.executable, str(HERE / "doa_learning.py"), "--table", "--out", str(bad)],
                            capture_output=True, text=True, timeout=60)
     assert table.returncode == 2 and table.stderr.count("\n") == 1 and "is not a results file" in table.stderr
 
@@ -148,7 +153,7 @@ def test_score_model_scores_a_saved_model_as_score_does(sets, tmp_path):
     path = tmp_path / "fixed.pt"
     model.save(path)
     csv_path = tmp_path / "scores.csv"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "doa_learning.py"), "--data", str(sets),
+    proc = subprocess.run([sys.executable, str(HERE / "doa_learning.py"), "--data", str(sets),
                            "--scenes", "1-static", "--score-model", str(path), "--val-n", "4", "--threads", "1",
                            "--score-label", "fixed", "--score-csv", str(csv_path)],
                           capture_output=True, text=True, timeout=300)

@@ -7,7 +7,7 @@ A slot is a *duplicate* when an earlier active slot of the same frame has the sa
 ``excess`` = Σ max(0, active − true), the same after a greedy merge of duplicates (``excess_if_merged``), frames
 with a duplicate, and active slot-frames in frames without any source (``act_silent_frames``).
 
-    python benchmarks/dup_slots.py checkpoints/default.pt /work/data/sel_def [--split val]
+    python experiments/2026-12-03-dup-slots/dup_slots.py checkpoints/default.pt /work/data/sel_def [--split val]
 """
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def count(model, ds: SceneDataset) -> dict[str, int]:
 def model_set_main(doc: str, tally) -> int:
     """``MODEL DATA [--split val]`` on the command line: print ``tally(model, scenes)`` as one JSON line.
 
-    Shared by this benchmark and ``dup_keep.py``; ``tally`` maps a loaded model and a :class:`SceneDataset`
+    Shared by this probe, ``experiments/2026-12-04-dup-keep/dup_keep.py`` and
+    ``experiments/2026-12-06-split-objects/split_objects.py`` (both put this folder on ``sys.path``); ``tally`` maps a loaded model and a :class:`SceneDataset`
     to a dict of counts.
     """
     p = argparse.ArgumentParser(description=doc.splitlines()[0])

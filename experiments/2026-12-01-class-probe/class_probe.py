@@ -1,7 +1,7 @@
 """What a pretrained sound-effect embedding knows about our classes: a probe on clean sound-bank crops.
 
     pip install --no-deps aisfx==0.1.2        # the wheel holds its weights (24.9 MB, CC-BY-4.0); no run-time fetch
-    python benchmarks/class_probe.py --threads 1
+    python experiments/2026-12-01-class-probe/class_probe.py --threads 1
 
 The question (issue 14, class accuracy of the shipped model; issue 12 item 4): is the 10-class accuracy of the
 network (0.31 of the detected on unseen 1-source scenes after 2,220 scene passes) limited by what a network
@@ -20,7 +20,7 @@ On each, a linear classifier and a one-hidden-layer MLP (256, ReLU, dropout 0.3)
 crops (features standardised, class-balanced cross-entropy since scenes draw classes uniformly, Adam 1e-3,
 weight decay 1e-3, 1,500 full-batch steps) and scored on the held-out crops: accuracy and balanced accuracy
 (the mean of the per-class recalls). The sound bank must be fetched (``deepasa sounds fetch``, train and test
-splits). Results: ``benchmarks/results/class_probe.json``.
+splits). Results: ``experiments/2026-12-01-class-probe/results/class_probe.json``.
 
 This measures clean single-source crops, an upper bound for what the embedding would give on a separated
 object (reverberation, noise and leakage from other objects come on top).
@@ -31,9 +31,10 @@ each scene, the slot whose reference-channel image is closest (SI-SDR) to the so
 probes are fitted on the embeddings of that slot's estimated image of the first ``--train-scenes`` training
 scenes and scored on the ``val`` scenes; beside them the same probes on the mixture's reference channel, and
 the model's own class output on that slot (what ``cls_embedding: aisfx`` would add to). Results:
-``benchmarks/results/class_probe_scenes.json``.
+``experiments/2026-12-01-class-probe/results/class_probe_scenes.json``.
 
-    python benchmarks/class_probe.py --scenes /work/data/doa/1-static --model checkpoints/shipped_latest.pt
+    python experiments/2026-12-01-class-probe/class_probe.py --scenes /work/data/doa/1-static \\
+        --model checkpoints/shipped_latest.pt
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ import torch
 from deepasa.errors import DeepASAError, run_script
 from deepasa.staging import write_json
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "class_probe.json"
-RESULTS_SCENES = REPO / "benchmarks" / "results" / "class_probe_scenes.json"
+HERE = Path(__file__).resolve().parent                    # experiments/2026-12-01-class-probe
+REPO = HERE.parents[1]
+SCRIPT = (HERE / "class_probe.py").relative_to(REPO).as_posix()   # as the results' ``command`` names it
+RESULTS = HERE / "results" / "class_probe.json"
+RESULTS_SCENES = HERE / "results" / "class_probe_scenes.json"
 SR_IN, SR_EMB = 16000, 44100
 N_FFT, HOP, N_MELS, FRAMES = 2048, 1024, 96, 87          # 87 hops of 1024 samples at 44.1 kHz: 2.0 s
 SPEC_MAX = 9.457798957824707                              # aisfx's "original" min-max range of the log-mel
@@ -235,7 +238,7 @@ def main() -> int:
         if args.model is None:
             raise DeepASAError("--scenes needs --model (the model that separates the scenes)")
         out = scenes_probe(args)
-        out.update(command=" ".join(["python", "benchmarks/class_probe.py", *sys.argv[1:]]),
+        out.update(command=" ".join(["python", SCRIPT, *sys.argv[1:]]),
                    time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_json(args.results or RESULTS_SCENES, out)
         return 0
@@ -260,7 +263,7 @@ def main() -> int:
             rows.append(row)
     out = {"benchmark": "class probe: pretrained aisfx embedding vs log-mel statistics on clean 2-s crops of the "
                         "sound bank (10 classes)",
-           "command": " ".join(["python", "benchmarks/class_probe.py", *sys.argv[1:]]),
+           "command": " ".join(["python", SCRIPT, *sys.argv[1:]]),
            "train_crops": len(train_y), "test_crops": len(test_y),
            "test_class_counts": np.bincount(test_y, minlength=len(bank.classes)).tolist(),
            "classes": bank.classes, "rows": rows,

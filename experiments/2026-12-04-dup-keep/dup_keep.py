@@ -12,9 +12,12 @@ fraction of those pairs in which the true slot has the higher score is printed a
 * ``doa_norm``: the frame's ‖doa‖;
 * ``confidence``: the clip class posterior's maximum.
 
-    python benchmarks/dup_keep.py MODEL DATA [--split val]
+    python experiments/2026-12-04-dup-keep/dup_keep.py MODEL DATA [--split val]
 """
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +26,10 @@ from deepasa.data.scenes import SceneDataset
 from deepasa.errors import run_script
 from deepasa.losses import pit_sa_sdr
 from deepasa.metrics.seld_frame import activity_decisions, angular_error_deg
-from dup_slots import model_set_main  # the sibling benchmark's command line (python benchmarks/dup_keep.py)
+
+# the command line of experiments/2026-12-03-dup-slots/dup_slots.py (MODEL DATA [--split val]), shared
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "2026-12-03-dup-slots"))
+from dup_slots import model_set_main  # noqa: E402
 
 MERGE_DEG = 20.0
 SCORES = ("onoff", "frames", "energy", "doa_norm", "confidence")

@@ -16,9 +16,12 @@ A rule helps only where it raises ``own`` on single sources without lowering it 
 scene. Means by the number of sources in the scene, one JSON object on stdout; ``merged`` counts the slots a
 rule adds per source.
 
-    python benchmarks/split_objects.py MODEL DATA [--split val]
+    python experiments/2026-12-06-split-objects/split_objects.py MODEL DATA [--split val]
 """
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +31,10 @@ from deepasa.errors import run_script
 from deepasa.losses import pit_sa_sdr
 from deepasa.metrics.seld_frame import activity_decisions
 from deepasa.metrics.separation import si_sdr
-from dup_slots import model_set_main  # the sibling benchmark's command line (python benchmarks/split_objects.py)
+
+# the command line of experiments/2026-12-03-dup-slots/dup_slots.py (MODEL DATA [--split val]), shared
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "2026-12-03-dup-slots"))
+from dup_slots import model_set_main  # noqa: E402
 
 MERGE_DEG = 20.0
 
