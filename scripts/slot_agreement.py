@@ -6,7 +6,7 @@
 For every scene with one source, the slot whose image best matches the source (SI-SDR) is found separately on
 each mic. A model whose slots are objects picks the same slot on every mic; one trained with the auxiliary
 separation terms on their own permutations learned to put the reference mic's image in one slot and other mics'
-images in another (docs/training.md, "One assignment per object"). Prints one line per scene and a JSON summary:
+images in another (docs/notebook/shipped-run-recipe.md, "One assignment per object"). Prints one line per scene and a JSON summary:
 the share of scenes with one slot on every mic and the median SI-SDR, on the other mics, of the reference mic's
 best slot.
 """

@@ -33,7 +33,7 @@ What differs, each deliberately:
 * Merged (unified) vectors point along the mean direction and have the mean length of the merged vectors
   (the baseline's plain average can fall just below the 0.5 activity threshold).
 
-Two options, off by default (the defaults are the DCASE 2023 network), measured in docs/training.md
+Two options, off by default (the defaults are the DCASE 2023 network), measured in docs/notebook/seldnet-one-source.md
 ("SELDnet on one static source"):
 
 * ``doa_head="agnostic"``: class-wise multi-ACCDOA codes activity as the vector length of the right class, so
@@ -140,7 +140,7 @@ class SELDnetConfig:
         doa_head: ``"classwise"`` (DCASE 2023: direction only in the class-wise multi-ACCDOA vectors) or
             ``"agnostic"``: a second, class-agnostic multi-ACCDOA output (3 tracks × xyz, ADPIT with every class
             merged) that detects and localises; the class of each of its events is read from the class-wise
-            output (:func:`classify_agnostic_events`). Why: docs/training.md "SELDnet on one static source".
+            output (:func:`classify_agnostic_events`). Why: docs/notebook/seldnet-one-source.md.
         agnostic_weight: weight of the class-agnostic ADPIT term in the loss (``doa_head="agnostic"``).
     """
 

@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-attention", action="store_true", help="the 2022 CRNN: no self-attention layers")
     p.add_argument("--doa-head", choices=("classwise", "agnostic"), default="classwise",
                    help="classwise: DCASE 2023 multi-ACCDOA only; agnostic: plus class-agnostic ACCDOA tracks "
-                        "that detect and localise (docs/training.md, 'SELDnet on one static source')")
+                        "that detect and localise (docs/notebook/seldnet-one-source.md)")
     p.add_argument("--gcc-upsample", type=int, default=1,
                    help="GCC-PHAT lag steps per sample (1: DCASE 2023, +-32 samples; 4: +-8 samples)")
     p.add_argument("--no-final-metrics", action="store_true", help="skip scoring the best model on val")

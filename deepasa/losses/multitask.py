@@ -97,7 +97,7 @@ class LossWeights:
     ``onoff_pos_weight`` is not a weight of ``L`` but the positive-class weight inside ``L_onoff``'s BCE
     (``−[w_pos·y·log σ(z) + (1−y)·log(1−σ(z))]``); 1 is §5.1's plain BCE. With one active slot of J = 5 the
     positives are a minority of the on/off frames; ``w_pos`` > 1 moves the head's optimum posterior from ``p``
-    to ``w_pos·p / (w_pos·p + 1 − p)`` (docs/training.md, "Direction learning speed").
+    to ``w_pos·p / (w_pos·p + 1 − p)`` (docs/notebook/direction-learning.md).
     """
 
     image_ref: float = 1.0

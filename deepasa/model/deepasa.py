@@ -38,7 +38,7 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     GCC-PHAT over inter-capsule lags, weighted by the object's estimated direct-path mask
     (:mod:`deepasa.model.spatial`), joined at DoANet's GRU input. The trunk is frequency-shift equivariant, so
     the paper's DoANet must learn τ = Δφ / 2πf from F_d coarse bands; on CPU budgets it never did (the
-    direction issue; numbers in docs/training.md).
+    direction issue; numbers in docs/notebook/direction-learning.md).
 12. **Optional frequency-position embedding** (``freq_embedding``, off in ``paper``/``paper-coi``): a learned
     (D, F) map, sinusoidal at initialisation, added to the encoder output, so the trunk is no longer
     frequency-shift equivariant (tests/test_spatial.py).
@@ -61,7 +61,7 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     iSTFT inverts, so a unit mask returns the mixture exactly; the paper maps to the spectra directly
     (docs/spec.md §3.4). Motivation: after 2,568 scene passes the shipped mapping model's image was still below
     the mixture (SI-SDRi −3.9 dB on 1-static scenes); a mask starts from the mixture's own phase and detail.
-    Measured in docs/training.md ("Direction learning speed", variant ``gcc_mixture+ln+mask``).
+    Measured in docs/notebook/direction-learning.md ("Direction learning speed", variant ``gcc_mixture+ln+mask``).
 16. **Optional SRP-PHAT refinement of the DoA at inference** (``doa_refine: srp``, off in ``paper``/``paper-coi``):
     each object's DoA is replaced, frame by frame, by the direction of largest steered response power of the
     mixture's phase transform weighted by that object's direct-path ratio mask, searched within
@@ -69,25 +69,25 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     the network's, so detection does not change; in training the losses read the network's DoA. The paper has
     no such step. Motivation: after thousands of scene passes the learned DoA still erred by more than 10° on one
     static source, while the object-weighted mixture already holds the delays; the measured gain is in
-    docs/training.md ("Direction learning speed", the ``network's own DoA`` column).
+    docs/notebook/direction-learning.md ("Direction learning speed", the ``network's own DoA`` column).
 17. **The activity decision rule is a config field** (``detect_doa_norm``, 0.5 = docs/spec.md §1 in every named
     config): a slot is active in a frame where sigmoid(onoff) > 0.5 and ‖doa‖ > ``detect_doa_norm``; 0 keeps
     the on/off condition alone, the rule of the STARSS23 evaluation code. The model carries it, so ``analyze``,
     ``evaluate``, validation and the benchmarks decide with the model's own rule. Motivation: the shipped
     run's on/off output finds the sources long before its DoA norm reaches 0.5 (on 100 unseen 1-static scenes:
-    detection 1.00 on/off alone, 0.47 with the norm, no false alarm either way; docs/training.md).
+    detection 1.00 on/off alone, 0.47 with the norm, no false alarm either way; docs/notebook/direction-learning.md).
 18. **The on/off half of the rule has its threshold too** (``detect_onoff``, 0.5 = docs/spec.md §1 in every
     named config): active where sigmoid(onoff) > ``detect_onoff``. A model trained with a positive-class weight
     w in the on/off BCE (``loss_weights.onoff_pos_weight``) outputs p = w q / (w q + 1 − q) for a frame whose
     activity posterior is q, so q = 0.5 is p = w / (1 + w): 0.8 for the shipped run's w = 4. Measured on a
-    selection set in docs/training.md ("The on/off threshold").
+    selection set in docs/notebook/shipped-run.md ("The on/off threshold").
 19. **An optional duplicate merge closes the rule** (``detect_merge_deg``, 0 = off = docs/spec.md §1 in every
     named config): in each frame, of two active slots with the same clip class and DoAs within
     ``detect_merge_deg`` degrees, only the one with the higher on/off output stays active
     (:func:`~deepasa.model.decision.merge_duplicates`), as multi-ACCDOA decoders unify same-class tracks
     closer than a threshold. Motivation: in curriculum stage 4 the shipped run put one source into two slots in
     most frames with more active slots than sources (``experiments/2026-12-03-dup-slots/dup_slots.py``); measured in
-    docs/training.md ("The duplicate merge").
+    docs/notebook/shipped-run-stage4.md ("The duplicate merge").
 """
 
 from __future__ import annotations

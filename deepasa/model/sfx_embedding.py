@@ -9,7 +9,7 @@ j alone (the premise of docs/spec.md §4).
 
 Why: on clean 2-s crops of the held-out sound bank the embedding gives 0.64 balanced accuracy over our 10
 classes with one linear layer, against 0.41 for log-mel statistics and 0.31 for the network trained from
-scratch after 2,220 scene passes (``experiments/2026-12-01-class-probe/class_probe.py``, docs/training.md "What limits class accuracy").
+scratch after 2,220 scene passes (``experiments/2026-12-01-class-probe/class_probe.py``, docs/notebook/class-accuracy.md).
 
 The front end reproduces the package's: the signal resampled to 44.1 kHz (band-limited, by zero-padding its
 spectrum), peak-normalised, a 2048-point periodic-Hann STFT with hop 1024 (centred, reflect padding), power,

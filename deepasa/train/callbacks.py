@@ -110,7 +110,7 @@ class PlateauAfterResume(L.Callback):
     Lightning (2.6) updates plateau schedulers at an epoch's end only when its fit loop is not restarting, and a
     run resumed mid-epoch is still restarting at the end of that epoch (``_FitLoop.on_advance_end``): its first
     validation after the resume never reaches the scheduler, so a run's effective patience grew with every
-    interruption (docs/training.md, "The learning-rate schedule"). This callback makes that one update itself,
+    interruption (docs/notebook/shipped-run-stage4.md, "The learning-rate schedule"). This callback makes that one update itself,
     with the same arguments as the fit loop's own; where the fit loop updates, it does nothing, so no epoch is
     counted twice and a resumed run's schedule is that of a run that never stopped.
     """

@@ -4,7 +4,7 @@
         --variants baseline gcc_mixture --budgets 500 1000 2000 4000 --threads 2
 
 ``--data`` holds one folder per scene set (``1-static``, ``2-moving``, ``default``), each the output of
-``deepasa simulate`` with ``train`` and ``val`` splits; the commands that build them are in docs/training.md
+``deepasa simulate`` with ``train`` and ``val`` splits; the commands that build them are in docs/notebook/direction-learning.md
 ("Direction learning speed"): 16 kHz, the default rooms and noise (RT60 0.2–0.6 s, SNR 6–30 dB), 2-s clips,
 800 training and 100 unseen scenes per set.
 
@@ -369,7 +369,7 @@ def merge(path: Path, new_rows: list[dict]) -> None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The results rows as a markdown table (docs/training.md), in file order."""
+    """The results rows as a markdown table (docs/notebook/direction-learning.md), in file order."""
     def f(v, fmt):
         return "–" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
     lines = ["| variant | scenes | model | scene passes | DoA err. every slot (°) | DoA err. detected (°) | "
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         scoring = args.score_model or args.score_state                 # scoring reads the unseen scenes only
         for split in ("val",) if scoring else ("train", "val"):
             if not (Path(args.data) / s / split / "mixed").is_dir():
-                raise DeepASAError(f"no scenes at {Path(args.data) / s / split} (see docs/training.md)")
+                raise DeepASAError(f"no scenes at {Path(args.data) / s / split} (see docs/notebook/direction-learning.md)")
     torch.set_num_threads(args.threads)
     if args.score_model:
         score_saved(args)

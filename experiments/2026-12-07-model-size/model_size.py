@@ -147,7 +147,7 @@ def learning_rows(path: Path, cases: list[dict]) -> list[dict]:
 
 
 def table(data: dict) -> str:
-    """Costs and learning rows as two markdown tables (docs/training.md)."""
+    """Costs and learning rows as two markdown tables (docs/notebook/model-size-and-fit16.md)."""
     lines = ["| size | trainable params | separation-path params | step, batch 4 (s) | scene passes/s | cost ratio |",
              "|---|---|---|---|---|---|"]
     for c in data["cases"]:
