@@ -50,7 +50,7 @@ def register(sub) -> None:
     a.add_argument("input", type=Path, help="audio file (M channels as the model expects; any sample rate)")
     a.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --overwrite)")
     a.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped checkpoints/default.pt)")
-    a.add_argument("--format", choices=("mic", "foa"), help="array format of the input (default: the model's)")
+    a.add_argument("--format", choices=("mic", "foa"), help="array format of the input: mic (tetrahedral array) or foa (first-order Ambisonics, ACN/SN3D); default: told from the channel energies (with --finder network: the model's)")
     a.add_argument("--window", type=float, help="window length in s (default: the model's clip length)")
     a.add_argument("--hop", type=float, help="window step in s (default: half the window)")
     a.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -76,10 +76,10 @@ def register(sub) -> None:
 
 def resolve_pipeline(args) -> None:
     """Fill ``args.finder`` and ``args.separation`` left unset: the trajectory-first pipeline with the shipped
-    finder, unless a DeepASA ``--checkpoint``, ``--separation network`` or an FOA input asks for the network."""
+    finder (an FOA recording: the active-intensity map), unless a DeepASA ``--checkpoint`` or ``--separation
+    network`` asks for the network."""
     if args.finder is None:
-        wants_network = (args.checkpoint is not None or args.separation == "network"
-                         or getattr(args, "format", None) == "foa")
+        wants_network = args.checkpoint is not None or args.separation == "network"
         args.finder = "network" if wants_network else DEFAULT_FINDER
     if args.separation is None:
         args.separation = DEFAULT_SEPARATION if args.finder == "network" else "spatial"
@@ -114,7 +114,7 @@ def _run_pipeline(args, source, *, sample_rate=None, workdir=None, log=None, pro
             raise DeepASAError(f"no class read-out at {args.classes}")
         return analyze_trajectories(source, args.finder, sample_rate=sample_rate, extractor=extractor,
                                     classifier=load_classifier(args.classes), workdir=workdir,
-                                    progress=progress, log=log)
+                                    progress=progress, log=log, fmt=getattr(args, "format", None))
     model = load_model(args.checkpoint)
     return analyze(model, source, sample_rate=sample_rate, window=getattr(args, "window", None),
                    hop=getattr(args, "hop", None), fmt=getattr(args, "format", None), workdir=workdir,

@@ -19,11 +19,15 @@ The pipeline (docs/separation.md, docs/finder.md):
    a frozen pretrained sound-effect embedding), when a read-out is available; otherwise every object is
    ``"object"``.
 
-MIC (tetrahedral) recordings at any sample rate (resampled to 16 kHz and back).
+MIC (tetrahedral) and FOA (first-order Ambisonics, ACN/SN3D) recordings at any sample rate (resampled to 16 kHz
+and back). FOA has its own classical finder (the active-intensity map, :mod:`deepasa.tracking.foa`) and the
+same spatial stage with the FOA steering (:mod:`deepasa.separation`); the learned finder and the extractor
+read MIC recordings only.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import sys
@@ -41,23 +45,26 @@ from deepasa.inference.result import SceneAnalysis, SceneObject, activity_segmen
 from deepasa.model.extractor import load_extractor
 from deepasa.model.finder import MapFinder
 from deepasa.model.object_classes import load_classifier
+from deepasa.separation import separate
 
 SAMPLE_RATE = 16000
 LABEL_HOP = 0.1
 N_MICS = 4
+FOA_RATIO = 1.4  # (E_Y + E_Z + E_X) / E_W below this: FOA (deepasa.audio.io.check_format's boundary)
 CHUNK_S = 30.0
 UNKNOWN = "object"
 
 
 def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder", sample_rate: int | None = None, *,
                          classifier=None, extractor=None, workdir: str | Path | None = None, progress: bool = False,
-                         log: Callable[[str], None] | None = None) -> SceneAnalysis:
-    """Every sound object of a MIC recording, trajectory first (module docstring).
+                         log: Callable[[str], None] | None = None, fmt: str | None = None) -> SceneAnalysis:
+    """Every sound object of a MIC or FOA recording, trajectory first (module docstring).
 
     Args:
         path_or_array: an audio file or a (4, N) array.
         finder: ``"finder"`` (the shipped learned finder), ``"srp"``, a finder checkpoint path, or a
-            :class:`MapFinder`.
+            :class:`MapFinder`. FOA recordings are found by the active-intensity map (``"srp"`` for FOA;
+            ``"finder"`` falls back to it, with a note: the learned finder reads MIC recordings).
         sample_rate: the array's rate (default 16 kHz); for a file, optional and must match it.
         classifier: an object class read-out (default: ``checkpoints/object_classes.pt`` when present; pass
             ``False`` for none).
@@ -65,13 +72,19 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
         workdir: folder for the signal files (default: a temporary folder deleted unless the result is saved).
         progress: print one line per chunk.
         log: receives one-line notes (default: stderr).
+        fmt: ``"mic"`` (tetrahedral array), ``"foa"`` (first-order Ambisonics, ACN/SN3D: W, Y, Z, X) or None:
+            told from the channel energies (Y + Z + X carry at most W's energy in FOA, about 3× in MIC), with
+            a note saying which.
     Returns:
         :class:`~deepasa.inference.result.SceneAnalysis` (objects numbered by first activity).
     Raises:
         DeepASAError: bad input (as :func:`~deepasa.inference.analyze.analyze`) or a missing checkpoint.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    finder = finder if isinstance(finder, MapFinder) else MapFinder(finder)
+    if fmt not in (None, "mic", "foa"):
+        raise DeepASAError(f"unknown format {fmt!r} (mic or foa)")
+    if not isinstance(finder, MapFinder) and str(finder) not in ("finder", "srp") and not Path(finder).is_file():
+        raise DeepASAError(f"no finder checkpoint at {finder} (use --finder srp or --finder network)")
     if classifier is None:
         classifier = load_classifier(None)
     elif classifier is False:
@@ -81,16 +94,36 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
     src = AudioSource(path_or_array, sample_rate, default_rate=SAMPLE_RATE)
     if src.n_channels != N_MICS:
         raise DeepASAError(f"{src.name} has {src.n_channels} channel(s); the trajectory-first pipeline expects "
-                           f"{N_MICS} (tetrahedral microphone array)")
-    check_format(src.scan(), "mic", src.name)
-    messages = resampling_note(src, SAMPLE_RATE, log, "the pipeline's rate")
+                           f"{N_MICS} (tetrahedral microphone array or first-order Ambisonics)")
+    energy = src.scan()
+    messages = []
+    if fmt is None:
+        ratio = float(energy[1:].sum() / max(energy[0], 1e-30))
+        fmt = "foa" if ratio < FOA_RATIO else "mic"
+        if fmt == "foa":
+            messages.append(f"read as first-order Ambisonics (ACN/SN3D: W, Y, Z, X): channels 2-4 carry {ratio:.2f}x "
+                            "the energy of channel 1 (pass --format mic to override)")
+            log(messages[-1])
+    check_format(energy, fmt, src.name)
+    if fmt == "foa":
+        if extractor is not None:
+            raise DeepASAError("the trajectory-conditioned extractor reads MIC recordings; FOA is separated by the "
+                               "spatial stage (--separation spatial)")
+        if not isinstance(finder, MapFinder) and str(finder) == "finder":
+            messages.append("objects of an FOA recording are found by the active-intensity map (the learned "
+                            "finder reads MIC recordings)")
+            finder = "srp"
+    finder = finder if isinstance(finder, MapFinder) else MapFinder(finder, fmt=fmt)
+    if finder.fmt != fmt:
+        raise DeepASAError(f"a {finder.fmt.upper()} finder cannot read this {fmt.upper()} recording")
+    messages += resampling_note(src, SAMPLE_RATE, log, "the pipeline's rate")
     n_model = int(round(src.n_samples * SAMPLE_RATE / src.sample_rate))
     return in_workdir(workdir, lambda root: _run(src, n_model, root, finder, classifier, extractor, messages,
-                                                  progress, log))
+                                                  progress, log, fmt))
 
 
 def _run(src: AudioSource, n_model: int, root: Path, finder: MapFinder, classifier, extractor, messages: list,
-         progress: bool, log) -> SceneAnalysis:
+         progress: bool, log, fmt: str = "mic") -> SceneAnalysis:
     from deepasa.audio.spectrogram import StreamingSpectrogram
 
     ls = int(round(LABEL_HOP * SAMPLE_RATE))
@@ -120,9 +153,10 @@ def _run(src: AudioSource, n_model: int, root: Path, finder: MapFinder, classifi
     raw = RawFileSink(root / "_raw", N_MICS)
     objects_in = [(j, tracks.activity[j, :n_frames], tracks.doa[j, :n_frames]) for j in range(tracks.n_objects)
                   if tracks.activity[j].any()]
+    separate_fn = extractor_separate(extractor) if extractor is not None else functools.partial(separate, fmt=fmt)
     spatial_pass(_model_rate_blocks(src, SAMPLE_RATE, n_model), n_model, SAMPLE_RATE, LABEL_HOP, objects_in, raw,
-                 separate_fn=extractor_separate(extractor))
-    messages.append(f"objects found by {'SRP-PHAT' if finder.spec == 'srp' else Path(finder.spec).name} and separated by "
+                 separate_fn=separate_fn)
+    messages.append(f"{fmt.upper()} recording: objects found by {finder.name} and separated by "
                     f"{'the trajectory-conditioned extractor' if extractor is not None else 'the spatial stage'}")
     # 3. classify each object from its own separated signal
     names = list(classifier.class_names) if classifier is not None else [UNKNOWN]
@@ -159,9 +193,10 @@ def _run(src: AudioSource, n_model: int, root: Path, finder: MapFinder, classifi
     prev = np.concatenate(preview) if preview else np.zeros(1, np.float32)
     return SceneAnalysis(
         objects=objects, root=root, sample_rate=src.sample_rate, model_sample_rate=SAMPLE_RATE,
-        n_samples=src.n_samples, n_channels=N_MICS, n_frames=n_frames, label_hop_s=LABEL_HOP, fmt="mic",
+        n_samples=src.n_samples, n_channels=N_MICS, n_frames=n_frames, label_hop_s=LABEL_HOP, fmt=fmt,
         class_names=names, window_s=CHUNK_S, hop_s=CHUNK_S, n_windows=len(maps), source=src.name,
         mixture_spectrogram=mag, spectrogram_times=times, spectrogram_freqs=freqs, mixture_preview=prev,
         preview_rate=SAMPLE_RATE, messages=messages,
-        model_info={"finder": finder.spec, "separation": "extractor" if extractor is not None else "spatial",
+        model_info={"finder": finder.spec, "format": fmt,
+                    "separation": "extractor" if extractor is not None else "spatial",
                     "classifier": getattr(classifier, "source", None), "sample_rate": SAMPLE_RATE})

@@ -366,9 +366,24 @@ class MapFinder:
         spec: ``"srp"``, ``"finder"`` (the shipped ``checkpoints/finder.pt``) or the path of a finder checkpoint.
         sample_rate: the pipeline's rate (a finder checkpoint must match it).
         label_hop: the pipeline's label frame in seconds (a finder checkpoint must match it).
+        fmt: ``"mic"`` or ``"foa"``. For FOA (ACN/SN3D) ``"srp"`` is the active-intensity map
+            (:class:`~deepasa.tracking.foa.IntensityTracker`), the classical finder of that format; the learned
+            finders are MIC-only.
     """
 
-    def __init__(self, spec: str | Path, sample_rate: int = 16000, label_hop: float = 0.1) -> None:
+    def __init__(self, spec: str | Path, sample_rate: int = 16000, label_hop: float = 0.1, fmt: str = "mic") -> None:
+        self.fmt = fmt
+        if fmt == "foa":
+            if str(spec) != "srp":
+                raise DeepASAError(f"the learned finder ({spec}) reads MIC recordings; for FOA use --finder srp "
+                                   "(the active-intensity map)")
+            from deepasa.tracking.foa import IntensityTracker
+
+            self.spec, self._net = "srp", None
+            self._srp = IntensityTracker(sample_rate=sample_rate, label_hop=label_hop)
+            return
+        if fmt != "mic":
+            raise DeepASAError(f"unknown format {fmt!r} (mic or foa)")
         if str(spec) == "finder":
             from deepasa.model.paths import DEFAULT_FINDER_CHECKPOINT
 
@@ -388,6 +403,13 @@ class MapFinder:
             if cfg.sample_rate != sample_rate or abs(cfg.label_hop - label_hop) > 1e-9:
                 raise DeepASAError(f"{self.spec}: a finder at {cfg.sample_rate} Hz / {cfg.label_hop} s label frames; "
                                    f"the pipeline runs at {sample_rate} Hz / {label_hop} s")
+
+    @property
+    def name(self) -> str:
+        """How reports name it: the checkpoint's file name, ``SRP-PHAT`` or (FOA) ``the active-intensity map``."""
+        if self.spec == "srp":
+            return "the active-intensity map" if self.fmt == "foa" else "SRP-PHAT"
+        return Path(self.spec).name
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """x (M, n) at 16 kHz, n a whole number of label frames → map (n / 1600, G)."""

@@ -25,7 +25,11 @@ The stage, in three steps (docs/separation.md):
    close to the image: a stated, physical estimate, not a learned one.
 
 Geometry comes from the array definition (:func:`deepasa.audio.geometry.tetra_mic_offsets` for the MIC
-format). The measurements behind the choices (``beta``, the diffuse score, the window) are in
+format). **First-order Ambisonics** (``fmt="foa"``, ACN/SN3D: W, Y, Z, X; :data:`FOA` in place of the capsule
+offsets) has no time delays to read: its direction score is the cosine between the bin's active intensity
+vector ``Re(W* [X, Y, Z])`` and the object's direction, its steering vector the frequency-independent
+first-order gains ``(1, y, z, x)`` (:func:`deepasa.audio.geometry.foa_gains`), and its diffuse field the
+covariance ``diag(1, 1/3, 1/3, 1/3)``; the masks and the MWF are the same. The measurements behind the choices (``beta``, the diffuse score, the window) are in
 ``experiments/2026-12-07-spatial-stage/README.md``.
 """
 
@@ -37,8 +41,67 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deepasa.audio.geometry import SPEED_OF_SOUND, tetra_mic_offsets
+from deepasa.audio.geometry import SPEED_OF_SOUND, foa_gains, tetra_mic_offsets
 from deepasa.errors import DeepASAError
+
+FORMATS = ("mic", "foa")
+
+
+class FOAFormat:
+    """First-order Ambisonics (ACN/SN3D: W, Y, Z, X) where the stage takes capsule offsets (:data:`FOA`)."""
+
+    n_channels = 4
+
+    def __repr__(self) -> str:
+        return "FOA"
+
+
+#: Pass as ``mic_offsets`` (or ``separate(..., fmt="foa")``) for FOA recordings.
+FOA = FOAFormat()
+
+
+def foa_direction_scores(spec: torch.Tensor, doa: torch.Tensor) -> torch.Tensor:
+    """Cosine between each bin's active intensity direction and each object's direction (FOA).
+
+    A plane wave from ``u`` gives ACN/SN3D channels ``s (1, u_y, u_z, u_x)``, so the active intensity
+    ``Re(W* (X, Y, Z))`` of its bins is ``|s|² u``: it points at the source.
+
+    Args:
+        spec: (4, F, T) complex STFT in ACN order (W, Y, Z, X).
+        doa: (K, T, 3) each object's unit direction at each STFT frame.
+    Returns:
+        (K, F, T) float32 scores in [−1, 1] (0 in silent bins).
+    """
+    w = spec[0].conj()  # (F, T)
+    inten = torch.stack([(w * spec[3]).real, (w * spec[1]).real, (w * spec[2]).real]).double()  # (3, F, T): x, y, z
+    unit = inten / inten.norm(dim=0, keepdim=True).clamp_min(1e-30)  # (3, F, T)
+    return torch.einsum("ktc,cft->kft", doa.double(), unit).float()  # (K, F, T)
+
+
+def steering_vectors(doa: torch.Tensor, geometry, freqs: torch.Tensor) -> torch.Tensor:
+    """Plane-wave steering vectors: doa (K, T, 3), freqs (F,) → (K, T, F, M) complex128.
+
+    MIC: ``e^{+jω p_m·u / c}`` per capsule (:func:`plane_wave_phase`); FOA: the gains ``(1, u_y, u_z, u_x)`` at
+    every frequency.
+    """
+    if isinstance(geometry, FOAFormat):
+        g = torch.as_tensor(foa_gains(doa.double().numpy()))  # (K, T, 4)
+        return g[:, :, None, :].expand(-1, -1, len(freqs), -1).to(torch.complex128)  # (K, T, F, 4)
+    phase = plane_wave_phase(doa.double(), geometry.double(), freqs)  # (K, T, M, F)
+    return torch.polar(torch.ones(1, dtype=torch.float64), phase).permute(0, 1, 3, 2)  # (K, T, F, M)
+
+
+def diffuse_coherence(geometry, freqs: torch.Tensor) -> torch.Tensor:
+    """The spatial covariance of an isotropic diffuse field, per frequency: (F,) → (F, M, M) float64.
+
+    MIC: ``sin(kd)/(kd)`` between capsules ``d`` apart; FOA (SN3D): ``diag(1, 1/3, 1/3, 1/3)``.
+    """
+    if isinstance(geometry, FOAFormat):
+        return torch.diag(torch.tensor([1.0, 1 / 3, 1 / 3, 1 / 3], dtype=torch.float64)).expand(len(freqs), 4, 4)
+    offs = geometry.double()
+    dist = torch.cdist(offs, offs)  # (M, M) metres
+    kd = 2 * math.pi * freqs[:, None, None] * dist[None] / SPEED_OF_SOUND  # (F, M, M)
+    return torch.sinc(kd / math.pi)  # (F, M, M), sin(kd)/kd
 
 
 @dataclass
@@ -123,11 +186,13 @@ def direction_scores(spec: torch.Tensor, doa: torch.Tensor, mic_offsets: torch.T
     Args:
         spec: (M, F, T) complex STFT of the mixture.
         doa: (K, T, 3) each object's unit direction at each STFT frame.
-        mic_offsets: (M, 3) metres.
+        mic_offsets: (M, 3) metres, or :data:`FOA` (then :func:`foa_direction_scores`).
         sample_rate: Hz.
     Returns:
         (K, F, T) float32 scores in [−1, 1] (0 in silent bins, where the phase is undefined).
     """
+    if isinstance(mic_offsets, FOAFormat):
+        return foa_direction_scores(spec, doa)
     m, f, _ = spec.shape
     freqs = torch.arange(f, dtype=torch.float64) * sample_rate / (2 * (f - 1))  # (F,)
     ia, ib = torch.triu_indices(m, m, offset=1)  # the P = M(M−1)/2 pairs
@@ -225,7 +290,8 @@ def plane_wave_wiener_images(spec: torch.Tensor, mask: torch.Tensor, active: tor
     Args:
         spec: (M, F, T) complex mixture STFT.
         mask: (K + 1, F, T) masks (last: the remainder's), used for the residual.
-        active: (K, T) bool; doa: (K, T, 3) unit vectors per STFT frame; mic_offsets: (M, 3) metres.
+        active: (K, T) bool; doa: (K, T, 3) unit vectors per STFT frame; mic_offsets: (M, 3) metres or
+        :data:`FOA`.
         sample_rate: Hz.
         width: covariance window, STFT frames.
         loading: diagonal loading of the filter's inverse, relative to the bin's mean channel power.
@@ -238,9 +304,8 @@ def plane_wave_wiener_images(spec: torch.Tensor, mask: torch.Tensor, active: tor
     m, f, t = spec.shape
     k = mask.shape[0] - 1
     freqs = torch.arange(f, dtype=torch.float64) * sample_rate / (2 * (f - 1))  # (F,)
-    phase = plane_wave_phase(doa.double(), mic_offsets.double(), freqs)  # (K, T, M, F)
-    steer = torch.polar(active[:, :, None, None].double(), phase).to(torch.complex64)  # (K, T, M, F)
-    steer = steer.permute(3, 1, 2, 0)  # (F, T, M, K), inactive objects' columns zero
+    steer = steering_vectors(doa, mic_offsets, freqs) * active[:, :, None, None]  # (K, T, F, M)
+    steer = steer.to(torch.complex64).permute(2, 1, 3, 0)  # (F, T, M, K), inactive objects' columns zero
     out = torch.zeros(k, m, f, t, dtype=torch.complex64)
     eye_k = torch.eye(k, dtype=torch.complex64)
     eye_m = torch.eye(m, dtype=torch.complex64)
@@ -273,7 +338,7 @@ def diffuse_mvdr_direct(image: torch.Tensor, doa: torch.Tensor, mic_offsets: tor
     Args:
         image: (K, M, F, T) complex object images.
         doa: (K, T, 3) unit directions per STFT frame.
-        mic_offsets: (M, 3) metres.
+        mic_offsets: (M, 3) metres, or :data:`FOA`.
         sample_rate: Hz.
         loading: diagonal loading of the diffuse coherence matrix.
     Returns:
@@ -281,13 +346,9 @@ def diffuse_mvdr_direct(image: torch.Tensor, doa: torch.Tensor, mic_offsets: tor
     """
     _, m, f, _ = image.shape
     freqs = torch.arange(f, dtype=torch.float64) * sample_rate / (2 * (f - 1))  # (F,)
-    offs = mic_offsets.double()
-    dist = torch.cdist(offs, offs)  # (M, M) metres
-    kd = 2 * math.pi * freqs[:, None, None] * dist[None] / SPEED_OF_SOUND  # (F, M, M)
-    gamma = torch.sinc(kd / math.pi) + loading * torch.eye(m, dtype=torch.float64)  # (F, M, M), sin(kd)/kd
+    gamma = diffuse_coherence(mic_offsets, freqs) + loading * torch.eye(m, dtype=torch.float64)  # (F, M, M)
     gamma_inv = torch.linalg.inv(gamma).to(torch.complex128)  # (F, M, M)
-    d = torch.polar(torch.ones(1, dtype=torch.float64), plane_wave_phase(doa.double(), offs, freqs))
-    d = d.permute(0, 1, 3, 2)  # (K, T, F, M) steering vectors
+    d = steering_vectors(doa, mic_offsets, freqs)  # (K, T, F, M) steering vectors
     gd = (gamma_inv[None, None] @ d[..., None]).squeeze(-1)  # (K, T, F, M)
     w = gd / (d.conj() * gd).sum(dim=-1, keepdim=True).real  # (K, T, F, M), distortionless toward d
     y = image.permute(0, 3, 2, 1).to(torch.complex128)  # (K, T, F, M)
@@ -329,7 +390,8 @@ def spatial_stft(x: torch.Tensor, act: np.ndarray, unit: np.ndarray, sample_rate
 
     Args:
         x: (M, N) float32 mixture; act: (K, T') bool; unit: (K, T', 3) unit directions; sample_rate: Hz;
-        label_hop: seconds per label frame; offsets: (M, 3) capsule positions; cfg: the parameters.
+        label_hop: seconds per label frame; offsets: (M, 3) capsule positions or :data:`FOA`; cfg: the
+        parameters.
     Returns:
         :class:`StageSTFT`.
     """
@@ -343,7 +405,7 @@ def spatial_stft(x: torch.Tensor, act: np.ndarray, unit: np.ndarray, sample_rate
     else:
         active_t = torch.zeros(k, n_stft, dtype=torch.bool)  # (K, T)
         doa_t = torch.zeros(k, n_stft, 3, dtype=torch.float64) + torch.tensor([1.0, 0.0, 0.0])  # (K, T, 3)
-    offs = torch.as_tensor(offsets)
+    offs = offsets if isinstance(offsets, FOAFormat) else torch.as_tensor(offsets)
     score = direction_scores(spec, doa_t, offs, sample_rate) if k else torch.zeros(0, *spec.shape[1:])
     mask = direction_masks(spec, active_t, doa_t, offs, sample_rate, cfg, score=score)  # (K + 1, F, T)
     width = max(1, int(round(cfg.cov_window_s * sample_rate / cfg.hop)))
@@ -371,16 +433,21 @@ def check_trajectories(mixture, activity, doa, mic_offsets=None) -> tuple[torch.
     """Validate and normalise the stage's inputs.
 
     Returns:
-        (x (M, N) float32 tensor, activity (K, T') bool, unit directions (K, T', 3), offsets (M, 3)).
+        (x (M, N) float32 tensor, activity (K, T') bool, unit directions (K, T', 3), offsets (M, 3) or
+        :data:`FOA`).
     Raises:
         DeepASAError: shapes that do not fit (one line).
     """
     x = torch.as_tensor(np.asarray(mixture, dtype=np.float32))  # (M, N)
     act = np.asarray(activity).astype(bool)
     direction = np.asarray(doa, dtype=np.float64)
-    offsets = tetra_mic_offsets() if mic_offsets is None else np.asarray(mic_offsets, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] != offsets.shape[0]:
-        raise DeepASAError(f"the mixture must be ({offsets.shape[0]}, samples); got {tuple(x.shape)}")
+    if isinstance(mic_offsets, FOAFormat):
+        offsets, n_ch = mic_offsets, mic_offsets.n_channels
+    else:
+        offsets = tetra_mic_offsets() if mic_offsets is None else np.asarray(mic_offsets, dtype=np.float64)
+        n_ch = offsets.shape[0]
+    if x.ndim != 2 or x.shape[0] != n_ch:
+        raise DeepASAError(f"the mixture must be ({n_ch}, samples); got {tuple(x.shape)}")
     if act.ndim != 2 or direction.shape != (*act.shape, 3):
         raise DeepASAError(f"activity (K, T') and doa (K, T', 3) disagree: {act.shape} and {direction.shape}")
     norm = np.linalg.norm(direction, axis=-1, keepdims=True)  # (K, T', 1)
@@ -396,7 +463,8 @@ def istft(spec: torch.Tensor, n: int, cfg: SpatialConfig) -> torch.Tensor:
 
 
 def separate(mixture, activity, doa, *, sample_rate: int = 16000, label_hop: float = 0.1,
-             mic_offsets: np.ndarray | None = None, config: SpatialConfig | None = None) -> SpatialSeparation:
+             mic_offsets: np.ndarray | None = None, config: SpatialConfig | None = None,
+             fmt: str = "mic") -> SpatialSeparation:
     """Each object's image, direct path and reverb from the mixture and the objects' trajectories.
 
     Args:
@@ -409,6 +477,7 @@ def separate(mixture, activity, doa, *, sample_rate: int = 16000, label_hop: flo
         label_hop: seconds per label frame.
         mic_offsets: (M, 3) capsule positions relative to the centre (default: the tetrahedral MIC array).
         config: the stage's parameters (default :class:`SpatialConfig`).
+        fmt: ``"mic"`` (capsule signals, ``mic_offsets``) or ``"foa"`` (ACN/SN3D first-order Ambisonics).
     Returns:
         :class:`SpatialSeparation`; ``image.sum(0) + remainder`` equals the mixture (to float32 rounding).
 
@@ -422,7 +491,9 @@ def separate(mixture, activity, doa, *, sample_rate: int = 16000, label_hop: flo
         True
     """
     cfg = config or SpatialConfig()
-    x, act, unit, offsets = check_trajectories(mixture, activity, doa, mic_offsets)
+    if fmt not in FORMATS:
+        raise DeepASAError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    x, act, unit, offsets = check_trajectories(mixture, activity, doa, FOA if fmt == "foa" else mic_offsets)
     m, n = x.shape
     st = spatial_stft(x, act, unit, sample_rate, label_hop, offsets, cfg)
     image = istft(st.image, n, cfg) if len(act) else torch.zeros(0, m, n)  # (K, M, N)
