@@ -287,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--save-every", type=float, default=300.0, help="seconds between state writes")
     t.add_argument("--val-every", type=int, default=500, help="steps between validations")
     t.add_argument("--max-steps", type=int)
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of a fresh run (a resumed run keeps "
+                   "its optimizer's)")
     c = sub.add_parser("curve")
     c.add_argument("--run", type=Path, default=REPO / "runs" / "extractor")
     e = sub.add_parser("export")
@@ -295,9 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "train":
-            if args.hours <= 0 or args.threads < 1 or args.save_every <= 0 or args.val_every < 1:
-                raise DeepASAError("--hours, --save-every must be > 0; --threads, --val-every at least 1")
-            print(f"step {train(args.run, args.hours, args.threads, args.save_every, args.val_every, max_steps=args.max_steps)}")
+            if args.hours <= 0 or args.threads < 1 or args.save_every <= 0 or args.val_every < 1 or args.lr <= 0:
+                raise DeepASAError("--hours, --save-every, --lr must be > 0; --threads, --val-every at least 1")
+            print(f"step {train(args.run, args.hours, args.threads, args.save_every, args.val_every, lr=args.lr, max_steps=args.max_steps)}")
         elif args.cmd == "export":
             print(f"wrote {export(args.run, args.out)}")
         else:
