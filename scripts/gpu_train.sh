@@ -9,7 +9,7 @@
 #        exported model, its evaluation and the log in OUT. --device cpu --steps N: a dry run of the same path.
 # Python: $GPU_TRAIN_PYTHON, else .venv/bin/python where there is a .venv, else (the GPU machine) python3 with
 # the carried wheels of .whl/ installed once into $GPU_TRAIN_SITE (default /tmp/site) and put on PYTHONPATH.
-# deepasa itself is used from this checkout. The logic is in deepasa/train/gpu_run.py.
+# deepasa itself is used from this checkout. The logic is in recipes/gpu_run.py.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -34,4 +34,4 @@ else
     fi
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$ROOT       # deepasa from this checkout, not installed
-exec "$PY" -m deepasa.train.gpu_run "$@"
+exec "$PY" -m recipes.gpu_run "$@"

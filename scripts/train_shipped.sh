@@ -32,7 +32,7 @@ losses() {
     local logs
     mapfile -t logs < <(ls -v "$RUN"/logs/version_*/metrics.csv 2>/dev/null)   # version order: later ones win
     [[ ${#logs[@]} -gt 0 ]] || { echo "no training logs in $RUN/logs"; return 0; }
-    "$PY" -m deepasa.train.loss_history "${logs[@]}" --out checkpoints/eval/shipped_train_loss.csv
+    "$PY" -m recipes.loss_history "${logs[@]}" --out checkpoints/eval/shipped_train_loss.csv
 }
 
 cmd=${1:-}; shift || true
@@ -62,7 +62,7 @@ status)
     ;;
 save)
     [[ -f $LAST ]] || { echo "no $LAST to save" >&2; exit 2; }
-    "$PY" -m deepasa.train.resume_state "$LAST" "$RESUME"
+    "$PY" -m recipes.resume_state "$LAST" "$RESUME"
     "$PY" -m deepasa.cli export "$LAST" checkpoints/shipped_latest.pt --bank-classes
     losses
     ;;
@@ -70,7 +70,7 @@ curve)
     [[ -f $LAST ]] || { echo "no $LAST to evaluate" >&2; exit 2; }
     snap=$RUN/curve_snapshot.ckpt                  # a copy: the run may rewrite last.ckpt meanwhile
     cp "$LAST" "$snap"
-    OMP_NUM_THREADS=${THREADS:-2} "$PY" -m deepasa.train.curve "$snap" --model checkpoints/shipped_latest.pt \
+    OMP_NUM_THREADS=${THREADS:-2} "$PY" -m recipes.curve "$snap" --model checkpoints/shipped_latest.pt \
         --scenes default 1-static --cache "$RUN/curve_scenes" --csv checkpoints/eval/shipped_curve.csv \
         --json checkpoints/eval/shipped_latest_val20.json
     rm -f "$snap"

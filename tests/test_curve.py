@@ -1,4 +1,4 @@
-"""deepasa.train.curve: one learning-curve point from a real (tiny) training checkpoint."""
+"""recipes.curve: one learning-curve point from a real (tiny) training checkpoint."""
 
 import csv
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from deepasa.cli import main
-from deepasa.train import curve
+from recipes import curve
 
 from tests.test_train_cli import RECIPE, SIM
 

@@ -1,4 +1,4 @@
-"""deepasa.train.loss_history: two sessions' Lightning logs merged into one training-loss curve."""
+"""recipes.loss_history: two sessions' Lightning logs merged into one training-loss curve."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepasa.train import loss_history
+from recipes import loss_history
 
 HEADER = ["epoch", "lr-Adam", "step", "train/loss", "train/doa", "train_epoch/loss", "val/loss"]
 
@@ -85,7 +85,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
         out.write_text("step,lr,train/loss\n10,0.001,1.5\nabc,0.001,1.0\n")
         args = [str(good), "--out", str(out)]
     before = out.read_text() if out.exists() else None
-    proc = subprocess.run([sys.executable, "-m", "deepasa.train.loss_history", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "recipes.loss_history", *args], capture_output=True, text=True)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "error:" in proc.stderr
     assert (out.read_text() if out.exists() else None) == before

@@ -1,4 +1,4 @@
-"""Slot revival (deepasa.train.surgery) on a tiny model: the chosen slots get new weights at PyTorch's default
+"""Slot revival (recipes.surgery) on a tiny model: the chosen slots get new weights at PyTorch's default
 scale, nothing else changes, the kept slots' features stay where they were, and bad input is refused."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from deepasa.audio.io import load_audio, write_audio
 from deepasa.errors import DeepASAError
 from deepasa.model import DeepASA
 from deepasa.model.configs import get_config
-from deepasa.train.surgery import revive_slots
+from recipes.surgery import revive_slots
 
 
 @pytest.fixture()

@@ -209,7 +209,7 @@ def test_resume_state_of_the_shipped_model_fits_10_mb(tmp_path):
     import yaml
 
     from deepasa.train.module import DeepASAModule, load_model
-    from deepasa.train.resume_state import slim_checkpoint
+    from recipes.resume_state import slim_checkpoint
 
     recipe = yaml.safe_load((REPO / "configs" / "train" / "sim_small_shipped.yaml").read_text())["model"]
     module = DeepASAModule(model=recipe["model"], model_overrides=recipe["model_overrides"])
@@ -241,7 +241,7 @@ def test_resume_state_of_the_shipped_model_fits_10_mb(tmp_path):
 
 def test_resume_state_edits_the_plateau_schedule_a_resumed_scheduler_then_follows(tmp_path):
     """A scheduler that remembers a best it no longer reaches halves the rate; the edited state does not."""
-    from deepasa.train.resume_state import slim_checkpoint
+    from recipes.resume_state import slim_checkpoint
 
     def scheduler(state=None):
         opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)

@@ -116,7 +116,7 @@ def test_bad_setups_are_user_errors(tmp_path):
 
 
 def test_step_time_reports_a_positive_step_cost():
-    from deepasa.train.step_time import step_seconds
+    from recipes.step_time import step_seconds
 
     res = step_seconds("tiny", batch=1, repeats=1)
     assert res["forward_s"] > 0 and res["backward_s"] > 0

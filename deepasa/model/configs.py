@@ -315,7 +315,7 @@ _NAMED: dict[str, dict[str, Any]] = {
         "head_channels": 16, "head_fuse_dim": 64, "head_gru_hidden": 32, "head_fc_dim": 32,
         "asp_hidden": 16,
         # the shipped model is trained on the sound bank's 10 classes; attention dropout off because on CPU
-        # it forces SDPA's unfused path (3-6x slower training steps, deepasa.train.step_time)
+        # it forces SDPA's unfused path (3-6x slower training steps, recipes.step_time)
         "n_classes": 10, "attn_dropout": 0.0,
     },
     "tiny": {

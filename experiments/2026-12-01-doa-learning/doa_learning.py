@@ -206,7 +206,7 @@ def score(model: DeepASA, items: list[dict], batch: int = 10) -> dict:
 
 
 def set_overrides(sets: list[str]) -> dict:
-    """``--set KEY=VALUE`` strings -> config overrides (values parsed as YAML, as deepasa.train.step_time)."""
+    """``--set KEY=VALUE`` strings -> config overrides (values parsed as YAML, as recipes.step_time)."""
     return {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in sets)}
 
 

@@ -41,7 +41,7 @@ from deepasa.evaluation.scoring import strict_json
 from deepasa.losses import LossWeights, multitask_loss
 from deepasa.model import DeepASA, get_config
 from deepasa.staging import write_json
-from deepasa.train.step_time import synthetic_batch
+from recipes.step_time import synthetic_batch
 
 HERE = Path(__file__).resolve().parent                    # experiments/2026-12-07-model-size
 ROOT = HERE.parents[1]

@@ -18,7 +18,7 @@ exact for the mean statistics only (the result reports how far the kept slots' f
 The optimizer state (Adam moments) of the re-drawn weights is kept: it has the scale of those weights'
 gradients, which a zeroed state would not (Adam's first steps after zeroing would be ~``lr`` per weight).
 
-``python -m deepasa.train.surgery IN.ckpt OUT.ckpt --slots 0 1 2 3 --data FOLDER`` (FOLDER: ``*.wav``
+``python -m recipes.surgery IN.ckpt OUT.ckpt --slots 0 1 2 3 --data FOLDER`` (FOLDER: ``*.wav``
 mixtures, e.g. ``<simulated set>/val/mixed``; used for the normalisation statistics only).
 """
 
@@ -142,7 +142,7 @@ def revive_slots(src: str | Path, dst: str | Path, slots: list[int], data: str |
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m deepasa.train.surgery IN OUT --slots S... --data FOLDER``; prints the result as JSON."""
+    """``python -m recipes.surgery IN OUT --slots S... --data FOLDER``; prints the result as JSON."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("src")
     p.add_argument("dst")

@@ -1,6 +1,6 @@
 """One point of a training run's learning curve: export a checkpoint, evaluate it on fixed scenes, append a row.
 
-    python -m deepasa.train.curve runs/shipped/checkpoints/last.ckpt --model checkpoints/shipped_latest.pt \
+    python -m recipes.curve runs/shipped/checkpoints/last.ckpt --model checkpoints/shipped_latest.pt \
         --scenes default --csv checkpoints/eval/shipped_curve.csv --json checkpoints/eval/shipped_latest_val20.json
 
 ``--scenes`` names a fixed validation set (:data:`SCENE_SETS`): the first ``n`` scenes of ``deepasa simulate

@@ -1,6 +1,6 @@
 """The training losses of a run, kept across machines: Lightning's ``metrics.csv`` files merged by step.
 
-    python -m deepasa.train.loss_history runs/shipped/logs/version_*/metrics.csv \
+    python -m recipes.loss_history runs/shipped/logs/version_*/metrics.csv \
         --out checkpoints/eval/shipped_train_loss.csv [--summary 500]
 
 A run's ``logs/version_*/metrics.csv`` (one row every ``log_every_n_steps``) stays on the machine that trained;

@@ -54,7 +54,7 @@ from pathlib import Path
 from deepasa.errors import DeepASAError
 
 PROG = "gpu_train.sh"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RECIPE = "configs/train/sim_small_shipped.yaml"
 CHECKPOINT = "checkpoints/shipped_resume.ckpt"
 WHEEL_DIR = ".whl"
@@ -593,7 +593,7 @@ def run(args: argparse.Namespace) -> int:
             raise RunFailed(f"training made no step (last.ckpt still at step {start_step}; exit code {rc_train}): "
                             f"see {out / 'train.log'}")
         t = time.perf_counter()
-        from deepasa.train.resume_state import slim_checkpoint
+        from recipes.resume_state import slim_checkpoint
 
         info = slim_checkpoint(last, out / "shipped_resume.ckpt")
         _say(f"resume state: {out / 'shipped_resume.ckpt'} at step {info['global_step']} (epoch {info['epoch']}), "

@@ -1,6 +1,6 @@
 """A small resume state from a ``deepasa train`` checkpoint: what Lightning needs to continue the run elsewhere.
 
-``python -m deepasa.train.resume_state runs/shipped/checkpoints/last.ckpt checkpoints/shipped_resume.ckpt``
+``python -m recipes.resume_state runs/shipped/checkpoints/last.ckpt checkpoints/shipped_resume.ckpt``
 keeps the network weights (``state_dict``), the optimizer and scheduler states, the loop state (global step,
 epoch, batch progress), the precision-plugin state and the model/data hyper-parameters, and drops what a run
 on another machine does not need: the callbacks' state (the best-checkpoint bookkeeping of
@@ -119,8 +119,8 @@ def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MA
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deepasa.train.resume_state SRC DST [--max-mb MB] [--lr-patience N] [--reset-best] [--lr LR]``."""
-    p = argparse.ArgumentParser(prog="python -m deepasa.train.resume_state", description=__doc__,
+    """``python -m recipes.resume_state SRC DST [--max-mb MB] [--lr-patience N] [--reset-best] [--lr LR]``."""
+    p = argparse.ArgumentParser(prog="python -m recipes.resume_state", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", type=Path, help="Lightning checkpoint (last.ckpt)")
     p.add_argument("dst", type=Path, help="resume state to write")

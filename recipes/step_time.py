@@ -1,7 +1,7 @@
 """Time one training step (forward + multi-task loss + backward + Adam) of a model config on this machine.
 
-    python -m deepasa.train.step_time --config small --batch 1 4 --threads 1
-    python -m deepasa.train.step_time --config small --batch 1 --set attn_dropout=0.0
+    python -m recipes.step_time --config small --batch 1 4 --threads 1
+    python -m recipes.step_time --config small --batch 1 --set attn_dropout=0.0
 
 Random 4-channel clips of the config's length with 2 active of J slots; one warm-up step, then the median
 of ``--repeats`` timed steps. Prints one JSON line per batch size. ``--profile N`` also profiles the last
