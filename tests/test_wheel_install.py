@@ -7,6 +7,7 @@ installed pipeline must find both, where they are, and must load its models from
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,10 +35,24 @@ def _run(cmd, **kw):
     return out
 
 
+def _source_copy(dest: Path) -> Path:
+    """The checkout's files (tracked and untracked-not-ignored) copied to ``dest``: the wheel is built from there,
+    so no ``build/`` is left in the checkout and no stale file of an earlier build can slip into the wheel."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
 def test_installed_wheel_analyses_with_the_shipped_models(tmp_path):
     wheels = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)],
-         cwd=tmp_path)
+    source = _source_copy(tmp_path / "src")
+    _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w",
+          str(wheels)], cwd=tmp_path)
     wheel = next(wheels.glob("deepasa-*.whl"))
     env_dir = tmp_path / "env"
     _run([sys.executable, "-m", "venv", str(env_dir)])

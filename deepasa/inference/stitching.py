@@ -41,7 +41,7 @@ from scipy.optimize import linear_sum_assignment
 
 from deepasa.errors import DeepASAError
 from deepasa.inference.overlap_add import MemorySink, RawFileSink, Sink, crossfade_weights, window_starts
-from deepasa.metrics.seld_frame import gate_by_doa_norm
+from deepasa.model.decision import frame_activity
 
 KINDS = ("image", "direct", "reverb")
 
@@ -99,7 +99,7 @@ def slot_activity(onoff_prob: np.ndarray, doa: np.ndarray, onoff_threshold: floa
 
     (..., T'), (..., T', 3) -> (..., T') bool.
     """
-    return gate_by_doa_norm(onoff_prob > onoff_threshold, doa, doa_threshold)
+    return frame_activity(onoff_prob, doa, onoff_threshold, doa_threshold, probabilities=True)
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deepasa.model.decision import merge_duplicates
+from deepasa.model.decision import frame_activity, merge_duplicates
 
 __all__ = ["FrameSELDStats", "frame_seld_metrics", "seld_score", "seld_decisions", "activity_decisions",
-           "gate_by_doa_norm", "merge_duplicates", "angular_error_deg"]
+           "merge_duplicates", "angular_error_deg"]
 
 _EPS = 1e-8
 _DOA_THRESHOLD_DEG = 20.0
@@ -75,26 +75,6 @@ def angular_error_deg(doa_out, doa_label) -> np.ndarray:
     return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
 
 
-def gate_by_doa_norm(on, doa, doa_threshold: float = 0.5) -> np.ndarray:
-    """The DoA half of the activity rule (docs/spec.md §1): ``on and ‖doa‖ > doa_threshold``; ``0`` keeps ``on``.
-
-    The one place of the rule: :func:`activity_decisions` (on/off logits) and
-    :func:`deepasa.inference.stitching.slot_activity` (on/off probabilities) both end here.
-
-    Args:
-        on: ``(..., T)`` bool, the on/off half of the decision.
-        doa: ``(..., T, 3)``.
-        doa_threshold: the ‖doa‖ threshold (``>= 0``; ``0`` = on/off only).
-
-    Returns:
-        ``(..., T)`` bool.
-    """
-    on = np.asarray(on, dtype=bool)
-    if doa_threshold > 0.0:
-        return on & (np.linalg.norm(_np(doa), axis=-1) > doa_threshold)
-    return on
-
-
 def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5, onoff_threshold: float = 0.5,
                        cls_logits=None, merge_deg: float = 0.0) -> np.ndarray:
     """Frame activity of each slot (docs/spec.md §1, and the duplicate merge of deviation 19).
@@ -117,8 +97,7 @@ def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5, onoff_thre
         ``(..., J, T)`` bool.
     """
     logits = _np(onoff_logits)
-    logit = float(np.log(onoff_threshold / (1.0 - onoff_threshold)))      # sigmoid(x) > p  ⇔  x > logit(p)
-    active = gate_by_doa_norm(logits > logit, doa, doa_threshold)
+    active = frame_activity(logits, _np(doa), onoff_threshold, doa_threshold)  # the rule (deepasa.model.decision)
     if merge_deg > 0.0:
         if cls_logits is None:
             raise ValueError("merge_deg > 0 needs the clip class logits")

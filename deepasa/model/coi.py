@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepasa.model.decision import frame_activity
 from deepasa.model.heads import ObjectSplitter, SELDHeads
 
 
@@ -87,7 +88,7 @@ def hard_sed_map(cls_logits: torch.Tensor, onoff: torch.Tensor, doa: torch.Tenso
     E[b, t, c·J + j] = [sigmoid(onoff) > 0.5 and ‖doa‖ > 0.5][b, j, t] · onehot(argmax_c cls[b, j])[c].
     """
     b, j, c = cls_logits.shape
-    act = ((torch.sigmoid(onoff) > 0.5) & (doa.norm(dim=-1) > 0.5)).to(doa.dtype)  # (B, J, T')
+    act = frame_activity(onoff, doa).to(doa.dtype)  # (B, J, T'): the rule at docs/spec.md §1's 0.5 / 0.5
     onehot = F.one_hot(cls_logits.argmax(-1), c).to(doa.dtype)  # (B, J, C)
     e = act.unsqueeze(-1) * onehot.unsqueeze(2)  # (B, J, T', C)
     return e.permute(0, 2, 3, 1).reshape(b, act.shape[-1], c * j)  # (B, T', C*J), index c*J + j

@@ -1,8 +1,10 @@
-"""The duplicate half of the activity decision rule (docs/model.md deviation 19), below the metrics layer.
+"""The activity decision rule, once (docs/spec.md §1; docs/model.md deviations 18 and 19), below the metrics layer.
 
-:meth:`DeepASA.decide <deepasa.model.deepasa.DeepASA.decide>`, :func:`deepasa.metrics.seld_frame.activity_decisions`
-and ``deepasa analyze`` all merge duplicates with :func:`merge_duplicates`, so a model, its evaluation and its
-report apply one rule.
+:func:`frame_activity` is the rule — a slot is active in a frame where its on/off probability exceeds
+``onoff_threshold`` and its ‖doa‖ exceeds ``doa_threshold`` — and :func:`merge_duplicates` its optional duplicate
+half. :meth:`DeepASA.decide <deepasa.model.deepasa.DeepASA.decide>`, the CoI step's hard SED map,
+:func:`deepasa.metrics.seld_frame.activity_decisions` and ``deepasa analyze``'s stitching all call them, so a
+model, its evaluation and its report apply one rule.
 """
 
 from __future__ import annotations
@@ -11,7 +13,34 @@ import math
 
 import numpy as np
 
-__all__ = ["merge_duplicates"]
+__all__ = ["frame_activity", "merge_duplicates"]
+
+
+def frame_activity(onoff, doa, onoff_threshold: float = 0.5, doa_threshold: float = 0.5, *,
+                   probabilities: bool = False):
+    """The activity rule: ``sigmoid(onoff) > onoff_threshold`` and, when ``doa_threshold > 0``, ‖doa‖ > it.
+
+    The on/off half compares the logit with ``log(p / (1 − p))`` (the same decision as the probability with
+    ``p``, without computing a sigmoid); ``doa_threshold = 0`` decides on the on/off output alone (the STARSS23
+    protocol).
+
+    Args:
+        onoff: ``(..., T)`` on/off logits (or probabilities with ``probabilities=True``), torch or numpy.
+        doa: ``(..., T, 3)`` of the same kind.
+        onoff_threshold: the on/off probability threshold (``0 < p < 1``).
+        doa_threshold: the ‖doa‖ threshold (``>= 0``).
+        probabilities: ``onoff`` holds probabilities, not logits.
+    Returns:
+        ``(..., T)`` bool, a torch tensor for torch input, else a numpy array.
+    """
+    cut = onoff_threshold if probabilities else math.log(onoff_threshold / (1.0 - onoff_threshold))
+    if hasattr(onoff, "detach"):  # torch
+        on = onoff > cut
+        return on & (doa.norm(dim=-1) > doa_threshold) if doa_threshold > 0.0 else on
+    on = np.asarray(onoff) > cut
+    if doa_threshold > 0.0:
+        return on & (np.linalg.norm(np.asarray(doa, dtype=np.float64), axis=-1) > doa_threshold)
+    return on
 
 
 def merge_duplicates(active, cls, doa, score, max_deg: float) -> np.ndarray:

@@ -108,7 +108,7 @@ from deepasa.errors import DeepASAError
 from deepasa.model.blocks import AudioEncoder, DeFTBlock
 from deepasa.model.coi import ChainOfInference
 from deepasa.model.configs import DeepASAConfig, get_config
-from deepasa.model.decision import merge_duplicates
+from deepasa.model.decision import frame_activity, merge_duplicates
 from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.model.frontend import (FrequencyNorm, GaborSTFT, HannISTFT, channels_to_spec, complex_mask,
                                     spec_to_channels)
@@ -222,8 +222,7 @@ def decide(out: DeepASAOutput, onoff_threshold: float = 0.5, doa_threshold: floa
     higher on/off output within ``merge_deg`` degrees in that frame."""
     if out.cls_logits is None or out.onoff is None or out.doa is None:
         raise DeepASAError("decide() needs SED/DoA outputs; this model has no SELD heads")
-    norm = out.doa.norm(dim=-1)  # (B, J, T')
-    active = (torch.sigmoid(out.onoff) > onoff_threshold) & (norm > doa_threshold)  # (B, J, T')
+    active = frame_activity(out.onoff, out.doa, onoff_threshold, doa_threshold)  # (B, J, T')
     prob = torch.softmax(out.cls_logits.float(), dim=-1)  # (B, J, C)
     confidence, class_index = prob.max(dim=-1)  # (B, J) each
     if merge_deg > 0.0:
@@ -236,7 +235,7 @@ def decide(out: DeepASAOutput, onoff_threshold: float = 0.5, doa_threshold: floa
         present=active.any(dim=-1),
         class_index=class_index,
         confidence=confidence,
-        doa=out.doa / norm.clamp_min(1e-8).unsqueeze(-1),  # (B, J, T', 3)
+        doa=out.doa / out.doa.norm(dim=-1, keepdim=True).clamp_min(1e-8),  # (B, J, T', 3)
         sed=active.unsqueeze(-1) & onehot.unsqueeze(2),  # (B, J, T', C)
     )
 
