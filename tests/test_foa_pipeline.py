@@ -123,3 +123,23 @@ def test_analyze_reads_foa_by_itself(tmp_path):
     with pytest.raises(DeepASAError, match="reads MIC recordings"):
         analyze_trajectories(0.05 * x, "checkpoints/finder.pt", sample_rate=FS, classifier=False, fmt="foa",
                              log=notes.append)
+
+
+def test_fuma_is_converted_and_told_apart():
+    from deepasa.audio.geometry import FUMA_TO_AMBIX
+    from deepasa.inference.trajectory_first import analyze_trajectories
+
+    x, _, _, _ = _two_sources()
+    fuma = np.linalg.solve(FUMA_TO_AMBIX, 0.05 * x)                     # the same field as FuMa B-format
+    notes = []
+    result = analyze_trajectories(fuma, sample_rate=FS, classifier=False, fmt="foa", foa_convention="fuma",
+                                  log=notes.append)
+    az = sorted(float(np.median(o.azimuth[o.activity])) for o in result.objects[:2])
+    assert abs(az[0] + 110) < 8 and abs(az[1] - 40) < 8
+    assert any("converted to AmbiX" in m for m in result.messages)
+    parts = sum(o.signal("image") for o in result.objects) + result.noise  # AmbiX outputs add up to AmbiX input
+    np.testing.assert_allclose(parts, 0.05 * x, atol=1e-4 * np.abs(x).max())
+    with pytest.raises(DeepASAError, match="FuMa"):                    # not told which: refuse, say how
+        analyze_trajectories(fuma, sample_rate=FS, classifier=False, log=notes.append)
+    declared = analyze_trajectories(fuma, sample_rate=FS, classifier=False, fmt="foa", log=notes.append)
+    assert any("--foa-convention fuma" in m for m in declared.messages)

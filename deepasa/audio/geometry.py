@@ -13,6 +13,8 @@ Conventions, used everywhere in deepasa:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 SPEED_OF_SOUND = 343.0  # m/s, the value pyroomacoustics uses
@@ -70,3 +72,11 @@ def foa_gains(directions) -> np.ndarray:
     """
     d = np.asarray(directions, dtype=np.float64)
     return np.stack([np.ones(d.shape[:-1]), d[..., 1], d[..., 2], d[..., 0]], axis=-1)
+
+
+#: FuMa first-order B-format (W, X, Y, Z; W at −3 dB) → AmbiX (ACN/SN3D: W, Y, Z, X): ``ambix = FUMA_TO_AMBIX @ fuma``.
+#: At first order FuMa's X, Y, Z equal SN3D's; only W's gain (1/√2) and the channel order differ.
+FUMA_TO_AMBIX = np.array([[math.sqrt(2.0), 0.0, 0.0, 0.0],
+                          [0.0, 0.0, 1.0, 0.0],
+                          [0.0, 0.0, 0.0, 1.0],
+                          [0.0, 1.0, 0.0, 0.0]])

@@ -93,6 +93,7 @@ class AudioSource:
 
     def __init__(self, path_or_array, sample_rate: int | None = None, default_rate: int | None = None) -> None:
         self.array = None
+        self.matrix: np.ndarray | None = None  # (M, M) applied to every block when set
         if isinstance(path_or_array, (str, Path)):
             path = Path(path_or_array)
             self.name = str(path)
@@ -118,7 +119,16 @@ class AudioSource:
             self.n_channels, self.n_samples = x.shape
 
     def blocks(self, block: int = BLOCK):
-        """Yield (M, n) float32 blocks from the start."""
+        """Yield (M, n) float32 blocks from the start (through ``matrix`` when one is set: a channel conversion
+        every reader of the source then sees, e.g. FuMa → AmbiX)."""
+        if self.matrix is not None:
+            for blk in self._raw_blocks(block):
+                yield (self.matrix @ blk).astype(np.float32)  # (M, n)
+            return
+        yield from self._raw_blocks(block)
+
+    def _raw_blocks(self, block: int):
+        """The file's or array's own (M, n) float32 blocks."""
         if self.array is not None:
             for i in range(0, self.n_samples, block):
                 yield self.array[:, i:i + block]

@@ -51,6 +51,9 @@ def register(sub) -> None:
     a.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --overwrite)")
     a.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped checkpoints/default.pt)")
     a.add_argument("--format", choices=("mic", "foa"), help="array format of the input: mic (tetrahedral array) or foa (first-order Ambisonics, ACN/SN3D); default: told from the channel energies (with --finder network: the model's)")
+    a.add_argument("--foa-convention", choices=("ambix", "fuma"), default="ambix",
+                   help="FOA channel convention: ambix (ACN/SN3D: W, Y, Z, X) or fuma (W, X, Y, Z, W at -3 dB), "
+                        "converted to AmbiX on input (trajectory-first pipeline; outputs are AmbiX)")
     a.add_argument("--window", type=float, help="window length in s (default: the model's clip length)")
     a.add_argument("--hop", type=float, help="window step in s (default: half the window)")
     a.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -114,7 +117,8 @@ def _run_pipeline(args, source, *, sample_rate=None, workdir=None, log=None, pro
             raise DeepASAError(f"no class read-out at {args.classes}")
         return analyze_trajectories(source, args.finder, sample_rate=sample_rate, extractor=extractor,
                                     classifier=load_classifier(args.classes), workdir=workdir,
-                                    progress=progress, log=log, fmt=getattr(args, "format", None))
+                                    progress=progress, log=log, fmt=getattr(args, "format", None),
+                                    foa_convention=getattr(args, "foa_convention", "ambix"))
     model = load_model(args.checkpoint)
     return analyze(model, source, sample_rate=sample_rate, window=getattr(args, "window", None),
                    hop=getattr(args, "hop", None), fmt=getattr(args, "format", None), workdir=workdir,

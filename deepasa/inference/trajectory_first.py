@@ -36,6 +36,7 @@ from typing import Callable
 
 import numpy as np
 
+from deepasa.audio.geometry import FUMA_TO_AMBIX
 from deepasa.errors import DeepASAError
 from deepasa.inference.analyze import (PREVIEW_SECONDS, AudioSource, _model_rate_blocks, _safe_name,
                                        _write_wav_stream, check_format, extractor_separate,
@@ -51,13 +52,16 @@ SAMPLE_RATE = 16000
 LABEL_HOP = 0.1
 N_MICS = 4
 FOA_RATIO = 1.4  # (E_Y + E_Z + E_X) / E_W below this: FOA (deepasa.audio.io.check_format's boundary)
+AMBIX_MAX_RATIO = 1.2  # AmbiX gives at most 1 (plane waves and diffuse noise); above this, say FuMa may be meant
+FUMA_RATIO = 2.1  # FuMa read as AmbiX gives about 2 (W at -3 dB); MIC arrays about 3
 CHUNK_S = 30.0
 UNKNOWN = "object"
 
 
 def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder", sample_rate: int | None = None, *,
                          classifier=None, extractor=None, workdir: str | Path | None = None, progress: bool = False,
-                         log: Callable[[str], None] | None = None, fmt: str | None = None) -> SceneAnalysis:
+                         log: Callable[[str], None] | None = None, fmt: str | None = None,
+                         foa_convention: str = "ambix") -> SceneAnalysis:
     """Every sound object of a MIC or FOA recording, trajectory first (module docstring).
 
     Args:
@@ -75,6 +79,8 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
         fmt: ``"mic"`` (tetrahedral array), ``"foa"`` (first-order Ambisonics, ACN/SN3D: W, Y, Z, X) or None:
             told from the channel energies (Y + Z + X carry at most W's energy in FOA, about 3× in MIC), with
             a note saying which.
+        foa_convention: ``"ambix"`` (ACN/SN3D) or ``"fuma"`` (W, X, Y, Z with W at −3 dB), converted to AmbiX
+            on input; every output (objects, ``noise.wav``) is then AmbiX.
     Returns:
         :class:`~deepasa.inference.result.SceneAnalysis` (objects numbered by first activity).
     Raises:
@@ -83,6 +89,12 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if fmt not in (None, "mic", "foa"):
         raise DeepASAError(f"unknown format {fmt!r} (mic or foa)")
+    if foa_convention not in ("ambix", "fuma"):
+        raise DeepASAError(f"unknown FOA convention {foa_convention!r} (ambix or fuma)")
+    if foa_convention == "fuma":
+        if fmt == "mic":
+            raise DeepASAError("--foa-convention fuma is for FOA recordings, not --format mic")
+        fmt = "foa"
     if not isinstance(finder, MapFinder) and str(finder) not in ("finder", "srp") and not Path(finder).is_file():
         raise DeepASAError(f"no finder checkpoint at {finder} (use --finder srp or --finder network)")
     if classifier is None:
@@ -97,13 +109,27 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
                            f"{N_MICS} (tetrahedral microphone array or first-order Ambisonics)")
     energy = src.scan()
     messages = []
+    ratio = float(energy[1:].sum() / max(energy[0], 1e-30))
     if fmt is None:
-        ratio = float(energy[1:].sum() / max(energy[0], 1e-30))
+        if FOA_RATIO <= ratio <= FUMA_RATIO:
+            raise DeepASAError(f"{src.name}: channels 2-4 carry {ratio:.2f}x the energy of channel 1, as FuMa "
+                               "B-format (W at -3 dB) does, or an unbalanced microphone array: say which with "
+                               "--format foa --foa-convention fuma or --format mic")
         fmt = "foa" if ratio < FOA_RATIO else "mic"
         if fmt == "foa":
             messages.append(f"read as first-order Ambisonics (ACN/SN3D: W, Y, Z, X): channels 2-4 carry {ratio:.2f}x "
                             "the energy of channel 1 (pass --format mic to override)")
             log(messages[-1])
+    if foa_convention == "fuma":
+        src.matrix = FUMA_TO_AMBIX
+        energy = src.scan()  # the converted channels' energies
+        messages.append("FuMa B-format (W, X, Y, Z; W at -3 dB) converted to AmbiX (ACN/SN3D) on input: every "
+                        "output is AmbiX")
+        log(messages[-1])
+    elif fmt == "foa" and ratio > AMBIX_MAX_RATIO:
+        messages.append(f"channels 2-4 carry {ratio:.2f}x the energy of W, more than AmbiX (ACN/SN3D) gives; if this "
+                        "is FuMa (W, X, Y, Z), pass --foa-convention fuma")
+        log(messages[-1])
     check_format(energy, fmt, src.name)
     if fmt == "foa":
         if extractor is not None:
