@@ -158,3 +158,20 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, argv, needle):
     assert rc == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_evaluate_command_on_foa_scenes(tiny_bank_home, tmp_path, capsys):
+    data = tmp_path / "sim_foa"
+    assert main(["simulate", "--home", str(tiny_bank_home), "--out", str(data), "--split", "test", "--num-scenes", "2",
+                 "--seed", "4", "--set", "duration=2.0", "--set", "num_sources=[1,2]",
+                 "--set", "num_sources_weights=[1,1]", "--format", "foa", "--quiet"]) == 0
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--finder", "true", "--format", "foa", "--data", str(data), "--no-classes", "--no-sdr",
+                 "--quiet", "--no-by-num-sources", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["format"] == "foa" and report["objects"]["detection_rate"] == 1.0
+    assert report["separation"]["si_sdri_db"] > 0.0
+    capsys.readouterr()
+    assert main(["evaluate", "--finder", "true", "--data", str(data), "--no-classes", "--quiet"]) == 2  # FOA as MIC
+    err = capsys.readouterr().err
+    assert "Ambisonics" in err and len(err.strip().splitlines()) == 1

@@ -58,15 +58,18 @@ class TrajectoryFirstSystem:
         sample_rate: the pipeline's rate (the data must be at it).
         label_hop: seconds per label frame (the data's T' frames).
         logit: magnitude of the ±logits that encode the on/off decisions.
+        fmt: ``"mic"`` or ``"foa"`` (ACN/SN3D): the data's format (FOA: the intensity finder for ``"srp"``, the
+            FOA spatial stage; the learned finder and the extractor are MIC-only).
     """
 
     def __init__(self, trajectories, class_names: list[str] | None = None, *, classifier=None, extractor=None,
-                 sample_rate: int = 16000, label_hop: float = 0.1, logit: float = 20.0) -> None:
+                 sample_rate: int = 16000, label_hop: float = 0.1, logit: float = 20.0, fmt: str = "mic") -> None:
         from deepasa.model.finder import MapFinder
 
+        self.fmt = fmt
         self.oracle = trajectories if isinstance(trajectories, str) and trajectories in ORACLES else None
         if self.oracle is None and not isinstance(trajectories, MapFinder):
-            trajectories = MapFinder(trajectories, sample_rate=sample_rate, label_hop=label_hop)
+            trajectories = MapFinder(trajectories, sample_rate=sample_rate, label_hop=label_hop, fmt=fmt)
         self.finder = None if self.oracle else trajectories
         self.classifier, self.extractor = classifier, extractor
         own = list(classifier.class_names) if classifier is not None else ["object"]
@@ -131,7 +134,7 @@ class TrajectoryFirstSystem:
 
             options = {"use_direction": False} if self.oracle == "true-activity" else {}
             out = separate(mixture, act, doa, sample_rate=self.sample_rate, label_hop=self.label_hop,
-                           config=SpatialConfig(**options))
+                           config=SpatialConfig(**options), fmt=self.fmt)
         return out.image, out.direct
 
     def classify(self, image: np.ndarray, act: np.ndarray) -> np.ndarray:
@@ -197,7 +200,7 @@ def evaluate_pipeline(data: str | Path, trajectories="finder", *, split: str = "
                       classes: str | Path | None | bool = None, extractor: str | Path | None = None,
                       n_slots: int = 5, batch_size: int = 1, limit: int | None = None, seld_average: str = "micro",
                       with_sdr: bool = True, progress: bool = True, dataset_options: dict | None = None,
-                      by_num_sources: bool = True) -> dict:
+                      by_num_sources: bool = True, fmt: str = "mic") -> dict:
     """Score the trajectory-first pipeline on one split of a dataset (``deepasa evaluate --finder``).
 
     The same report as :func:`~deepasa.evaluation.evaluate` (every block, intervals, ``by_num_sources``), with
@@ -212,6 +215,8 @@ def evaluate_pipeline(data: str | Path, trajectories="finder", *, split: str = "
         n_slots: J, the most objects scored per clip (the model card's sets have at most 5 sources).
         batch_size, limit, seld_average, with_sdr, progress, dataset_options, by_num_sources: as
             :func:`~deepasa.evaluation.evaluate`.
+        fmt: the data's format, ``"mic"`` or ``"foa"`` (``deepasa simulate --format foa``): checked against the
+            channel energies of the first clip.
     Returns:
         the report dict.
     Raises:
@@ -229,7 +234,7 @@ def evaluate_pipeline(data: str | Path, trajectories="finder", *, split: str = "
         if spec not in ("finder", "srp") and not Path(spec).is_file():
             raise DeepASAError(f"no finder checkpoint at {spec} (--finder takes finder, srp, a finder checkpoint, "
                                f"or an oracle: {', '.join(ORACLES)})")
-        trajectories = MapFinder(spec)
+        trajectories = MapFinder(spec, fmt=fmt)
     if classes is False:
         classifier, classes_path = None, None
     else:
@@ -240,14 +245,20 @@ def evaluate_pipeline(data: str | Path, trajectories="finder", *, split: str = "
     extractor_model = load_extractor(extractor)
     if extractor_model is not None and trajectories == "gated":
         raise DeepASAError("the gated oracle separates nothing: it takes no extractor")
+    if fmt == "foa" and extractor_model is not None:
+        raise DeepASAError("the trajectory-conditioned extractor reads MIC recordings, not FOA")
     ds, names = open_scored_dataset(data, split, dataset, n_slots=n_slots, sample_rate=16000, clip_seconds=4.0,
                                     n_mics=4, limit=limit, options=dataset_options)
-    system = TrajectoryFirstSystem(trajectories, names, classifier=classifier, extractor=extractor_model)
+    from deepasa.audio.io import check_format
+
+    first = ds[0]["mixture"].double().numpy()  # (4, N)
+    check_format((first ** 2).sum(axis=1), fmt, f"{data}/{split}")
+    system = TrajectoryFirstSystem(trajectories, names, classifier=classifier, extractor=extractor_model, fmt=fmt)
     scored = score_system(system, ds, n_classes=len(system.class_names), ref_mic=0, class_names=system.class_names,
                           batch_size=batch_size, with_sdr=with_sdr, seld_average=seld_average, progress=progress,
                           by_num_sources=by_num_sources, doa_threshold=0.5, onoff_threshold=0.5, merge_deg=0.0)
     report: dict = {"data": str(data), "split": split, "dataset": dataset, "n_items": len(ds),
-                    "seld_average": seld_average,
+                    "seld_average": seld_average, "format": fmt,
                     "pipeline": {"trajectories": _shown(getattr(trajectories, "spec", trajectories)), "name": system.name,
                                  "separation": "extractor" if extractor_model is not None else
                                  ("mixture gate" if trajectories == "gated" else "spatial"),

@@ -73,6 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "(true, true-activity, true-direction, gated), separated by the spatial stage")
     e.add_argument("--extractor", type=Path,
                    help="with --finder: separate with this trajectory-conditioned extractor, not the spatial stage")
+    e.add_argument("--format", choices=("mic", "foa"), default="mic",
+                   help="with --finder: the data's array format (foa: deepasa simulate --format foa; the "
+                        "active-intensity finder and the FOA spatial stage)")
     classes = e.add_mutually_exclusive_group()
     classes.add_argument("--classes", type=Path,
                          help="with --finder: the object class read-out (default: checkpoints/object_classes.pt)")
@@ -294,8 +297,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from deepasa.evaluation.trajectory_system import evaluate_pipeline
 
         report = evaluate_pipeline(args.data, args.finder, classes=False if args.no_classes else args.classes,
-                                   extractor=args.extractor, **common)
+                                   extractor=args.extractor, fmt=args.format, **common)
     else:
+        if args.format != "mic":
+            raise DeepASAError("--format goes with --finder; a network checkpoint carries its own format")
         if args.extractor is not None or args.classes is not None or args.no_classes:
             raise DeepASAError("--extractor, --classes and --no-classes go with --finder (the trajectory-first "
                                "pipeline), not with --checkpoint")
