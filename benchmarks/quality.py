@@ -224,7 +224,7 @@ def build_systems(names: list[str], args, class_names: list[str]) -> dict[str, d
         for name, spec in TRAJECTORIES.items():
             if name in names:
                 system = TrajectoryFirstSystem(spec, class_names, classifier=classifier)
-                params = sum(p.numel() for p in system.finder._net.parameters()) if name == "pipeline" else 0
+                params = system.finder.n_parameters if system.finder is not None else 0
                 systems[name] = {"system": system, "cost": {"params": params, "gmacs_per_second": None},
                                  "note": notes[name]}
     return systems

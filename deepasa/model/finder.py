@@ -405,6 +405,11 @@ class MapFinder:
                                    f"the pipeline runs at {sample_rate} Hz / {label_hop} s")
 
     @property
+    def n_parameters(self) -> int:
+        """Trainable parameters of the learned finder (0 for the classical maps)."""
+        return self._net.n_parameters() if self._net is not None else 0
+
+    @property
     def name(self) -> str:
         """How reports name it: the checkpoint's file name, ``SRP-PHAT`` or (FOA) ``the active-intensity map``."""
         if self.spec == "srp":
