@@ -90,3 +90,18 @@ def test_perturbation_looks_like_a_finder(scene):
         np.testing.assert_allclose(np.linalg.norm(d, axis=-1), 1.0, atol=1e-9)
     assert 4.0 < np.mean(errors) < 20.0  # ~8° per axis
     assert 0.01 < np.mean(changed) < 0.08  # a few frames, not the trajectory
+
+
+def test_si_sdr_loss_is_minus_the_metric():
+    """The scale-invariant training loss equals −SI-SDR of deepasa.metrics (one channel, cap far away), and is
+    blind to the estimate's scale."""
+    from deepasa.metrics.separation import si_sdr
+    from deepasa.train.extractor import si_sdr_loss
+
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal((2, 1, 4000))
+    e = t + 0.3 * rng.standard_normal((2, 1, 4000))
+    loss = si_sdr_loss(torch.as_tensor(e), torch.as_tensor(t), cap_db=200.0).numpy()
+    np.testing.assert_allclose(loss, [-si_sdr(e[k, 0], t[k, 0], zero_mean=False) for k in range(2)], atol=1e-4)
+    np.testing.assert_allclose(si_sdr_loss(torch.as_tensor(3 * e), torch.as_tensor(t), cap_db=200.0).numpy(), loss,
+                               atol=1e-6)

@@ -11,7 +11,8 @@ default 2–5-source scenes, 25 % dense (``configs/data/scenes_dense.yaml``), 15
 2 s on label-frame boundaries; the worker also runs the spatial stage, the trainer only the network.
 
 Loss per object: ``−SNR`` of its 4-channel image plus half the ``−SNR`` of its direct path, each capped at
-30 dB (scale matters: the parts must add up to the mixture at the right level). Adam, learning rate 1e-3,
+30 dB (scale matters: the parts must add up to the mixture at the right level); ``--loss si-sdr`` uses the
+scale-invariant form instead (one scale per object over the 4 channels), the validation's own measure. Adam, learning rate 1e-3,
 gradient norm clipped at 5. The run's state (weights, optimizer, step, scene counter, random generators) is
 written atomically to ``<run>/last.pt`` every ``--save-every`` seconds and at the end; ``train`` resumes from
 it. ``<run>/train.csv`` logs every step, ``<run>/curve.csv`` every validation: image and direct-path SI-SDRi
@@ -135,6 +136,21 @@ def snr_loss(est: torch.Tensor, target: torch.Tensor, cap_db: float = 30.0) -> t
     return -10 * torch.log10(power / (err + power * 10 ** (-cap_db / 10)) + 1e-12)
 
 
+def si_sdr_loss(est: torch.Tensor, target: torch.Tensor, cap_db: float = 30.0) -> torch.Tensor:
+    """−SI-SDR per object over all channels (one scale per object), capped: est, target (K, M, N) → (K,).
+
+    Scale-invariant like the validation's measure: the level is left to the stage (whose parts add up).
+    """
+    alpha = (est * target).sum(dim=(-1, -2)) / target.square().sum(dim=(-1, -2)).clamp_min(1e-12)  # (K,)
+    ref = alpha[:, None, None] * target  # (K, M, N)
+    err = (est - ref).square().sum(dim=(-1, -2))  # (K,)
+    power = ref.square().sum(dim=(-1, -2))  # (K,)
+    return -10 * torch.log10(power / (err + power * 10 ** (-cap_db / 10)) + 1e-12)
+
+
+LOSSES = {"snr": snr_loss, "si-sdr": si_sdr_loss}
+
+
 def _si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
     from deepasa.metrics.separation import si_sdr
 
@@ -199,8 +215,9 @@ def _append(path: Path, row: dict) -> None:
 
 
 def train(run: Path, hours: float, threads: int, save_every: float, val_every: int, lr: float = 1e-3,
-          max_steps: int | None = None, ecfg: ExtractorConfig | None = None) -> int:
-    """Train (or resume) the run in ``run``; returns the step reached."""
+          max_steps: int | None = None, ecfg: ExtractorConfig | None = None, loss_name: str = "snr") -> int:
+    """Train (or resume) the run in ``run``; returns the step reached. ``loss_name`` (:data:`LOSSES`) is a fresh
+    run's; a resumed run keeps its own."""
     torch.set_num_threads(threads)
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / "last.pt"
@@ -214,13 +231,14 @@ def train(run: Path, hours: float, threads: int, save_every: float, val_every: i
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         opt.load_state_dict(st["optimizer"])
         step, scenes = st["step"], st["scenes"]
+        loss_name = st.get("loss", "snr")
         torch.set_rng_state(st["torch_rng"])
         print(f"resumed {run} at step {step} ({scenes} scenes)", file=sys.stderr)
     from dataclasses import asdict
 
     def state() -> dict:
         return {"config": asdict(model.config), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "step": step, "scenes": scenes, "torch_rng": torch.get_rng_state()}
+                "step": step, "scenes": scenes, "torch_rng": torch.get_rng_state(), "loss": loss_name}
 
     stop = {"now": False}
     import signal
@@ -243,7 +261,8 @@ def train(run: Path, hours: float, threads: int, save_every: float, val_every: i
         t0 = time.perf_counter()
         n = ex["mixture"].shape[-1]
         img, dire = model(extractor_features(ex["st"]), ex["st"])  # (K, M, F, T) each
-        loss = (snr_loss(istft(img, n, cfg), ex["image"]) + 0.5 * snr_loss(istft(dire, n, cfg), ex["direct"])).mean()
+        loss_fn = LOSSES[loss_name]
+        loss = (loss_fn(istft(img, n, cfg), ex["image"]) + 0.5 * loss_fn(istft(dire, n, cfg), ex["direct"])).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -289,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--max-steps", type=int)
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of a fresh run (a resumed run keeps "
                    "its optimizer's)")
+    t.add_argument("--loss", choices=tuple(LOSSES), default="snr",
+                   help="a fresh run's loss per object: snr (-SNR, capped at 30 dB) or si-sdr (scale-invariant)")
     c = sub.add_parser("curve")
     c.add_argument("--run", type=Path, default=REPO / "runs" / "extractor")
     e = sub.add_parser("export")
@@ -299,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "train":
             if args.hours <= 0 or args.threads < 1 or args.save_every <= 0 or args.val_every < 1 or args.lr <= 0:
                 raise DeepASAError("--hours, --save-every, --lr must be > 0; --threads, --val-every at least 1")
-            print(f"step {train(args.run, args.hours, args.threads, args.save_every, args.val_every, lr=args.lr, max_steps=args.max_steps)}")
+            print(f"step {train(args.run, args.hours, args.threads, args.save_every, args.val_every, lr=args.lr, max_steps=args.max_steps, loss_name=args.loss)}")
         elif args.cmd == "export":
             print(f"wrote {export(args.run, args.out)}")
         else:
