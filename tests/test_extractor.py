@@ -105,3 +105,11 @@ def test_si_sdr_loss_is_minus_the_metric():
     np.testing.assert_allclose(loss, [-si_sdr(e[k, 0], t[k, 0], zero_mean=False) for k in range(2)], atol=1e-4)
     np.testing.assert_allclose(si_sdr_loss(torch.as_tensor(3 * e), torch.as_tensor(t), cap_db=200.0).numpy(), loss,
                                atol=1e-6)
+
+
+def test_si_sdr_loss_is_finite_for_a_silent_object():
+    """A silent target with a silent (gated) estimate must not give 0/0 (a NaN stopped an A/B arm at step 171)."""
+    from deepasa.train.extractor import si_sdr_loss
+
+    zero = torch.zeros(1, 4, 800)
+    assert torch.isfinite(si_sdr_loss(zero, zero)).all()

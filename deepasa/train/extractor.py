@@ -145,7 +145,8 @@ def si_sdr_loss(est: torch.Tensor, target: torch.Tensor, cap_db: float = 30.0) -
     ref = alpha[:, None, None] * target  # (K, M, N)
     err = (est - ref).square().sum(dim=(-1, -2))  # (K,)
     power = ref.square().sum(dim=(-1, -2))  # (K,)
-    return -10 * torch.log10(power / (err + power * 10 ** (-cap_db / 10)) + 1e-12)
+    # the epsilons keep a silent target with a silent estimate (0 / 0) finite, as deepasa.metrics does
+    return -10 * torch.log10((power + 1e-12) / (err + power * 10 ** (-cap_db / 10) + 1e-12))
 
 
 LOSSES = {"snr": snr_loss, "si-sdr": si_sdr_loss}
