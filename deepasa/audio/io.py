@@ -95,19 +95,31 @@ def write_audio(path, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT
     os.replace(tmp, path)
 
 
+#: (E_1 + E_2 + E_3) / E_0 below this: not a microphone array (FOA gives at most 1; see :func:`check_format`).
+MIC_MIN_RATIO = 1.4
+#: (E_1 + E_2 + E_3) / E_0 above this: not AmbiX FOA (FuMa read as AmbiX gives about 2, a MIC array about 3).
+FOA_MAX_RATIO = 2.0
+
+
+def energy_ratio(energy: np.ndarray) -> float:
+    """(E_1 + E_2 + E_3) / E_0 of 4 channel energies (M,): at most 1 for AmbiX FOA, about 3 for a MIC array."""
+    return float(energy[1:].sum() / max(energy[0], 1e-30))
+
+
 def check_format(energy: np.ndarray, fmt: str, name: str = "input") -> None:
     """Physical plausibility of the declared 4-channel format from the channel energies (M,).
 
     FOA (ACN/SN3D, W Y Z X): a plane wave from u gives gains (1, u_y, u_z, u_x), so E_Y + E_Z + E_X <= E_W
     for any mixture of plane waves and diffuse noise. Four omni capsules 8 cm apart see about the same
-    energy each, so (E_1 + E_2 + E_3) / E_0 ≈ 3. A ratio below 1.4 is refused for ``mic``, above 2 for ``foa``.
+    energy each, so (E_1 + E_2 + E_3) / E_0 ≈ 3 (:func:`energy_ratio`). A ratio below :data:`MIC_MIN_RATIO`
+    (1.4) is refused for ``mic``, above :data:`FOA_MAX_RATIO` (2) for ``foa``.
     """
     if len(energy) != 4:
         return
-    ratio = float(energy[1:].sum() / max(energy[0], 1e-30))
-    if fmt == "mic" and ratio < 1.4:
+    ratio = energy_ratio(energy)
+    if fmt == "mic" and ratio < MIC_MIN_RATIO:
         raise DeepASAError(f"{name} looks like first-order Ambisonics (channels 2-4 carry {ratio:.2f}x the energy "
                            "of channel 1), not a 4-microphone array recording; the model expects --format mic")
-    if fmt == "foa" and ratio > 2.0:
+    if fmt == "foa" and ratio > FOA_MAX_RATIO:
         raise DeepASAError(f"{name} does not look like FOA ACN/SN3D (W, Y, Z, X): Y+Z+X carry {ratio:.2f}x the "
                            "energy of W (at most 1x for Ambisonics); for a microphone-array recording use --format mic")

@@ -230,11 +230,9 @@ def evaluate_pipeline(data: str | Path, trajectories="finder", *, split: str = "
     from deepasa.model.paths import DEFAULT_CLASSES_CHECKPOINT
 
     if not (isinstance(trajectories, str) and trajectories in ORACLES) and not isinstance(trajectories, MapFinder):
-        spec = str(trajectories)
-        if spec not in ("finder", "srp") and not Path(spec).is_file():
-            raise DeepASAError(f"no finder checkpoint at {spec} (--finder takes finder, srp, a finder checkpoint, "
-                               f"or an oracle: {', '.join(ORACLES)})")
-        trajectories = MapFinder(spec, fmt=fmt)
+        MapFinder.check_spec(trajectories, f"--finder takes finder, srp, a finder checkpoint, or an oracle: "
+                                           f"{', '.join(ORACLES)}")
+        trajectories = MapFinder(str(trajectories), fmt=fmt)
     if classes is False:
         classifier, classes_path = None, None
     else:

@@ -37,6 +37,7 @@ from typing import Callable
 import numpy as np
 
 from deepasa.audio.geometry import FUMA_TO_AMBIX
+from deepasa.audio.io import MIC_MIN_RATIO, energy_ratio
 from deepasa.errors import DeepASAError
 from deepasa.inference.analyze import (PREVIEW_SECONDS, AudioSource, _model_rate_blocks, _safe_name,
                                        _write_wav_stream, check_format, extractor_separate,
@@ -51,7 +52,6 @@ from deepasa.separation import separate
 SAMPLE_RATE = 16000
 LABEL_HOP = 0.1
 N_MICS = 4
-FOA_RATIO = 1.4  # (E_Y + E_Z + E_X) / E_W below this: FOA (deepasa.audio.io.check_format's boundary)
 AMBIX_MAX_RATIO = 1.2  # AmbiX gives at most 1 (plane waves and diffuse noise); above this, say FuMa may be meant
 FUMA_RATIO = 2.1  # FuMa read as AmbiX gives about 2 (W at -3 dB); MIC arrays about 3
 CHUNK_S = 30.0
@@ -95,8 +95,7 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
         if fmt == "mic":
             raise DeepASAError("--foa-convention fuma is for FOA recordings, not --format mic")
         fmt = "foa"
-    if not isinstance(finder, MapFinder) and str(finder) not in ("finder", "srp") and not Path(finder).is_file():
-        raise DeepASAError(f"no finder checkpoint at {finder} (use --finder srp or --finder network)")
+    MapFinder.check_spec(finder)
     if classifier is None:
         classifier = load_classifier(None)
     elif classifier is False:
@@ -109,20 +108,21 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
                            f"{N_MICS} (tetrahedral microphone array or first-order Ambisonics)")
     energy = src.scan()
     messages = []
-    ratio = float(energy[1:].sum() / max(energy[0], 1e-30))
+    ratio = energy_ratio(energy)
     if fmt is None:
-        if FOA_RATIO <= ratio <= FUMA_RATIO:
+        if MIC_MIN_RATIO <= ratio <= FUMA_RATIO:
             raise DeepASAError(f"{src.name}: channels 2-4 carry {ratio:.2f}x the energy of channel 1, as FuMa "
                                "B-format (W at -3 dB) does, or an unbalanced microphone array: say which with "
                                "--format foa --foa-convention fuma or --format mic")
-        fmt = "foa" if ratio < FOA_RATIO else "mic"
+        fmt = "foa" if ratio < MIC_MIN_RATIO else "mic"
         if fmt == "foa":
             messages.append(f"read as first-order Ambisonics (ACN/SN3D: W, Y, Z, X): channels 2-4 carry {ratio:.2f}x "
                             "the energy of channel 1 (pass --format mic to override)")
             log(messages[-1])
     if foa_convention == "fuma":
         src.matrix = FUMA_TO_AMBIX
-        energy = src.scan()  # the converted channels' energies
+        # the converted channels' energies without a second read: the conversion scales and reorders channels
+        energy = FUMA_TO_AMBIX ** 2 @ energy
         messages.append("FuMa B-format (W, X, Y, Z; W at -3 dB) converted to AmbiX (ACN/SN3D) on input: every "
                         "output is AmbiX")
         log(messages[-1])

@@ -395,14 +395,20 @@ class MapFinder:
             self._srp = SRPTracker(sample_rate=sample_rate, label_hop=label_hop)
             self._net = None
         else:
-            if not Path(self.spec).is_file():
-                raise DeepASAError(f"no finder checkpoint at {self.spec} (use --finder srp or --finder network)")
+            self.check_spec(self.spec)
             self._net = Finder.from_pretrained(self.spec)
             self._srp = None
             cfg = self._net.cfg
             if cfg.sample_rate != sample_rate or abs(cfg.label_hop - label_hop) > 1e-9:
                 raise DeepASAError(f"{self.spec}: a finder at {cfg.sample_rate} Hz / {cfg.label_hop} s label frames; "
                                    f"the pipeline runs at {sample_rate} Hz / {label_hop} s")
+
+    @staticmethod
+    def check_spec(spec, hint: str = "use --finder srp or --finder network") -> None:
+        """Refuse, before any audio is read, a spec that names no finder: not ``"finder"``, ``"srp"``, a
+        :class:`MapFinder` or an existing file. ``hint`` ends the one-line error."""
+        if not isinstance(spec, MapFinder) and str(spec) not in ("finder", "srp") and not Path(spec).is_file():
+            raise DeepASAError(f"no finder checkpoint at {spec} ({hint})")
 
     @property
     def n_parameters(self) -> int:
