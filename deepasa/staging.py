@@ -21,8 +21,9 @@ import errno
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from deepasa.errors import DeepASAError
 
@@ -49,8 +50,57 @@ def temp_sibling(path: str | Path, tag: str = "partial", ext: str = "") -> Path:
     return path.parent / f".{path.name}.{tag}-{os.getpid()}{ext}"
 
 
+@contextmanager
+def atomic_path(path: str | Path, tag: str = "partial", ext: str = "") -> Iterator[Path]:
+    """Write ``path`` atomically: the with-block writes the temporary this yields, which then replaces ``path``.
+
+    The temporary is this process's sibling :func:`temp_sibling` ``(path, tag, ext)`` (so one left by a killed
+    writer is recognised by :func:`stale_temporaries` / :func:`remove_stale`); ``path``'s folder is created
+    first. When the block ends normally the temporary is moved onto ``path`` with :func:`os.replace` (one
+    rename in the same folder: a reader sees the old ``path`` or the new one, never half a file). The block
+    may also build a folder at the temporary; ``path`` must then not exist (or be an empty folder).
+
+    Args:
+        path: the final file (or folder).
+        tag: the temporary's tag, one of :data:`TAGS` (what the matching :func:`remove_stale` call looks for).
+        ext: appended to the temporary's name, for writers that need a known extension (``np.savez`` adds
+            ``.npz`` to a name without it; a soundfile write without ``format=`` guesses from the extension).
+
+    Yields:
+        the temporary path to write (not created; one of this process left from before is not removed).
+
+    Raises:
+        whatever the block raises (or the rename): the temporary, file or folder, is removed first when it
+        exists, and ``path`` is left as it was.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "sub" / "a.txt"
+    >>> with atomic_path(out, "tmp") as tmp:
+    ...     _ = tmp.write_text("hello")
+    ...     out.exists(), tmp.parent == out.parent
+    (False, True)
+    >>> out.read_text(), [f.name for f in out.parent.iterdir()]
+    ('hello', ['a.txt'])
+    """
+    path = Path(path)
+    tmp = temp_sibling(path, tag, ext)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
 def write_json(path: str | Path, obj, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON to ``path`` through this process's temporary beside it (:func:`temp_sibling`),
+    """Write ``obj`` as JSON to ``path`` through this process's temporary beside it (:func:`atomic_path`),
     renamed into place: never a half-written file, and a killed writer's temporary is recognisable as stale.
 
     >>> import json, tempfile
@@ -61,10 +111,8 @@ def write_json(path: str | Path, obj, indent: int = 2) -> Path:
     import json
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path, "part")
-    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
-    tmp.replace(path)
+    with atomic_path(path, "part") as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent) + "\n")
     return path
 
 

@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 from deepasa.errors import DeepASAError
+from deepasa.staging import atomic_path
 
 PROG = "gpu_train.sh"
 REPO = Path(__file__).resolve().parents[1]
@@ -459,15 +460,13 @@ class _Child:
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.part")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst, "part") as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def _atomic_json(value, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.part")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, dst)
+    with atomic_path(dst, "part") as tmp:
+        tmp.write_text(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def _latest_log_dir(root: Path) -> Path | None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 from pathlib import Path
 
 from deepasa.errors import DeepASAError, run_script
+from deepasa.staging import atomic_path
 
 #: The logged columns kept: each step's terms and their epoch means (``DeepASAModule.training_step``).
 TERMS = ("train/", "train_epoch/")
@@ -85,14 +85,11 @@ def merge_into(path: Path, by_step: dict[int, dict[str, float]], terms: list[str
                     raise DeepASAError(f"{path} has a row whose step is not a whole number: {rec['step']!r}")
                 old[int(step)] = {k: v for k in reader.fieldnames[1:] if (v := _float(rec[k])) is not None}
     merged = {**old, **by_step}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path, "tmp") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns, restval="")
         w.writeheader()
         for step in sorted(merged):
             w.writerow({"step": step, **{k: f"{v:.6g}" for k, v in merged[step].items()}})
-    os.replace(tmp, path)
     return merged
 
 

@@ -20,12 +20,12 @@ the schedule starts from there.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
 
 from deepasa.errors import DeepASAError
+from deepasa.staging import atomic_path
 
 #: Top-level checkpoint keys left out: state tied to the old machine's files, not needed to continue the fit.
 DROP = ("callbacks",)
@@ -105,14 +105,11 @@ def slim_checkpoint(src: str | Path, dst: str | Path, max_mb: float = DEFAULT_MA
     edit = lr_patience is not None or reset_best or lr is not None
     schedule = edit_plateau(slim, lr_patience, reset_best, lr) if edit else None
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    torch.save(slim, tmp)
-    size = tmp.stat().st_size
-    if size > max_mb * 1e6:
-        tmp.unlink()
-        raise DeepASAError(f"the resume state of {src} would be {size / 1e6:.1f} MB, over the {max_mb:g} MB bound")
-    os.replace(tmp, dst)
+    with atomic_path(dst, "tmp") as tmp:   # the temporary is removed when over the bound
+        torch.save(slim, tmp)
+        size = tmp.stat().st_size
+        if size > max_mb * 1e6:
+            raise DeepASAError(f"the resume state of {src} would be {size / 1e6:.1f} MB, over the {max_mb:g} MB bound")
     info = {"global_step": int(ckpt.get("global_step", 0)), "epoch": int(ckpt.get("epoch", 0)), "bytes": size,
             "dropped": sorted(set(ckpt) - set(slim))}
     return info | ({"schedule": schedule} if schedule else {})

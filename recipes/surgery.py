@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 
 from deepasa.audio.io import load_audio
 from deepasa.errors import DeepASAError, run_script
+from deepasa.staging import atomic_path
 
 PREFIX = "model.splitter."
 
@@ -126,10 +126,8 @@ def revive_slots(src: str | Path, dst: str | Path, slots: list[int], data: str |
         new_out = model.splitter(z)                                  # (B, K, D, T, F)
         moved = [float((new_out[:, s] - old_out[:, s]).norm() / old_out[:, s].norm()) for s in kept]
 
-    tmp = dst.with_name(dst.name + ".tmp")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst, "tmp") as tmp:
+        torch.save(ckpt, tmp)
 
     def norms(t: torch.Tensor) -> list[float]:
         return [round(float(t[s * d:(s + 1) * d].norm()), 3) for s in range(k)]

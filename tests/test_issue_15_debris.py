@@ -315,9 +315,71 @@ def test_write_json_goes_through_a_recognisable_temporary(tmp_path, monkeypatch)
     path = write_json(tmp_path / "sub" / "r.json", {"a": [1, 2]})
     assert json.loads(path.read_text()) == {"a": [1, 2]} and [p.name for p in path.parent.iterdir()] == ["r.json"]
     # a writer stopped between write and rename leaves its own per-PID temporary, not the target
-    monkeypatch.setattr("pathlib.Path.replace", lambda self, target: None)
+    monkeypatch.setattr("deepasa.staging.os.replace", lambda src, dst: None)
     write_json(tmp_path / "sub" / "s.json", {"b": 1})
     left = [p.name for p in path.parent.iterdir() if p.name != "r.json"]
     assert len(left) == 1 and left[0].startswith(".s.json.part-")
     assert not (path.parent / "s.json").exists()
     assert stale_temporaries(path.parent) == []                   # this live process's temporary is not stale
+
+
+# ---------------------------------------------------------------------------------------------- atomic_path (issue 38)
+def test_atomic_path_puts_the_file_in_place_only_when_the_block_ends(tmp_path, monkeypatch):
+    import deepasa.staging
+    from deepasa.staging import atomic_path
+
+    path = tmp_path / "sub" / "r.txt"
+    with atomic_path(path, "tmp") as tmp:
+        assert tmp == temp_sibling(path, "tmp") and tmp.parent == path.parent and tmp.parent.is_dir()
+        tmp.write_text("new")
+        assert not path.exists()
+        assert stale_temporaries(tmp_path / "sub", "r.txt") == []           # a live process's: never stale
+        monkeypatch.setattr(deepasa.staging, "pid_alive", lambda pid: False)
+        assert stale_temporaries(tmp_path / "sub", "r.txt") == [(tmp, os.getpid())]   # recognised as ours
+        monkeypatch.undo()
+    assert path.read_text() == "new" and [p.name for p in path.parent.iterdir()] == ["r.txt"]
+    with atomic_path(path, "part") as tmp:                                  # an existing file is replaced
+        tmp.write_text("newer")
+        assert path.read_text() == "new"
+    assert path.read_text() == "newer" and [p.name for p in path.parent.iterdir()] == ["r.txt"]
+
+
+def test_atomic_path_on_error_leaves_the_target_and_no_temporary(tmp_path):
+    from deepasa.staging import atomic_path
+
+    path = tmp_path / "r.txt"
+    with pytest.raises(RuntimeError, match="half way"):
+        with atomic_path(path, "tmp") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("half way")
+    assert list(tmp_path.iterdir()) == []                                   # nothing at path, no temporary
+    path.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(path, "tmp") as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["r.txt"]
+    with pytest.raises(ValueError):                                         # raised before the temporary exists
+        with atomic_path(path, "tmp"):
+            raise ValueError
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["r.txt"]
+    with pytest.raises(OSError):                                            # a folder temporary is removed too
+        with atomic_path(tmp_path / "pack", "tmp") as tmp:
+            (tmp / "clips").mkdir(parents=True)
+            (tmp / "clips" / "a.flac").write_bytes(b"x")
+            raise OSError("disk full")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.txt"]
+
+
+def test_atomic_path_extension_for_writers_that_need_one(tmp_path):
+    from deepasa.staging import atomic_path
+
+    path = tmp_path / "cache.npz"
+    with atomic_path(path, "tmp", ".npz") as tmp:
+        assert tmp.name == f".cache.npz.tmp-{os.getpid()}.npz"
+        np.savez(tmp, a=np.arange(3))                                        # writes tmp itself, adds nothing
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.npz"]
+    assert np.load(path)["a"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError):
+        with atomic_path(path, "nope"):
+            pass

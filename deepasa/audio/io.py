@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from deepasa.errors import DeepASAError
+from deepasa.staging import atomic_path
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -83,16 +83,14 @@ def write_audio(path, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT
     Float WAV is written by :func:`_float_wav_bytes` (reproducible bytes); other formats by soundfile.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     a = np.asarray(audio, dtype=np.float32)
     data = a.T if a.ndim == 2 else a[:, None]  # (N, M)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fmt = path.suffix.lstrip(".").upper() or "WAV"
-    if fmt == "WAV" and subtype == "FLOAT":
-        tmp.write_bytes(_float_wav_bytes(data, sample_rate))
-    else:
-        sf.write(str(tmp), data, sample_rate, subtype=subtype, format=fmt)
-    os.replace(tmp, path)
+    with atomic_path(path, "tmp") as tmp:   # soundfile is told the format: the temporary needs no extension
+        if fmt == "WAV" and subtype == "FLOAT":
+            tmp.write_bytes(_float_wav_bytes(data, sample_rate))
+        else:
+            sf.write(str(tmp), data, sample_rate, subtype=subtype, format=fmt)
 
 
 #: (E_1 + E_2 + E_3) / E_0 below this: not a microphone array (FOA gives at most 1; see :func:`check_format`).

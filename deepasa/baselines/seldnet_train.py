@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from deepasa.baselines.seldnet import SELDFeatures, SELDnet, SELDnetBaseline, SELDnetConfig, seldnet_loss
 from deepasa.data.scenes import SceneDataset
 from deepasa.errors import DeepASAError
+from deepasa.staging import atomic_path
 
 RESUME_FORMAT = "deepasa-seldnet-resume-1"
 _LABEL_KEYS = ("cls", "activity", "doa")
@@ -135,9 +136,8 @@ def _dataset_format(root: Path) -> str:
 
 
 def _save_resume(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".part")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path, "part") as tmp:
+        torch.save(state, tmp)
 
 
 def train_seldnet(data_root: str | Path, out_path: str | Path, *, max_minutes: float, batch_size: int = 16,

@@ -251,7 +251,7 @@ class SceneAnalysis:
                 from deepasa.report.analysis_report import write_report
 
                 write_report(self, partial)
-            trash = None
+            trash = None   # folder swap with a trash step (undone on error below): not deepasa.staging.atomic_path
             if out.exists():
                 trash = out.parent / f".{out.name}.old-{os.getpid()}"
                 os.replace(out, trash)

@@ -7,14 +7,13 @@ conditioning (not silent, not too short) before it is ever fetched.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from deepasa.staging import temp_sibling
+from deepasa.staging import atomic_path
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 10.0          # longer sources are cropped (music tracks from the manifest's offset)
@@ -86,7 +85,5 @@ def condition_file(path: Path, offset_s: float = 0.0) -> np.ndarray | None:
 
 def write_clip(path: Path, x: np.ndarray) -> None:
     """Write a conditioned clip as 16-bit FLAC atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path, "tmp", ".flac")  # .<name>.tmp-<pid>.flac: a killed fetch's is removed by the next
-    sf.write(str(tmp), x, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
-    os.replace(tmp, path)
+    with atomic_path(path, "tmp", ".flac") as tmp:  # .<name>.tmp-<pid>.flac: a killed fetch's is removed by the next
+        sf.write(str(tmp), x, SAMPLE_RATE, subtype="PCM_16", format="FLAC")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from deepasa.errors import DeepASAError
 from deepasa.scenes import bank_audio, bank_synth
 from deepasa.scenes.soundbank import INDEX_FIELDS, check_splits, clip_relpath, load_manifest
-from deepasa.staging import remove_stale as remove_dead_temporaries, temp_sibling
+from deepasa.staging import atomic_path, remove_stale as remove_dead_temporaries, temp_sibling
 
 SYNTH_SOURCES = ("espeak-ng", "flite", "fluidsynth")
 
@@ -84,7 +84,7 @@ def download_deb(home: Path, package: str, private: bool = False) -> Path:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise DeepASAError(f"apt-get download {package} failed: {lines[-1] if lines else 'no .deb produced'}")
     final = debs / got[0].name
-    os.replace(got[0], final)
+    os.replace(got[0], final)   # not atomic_path: moves a finished download out of this process's folder
     shutil.rmtree(tmp, ignore_errors=True)
     return final
 
@@ -95,14 +95,11 @@ def extract_deb(deb: Path, dest: Path) -> Path:
         return dest
     if shutil.which("dpkg") is None:
         raise DeepASAError("dpkg not found: the sound bank needs a Debian/Ubuntu system to unpack packages")
-    tmp = temp_sibling(dest, "partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["dpkg", "-x", str(deb), str(tmp)], capture_output=True, text=True)
-    if result.returncode != 0:
+    with atomic_path(dest, "partial") as tmp:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DeepASAError(f"dpkg -x {deb.name} failed: {' '.join(result.stderr.split())[:200]}")
-    os.replace(tmp, dest)
+        result = subprocess.run(["dpkg", "-x", str(deb), str(tmp)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DeepASAError(f"dpkg -x {deb.name} failed: {' '.join(result.stderr.split())[:200]}")
     return dest
 
 
@@ -138,10 +135,8 @@ def _synth_job(job: tuple[str, dict, str]) -> str | None:
 def write_index(home: Path, manifest: list[dict]) -> int:
     """Write ``bank/index.csv`` for every manifest clip present on disk (temp file + rename); returns rows."""
     index = home / "bank" / "index.csv"
-    index.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(index, "tmp")
     n = 0
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(index, "tmp") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=INDEX_FIELDS, lineterminator="\n")
         w.writeheader()
         for row in manifest:
@@ -154,7 +149,6 @@ def write_index(home: Path, manifest: list[dict]) -> int:
                             duration=f"{info.frames / info.samplerate:.3f}", package=row["package"],
                             licence=row["licence"], source=row["source"], member=row["member"], group=row["group"]))
             n += 1
-    os.replace(tmp, index)
     return n
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,6 +36,7 @@ import soundfile as sf
 
 from deepasa.errors import DeepASAError
 from deepasa.scenes.soundbank import INDEX_FIELDS, SAMPLE_RATE, SoundBank, check_splits
+from deepasa.staging import atomic_path
 
 PACK_FORMAT = "deepasa-bank-pack-1"
 #: libsndfile's Opus compression level of the packed clips (0 = largest file, 1 = smallest).
@@ -96,14 +96,13 @@ def build_bank_pack(home: str | Path | None, out: str | Path, *, splits: tuple[s
         if not any(r["split"] == split for r in rows):
             raise DeepASAError(f"the sound bank in {bank.home} has no {split} clips: run `deepasa sounds fetch`")
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tasks = []
-    for r in rows:
-        keep = r["clip_id"] in lossless
-        rel = Path(r["path"]).relative_to("bank").with_suffix(".flac" if keep else ".opus")
-        tasks.append((str(bank.home / r["path"]), str(tmp / "clips" / rel), keep, float(level)))
-    try:
+    with atomic_path(out, "tmp") as tmp:   # a folder: built in .<out>.tmp-<pid>, removed on any error
+        shutil.rmtree(tmp, ignore_errors=True)
+        tasks = []
+        for r in rows:
+            keep = r["clip_id"] in lossless
+            rel = Path(r["path"]).relative_to("bank").with_suffix(".flac" if keep else ".opus")
+            tasks.append((str(bank.home / r["path"]), str(tmp / "clips" / rel), keep, float(level)))
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 frames = list(pool.map(_encode, tasks, chunksize=8))
@@ -125,11 +124,7 @@ def build_bank_pack(home: str | Path | None, out: str | Path, *, splits: tuple[s
             "source_index_sha256": file_sha256(bank.home / "bank" / "index.csv"),
         }
         (tmp / "pack.json").write_text(json.dumps(info, indent=1) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+        shutil.rmtree(out, ignore_errors=True)   # the previous pack, replaced by the new one as the block ends
     return info
 
 
@@ -150,15 +145,13 @@ def _decode(task: tuple[str, str, int]) -> None:
     """Restore one clip as 16-bit FLAC of exactly ``frames`` samples (temp file + rename)."""
     src, dst, frames = task
     dst_path = Path(dst)
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst_path.with_name(f".{dst_path.name}.part")
-    if src.endswith(".flac"):
-        shutil.copyfile(src, tmp)
-    else:
-        x, sr = sf.read(src, dtype="float32", always_2d=False)
-        x = np.clip(np.pad(x[:frames], (0, max(0, frames - len(x)))), -1.0, 1.0)
-        sf.write(tmp, x, sr, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, dst_path)
+    with atomic_path(dst_path, "part") as tmp:   # soundfile is told the format: no extension needed
+        if src.endswith(".flac"):
+            shutil.copyfile(src, tmp)
+        else:
+            x, sr = sf.read(src, dtype="float32", always_2d=False)
+            x = np.clip(np.pad(x[:frames], (0, max(0, frames - len(x)))), -1.0, 1.0)
+            sf.write(tmp, x, sr, format="FLAC", subtype="PCM_16")
 
 
 def unpack_bank(pack: str | Path, home: str | Path, workers: int = 1) -> dict:
@@ -203,8 +196,7 @@ def unpack_bank(pack: str | Path, home: str | Path, workers: int = 1) -> dict:
     else:
         for t in tasks:
             _decode(t)
-    tmp = bank / ".index.csv.part"
-    shutil.copyfile(pack / "index.csv", tmp)
-    marker.write_text(json.dumps(info))
-    os.replace(tmp, bank / "index.csv")
+    with atomic_path(bank / "index.csv", "part") as tmp:
+        shutil.copyfile(pack / "index.csv", tmp)
+        marker.write_text(json.dumps(info))
     return {**info, "unpacked": True}

@@ -174,7 +174,7 @@ def run(args) -> int:
             raise
         kept = "complete scenes were kept; re-run to resume" if sharded else "nothing was kept"
         raise DeepASAError(f"simulation failed ({type(exc).__name__}: {exc}); {kept}") from exc
-    if not sharded:
+    if not sharded:   # folder swap (old output moved aside, then dropped): not deepasa.staging.atomic_path
         for build, final in zip(builds, finals):
             if final.exists():  # --overwrite: move the old one aside, then drop it
                 old = final.with_name(f".{final.name}.old-{os.getpid()}")

@@ -98,7 +98,7 @@ def write_oracle_analysis(folder: Path, scene: SceneAudio, input_name: str = "")
     (tmp / "events.csv").write_text("".join(f"{f},{c},{k},{a:.2f},{e:.2f}\n" for f, c, k, a, e in sorted(rows)))
     (tmp / "objects.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     (tmp / "objects").mkdir(exist_ok=True)
-    if folder.exists():
+    if folder.exists():   # folder swap (the old output dropped first): not deepasa.staging.atomic_path
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return folder

@@ -19,22 +19,20 @@ usual elevation (+90° = up); ASA's own files store a polar angle instead.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from deepasa.audio.io import write_audio
 from deepasa.scenes.simulator import SceneAudio
+from deepasa.staging import atomic_path
 
 INFO_HEADER = "frame,src_idx,class,azimuth_deg,elevation_deg"
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path, "tmp") as tmp:
+        tmp.write_text(text)
 
 
 def label_rows(scene: SceneAudio) -> list[tuple[int, int, int, int, int]]:

@@ -8,14 +8,13 @@ plateaus would resume from its last *improvement*, possibly hours back. :class:`
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import lightning as L
 
-from deepasa.staging import remove_stale, temp_sibling
+from deepasa.staging import atomic_path, remove_stale, temp_sibling
 
 
 class LastCheckpoint(L.Callback):
@@ -53,10 +52,11 @@ class LastCheckpoint(L.Callback):
         """Write ``last.ckpt`` now (once per optimiser step)."""
         if trainer.global_step == self._saved_step or trainer.sanity_checking:
             return
-        tmp = temp_sibling(self.path, "part")
-        trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+            with atomic_path(self.path, "part") as tmp:
+                trainer.save_checkpoint(tmp)
+        else:   # a collective under DDP: the other ranks take part, only rank 0 writes the file
+            trainer.save_checkpoint(temp_sibling(self.path, "part"))
         trainer.strategy.barrier("last_checkpoint")
         self._saved_step = trainer.global_step
         self._saved_at = time.monotonic()

@@ -284,7 +284,7 @@ def run_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- evaluate
 def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of ``deepasa evaluate``."""
-    from deepasa.staging import remove_stale, temp_sibling
+    from deepasa.staging import atomic_path, remove_stale
     from deepasa.evaluation.scoring import evaluate, format_table, strict_json
 
     if args.out is not None:   # what a killed evaluation left beside the report
@@ -307,11 +307,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         report = evaluate(args.checkpoint, args.data, **common)
     if args.out is not None:
         import json
-        import os
 
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_sibling(args.out, "tmp")
-        tmp.write_text(json.dumps(strict_json(report), indent=1, sort_keys=True, allow_nan=False) + "\n")
-        os.replace(tmp, args.out)
+        with atomic_path(args.out, "tmp") as tmp:
+            tmp.write_text(json.dumps(strict_json(report), indent=1, sort_keys=True, allow_nan=False) + "\n")
     print(format_table(report))
     return 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from deepasa.errors import DeepASAError
 from deepasa.model.extractor import ExtractorConfig, TrajectoryExtractor, extractor_features
 from deepasa.separation.spatial import check_trajectories, istft, spatial_stft
+from deepasa.staging import atomic_path
 
 REPO = Path(__file__).resolve().parents[2]
 MIX = (("default", 0.60), ("dense", 0.25), ("1-2", 0.15))
@@ -201,9 +201,8 @@ def validation_set(ecfg: ExtractorConfig) -> list[dict]:
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, "tmp") as tmp:
+        torch.save(state, tmp)
 
 
 def _append(path: Path, row: dict) -> None:

@@ -34,6 +34,7 @@ import torch
 
 from deepasa.errors import DeepASAError
 from deepasa.model.object_classes import ObjectClassifier, object_signal
+from deepasa.staging import atomic_path
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "runs" / "object_classes"
@@ -111,11 +112,9 @@ def collect_set(split: str, kind: str, seed: int, n: int, bank, clf: ObjectClass
         if (i + 1) % 20 == 0 or i + 1 == n:
             print(f"{path.name}: {i + 1}/{n} scenes, {sum(map(len, parts['label']))} objects, "
                   f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **{k: np.concatenate(v) for k, v in parts.items()},
-                        seconds=time.time() - t0, classes=np.array(bank.classes))
-    tmp.replace(path)
+    with atomic_path(path, "tmp", ".npz") as tmp:   # .npz: np.savez would append it to any other name
+        np.savez_compressed(tmp, **{k: np.concatenate(v) for k, v in parts.items()},
+                            seconds=time.time() - t0, classes=np.array(bank.classes))
     return path
 
 

@@ -11,12 +11,13 @@ up: more workers, or a cheaper scene stage, not a larger batch, would help.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
+
+from deepasa.staging import atomic_path
 
 
 class Throughput(L.Callback):
@@ -122,7 +123,5 @@ class Throughput(L.Callback):
             self._print(trainer, now)
         if self.path and trainer.is_global_zero:
             path = Path(self.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            tmp.write_text(json.dumps(self.summary(), indent=1) + "\n")
-            os.replace(tmp, path)
+            with atomic_path(path, "tmp") as tmp:
+                tmp.write_text(json.dumps(self.summary(), indent=1) + "\n")
