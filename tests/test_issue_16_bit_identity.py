@@ -102,14 +102,14 @@ REFERENCE = {
         "out": {
             'cls_logits': [6.4189821258, 14.9040420726, -0.002248376608],
             'direct': [-51.9335890121, 9712.0549372615, -0.057490237057],
-            # doa / net1.doa: rewritten at commit 7cb2851, which fixed what doa_spatial computes (the object weight
-            # divides the heads' direct path by the mixture's Hann spectrum, not the unit-norm Gabor one); the
-            # code before that commit gives the old values [2.1488066619, 6.8892417377, 0.034780103713].
-            'doa': [2.2906304098, 6.6472353999, 0.034091398120],
+            # doa / net1.doa: this variant read doa_spatial "gcc_image" until issue 38 removed that unused value; it
+            # now reads "gcc_mixture", whose values here were computed by the code before that removal (commit
+            # 79aaedd) — the "gcc_image" values were [2.2906304098, 6.6472353999, 0.034091398120].
+            'doa': [2.3467393507, 6.56379472034, 0.0330882817507],
             'image': [-72.7708303128, 13326.9678739027, -0.01119389385],
             'net1.cls_logits': [6.4189821258, 14.9040420726, -0.002248376608],
             'net1.direct': [-51.9335890121, 9712.0549372615, -0.057490237057],
-            'net1.doa': [2.2906304098, 6.6472353999, 0.034091398120],
+            'net1.doa': [2.3467393507, 6.56379472034, 0.0330882817507],
             'net1.image': [-72.7708303128, 13326.9678739027, -0.01119389385],
             'net1.noise': [29.8805514563, 6251.1392890925, -0.451689690351],
             'net1.onoff': [-2.5849066898, 2.5936292335, -0.034877829254],
@@ -130,7 +130,7 @@ CONFIGS = {
     "paper-coi": ("paper-coi", {}),
     "tiny-coi": ("tiny", {"coi_steps": 1}),
     "tiny-coi-logits": ("tiny", {"coi_steps": 2, "coi_sed_sum": "logits", "coi_init": "identity",
-                                 "doa_spatial": "gcc_image"}),
+                                 "doa_spatial": "gcc_mixture"}),
 }
 
 

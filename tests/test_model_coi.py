@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from deepasa.errors import DeepASAError
 from deepasa.model import DeepASA, get_config
 from deepasa.model.coi import doa_map, hard_sed_map, upsample_geometry
 
@@ -27,17 +28,15 @@ def test_coi_steps_zero_equals_net1_of_same_weights():
         torch.testing.assert_close(plain(x).image, net1_only.image)
 
 
-@pytest.mark.parametrize("share", [False, True])
-def test_iterated_chain(share):
+def test_iterated_chain():
     torch.manual_seed(0)
-    model = DeepASA(get_config("tiny", coi_steps=2, coi_share_weights=share)).eval()
-    assert len(model.coi) == (1 if share else 2)
+    model = DeepASA(get_config("tiny", coi_steps=2)).eval()
+    assert len(model.coi) == 2  # each step its own weights
     x = torch.randn(1, 4, 8000)
     with torch.no_grad():
         one, two = model(x, coi_steps=1), model(x)
-        if share:
-            three = model(x, coi_steps=3)  # a shared step can be iterated any number of times
-            assert three.doa.shape == two.doa.shape
+        with pytest.raises(DeepASAError, match="2 CoI step"):
+            model(x, coi_steps=3)
     torch.testing.assert_close(one.net1.doa, two.net1.doa)
     assert not torch.allclose(one.doa, two.doa)
 

@@ -54,7 +54,7 @@ def test_load_with_other_config_fails_clearly(tmp_path):
     with pytest.raises(DeepASAError, match="checkpoint not found"):
         DeepASA.from_pretrained(tmp_path / "missing.pt")
     torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(DeepASAError, match="not a DeepASA model checkpoint"):
+    with pytest.raises(DeepASAError, match="neither a DeepASA model file nor a `deepasa train` checkpoint"):
         DeepASA.from_pretrained(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DeepASAError, match="cannot read checkpoint"):
@@ -64,10 +64,54 @@ def test_load_with_other_config_fails_clearly(tmp_path):
         DeepASA.from_pretrained(tmp_path / "text.pt")
 
 
-@pytest.mark.parametrize("name", NAMED_CONFIGS)
-def test_yaml_files_mirror_named_configs(name):
-    assert DeepASAConfig.from_dict(load_yaml(CONFIG_DIR / f"{name}.yaml")) == get_config(name)
-    assert get_config(str(CONFIG_DIR / f"{name}.yaml")) == get_config(name)
+def test_named_configs_are_the_yaml_files():
+    """One place per named config: the YAML files, each holding only what differs from the paper defaults."""
+    assert set(NAMED_CONFIGS) == {p.stem for p in CONFIG_DIR.glob("*.yaml")}
+    assert {"paper", "paper-coi", "uss", "small", "shipped", "tiny"} <= set(NAMED_CONFIGS)
+    assert get_config("paper") == DeepASAConfig() and load_yaml(CONFIG_DIR / "paper.yaml") == {}
+    for name in NAMED_CONFIGS:
+        values = load_yaml(CONFIG_DIR / f"{name}.yaml")
+        assert get_config(name) == DeepASAConfig.from_dict(values) == get_config(str(CONFIG_DIR / f"{name}.yaml"))
+        defaults = DeepASAConfig().to_dict()
+        same = sorted(k for k, v in values.items() if defaults[k] == (list(v) if isinstance(v, tuple) else v))
+        assert not same, f"{name}.yaml repeats paper defaults: {same}"
+
+
+def test_shipped_config_is_the_shipped_models():
+    """``get_config("shipped")`` is the architecture of checkpoints/default.pt, and the other committed models of
+    the shipped run share it but for the decision rule and the extensions they were trained before."""
+    from deepasa.model.deepasa import DEFAULT_CHECKPOINT
+
+    assert DeepASA.from_pretrained(DEFAULT_CHECKPOINT).config == get_config("shipped")
+    assert DeepASA.from_pretrained(DEFAULT_CHECKPOINT, config="shipped").config == get_config("shipped")
+
+
+def test_every_committed_model_loads():
+    """Every DeepASA model in checkpoints/ loads (configs stored before issue 38 carry its removed fields)."""
+    from deepasa.model.configs import REMOVED_FIELDS
+    from deepasa.model.deepasa import DEFAULT_CHECKPOINT, read_checkpoint
+
+    folder = DEFAULT_CHECKPOINT.parent
+    names = ["default.pt", "net1.pt", "shipped_latest.pt", "shipped_run3.pt"]
+    carried = set()
+    for name in names:
+        carried |= set(read_checkpoint(folder / name)["config"]) & set(REMOVED_FIELDS)
+        model = DeepASA.from_pretrained(folder / name)
+        assert model.config.n_classes == 10
+    assert carried == set(REMOVED_FIELDS)  # written before the removal: the upgrade is exercised for each field
+
+
+def test_removed_config_fields_load_only_when_off():
+    from deepasa.model.configs import REMOVED_FIELDS
+
+    base = get_config("tiny").to_dict()
+    for name, off in REMOVED_FIELDS.items():
+        assert DeepASAConfig.from_dict({**base, name: off}) == get_config("tiny")
+        on = (not off) if isinstance(off, bool) else off + 1
+        with pytest.raises(DeepASAError, match=f"{name}.*removed"):
+            DeepASAConfig.from_dict({**base, name: on})
+    with pytest.raises(DeepASAError, match="gcc_image.*removed"):
+        DeepASAConfig.from_dict({**base, "doa_spatial": "gcc_image"})
 
 
 def test_config_errors(tmp_path):

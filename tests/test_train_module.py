@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from deepasa.errors import DeepASAError
-from deepasa.model import get_config
+from deepasa.model import DeepASA, get_config
 from deepasa.train.module import DeepASAModule, load_model
 
 N, T, J = 8000, 10, 5
@@ -97,6 +97,10 @@ def test_checkpoint_with_the_model_config_rebuilds_the_network(tmp_path):
     assert model.config == get_config("tiny", n_classes=7)
     for k, v in module.model.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
+    # one loader: DeepASA.from_pretrained reads the Lightning checkpoint too (issue 38)
+    again = DeepASA.from_pretrained(tmp_path / "m.ckpt", config=get_config("tiny", n_classes=7))
+    for k, v in module.model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v)
 
 
 def test_bad_setups_are_user_errors(tmp_path):

@@ -1,22 +1,25 @@
-"""Model configurations: one dataclass, five named sizes, YAML loading.
+"""Model configurations: one dataclass whose defaults are the paper's Net 1, named configs in YAML files.
 
 Every size the network needs (STFT frames T, frequency bins F, label frames T', slot count J, class count C,
 channel count M, pooled widths of the heads, the TCM attention width, the CoI upsampling kernel) is derived
 here from a handful of primary fields, so no module hard-codes 201 frames, 321 bins or 40 label frames
 (docs/spec.md §10 says the authors' decoders do).
 
-Named configurations (``get_config(name)``):
+Named configurations (``get_config(name)``) live in one place only: ``configs/model/<name>.yaml``, each a
+mapping of the fields that differ from the paper defaults of :class:`DeepASAConfig` (``paper.yaml`` is empty):
 
 * ``paper``      Net 1 of DeepASA as released (docs/spec.md §0 constants: M=4, J=5, C=13, D=64, 6 blocks, 16 kHz,
                  n_fft 640 / hop 320, 4-s clips), no chain-of-inference, no pretrained-encoder branch.
 * ``paper-coi``  the same plus one chain-of-inference step (docs/spec.md §3.7).
 * ``uss``        the MC-FUSS separation-only variant "DeepASA (SEP)" (docs/spec.md §3.11): J=4 source objects + one
                  noise object, reference-channel output, no SED/DoA heads.
-* ``small``      the CPU-trainable size shipped by this project (see docs/model.md for its cost).
+* ``small``      the CPU-trainable size of this project (see docs/model.md for its cost).
+* ``shipped``    the architecture of the shipped model ``checkpoints/default.pt``: ``small`` with the extensions
+                 it was trained with (a test checks it equals the checkpoint's stored config).
 * ``tiny``       a minimal size for fast tests.
 
-The same names can be loaded from ``configs/model/<name>.yaml`` (a YAML mapping of field: value); a test
-checks that those files equal the Python definitions below. Unknown keys raise :class:`DeepASAError`.
+Unknown keys raise :class:`DeepASAError`. Fields removed from the config (:data:`REMOVED_FIELDS`) are dropped
+from stored configs that hold their old default, so every older checkpoint still loads.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 from deepasa.errors import DeepASAError
 
 #: Values of ``DeepASAConfig.doa_spatial`` ("" = the paper's DoANet; see deepasa.model.spatial).
-SPATIAL_MODES = ("", "gcc_mixture", "gcc_image")
+SPATIAL_MODES = ("", "gcc_mixture")
 #: Values of ``cls_embedding``: off, or the frozen aisfx embedding of each object's estimated image.
 CLS_EMBEDDINGS = ("", "aisfx")
 #: Values of ``audio_output``: what the audio heads' channels are (docs/model.md, deviation 15).
@@ -44,6 +47,10 @@ CONFIG_DIR = next((d for d in (Path(__file__).resolve().parents[2] / "configs" /
                                Path(__file__).resolve().parents[1] / "_configs" / "model") if d.is_dir()),
                   Path(__file__).resolve().parents[2] / "configs" / "model")
 
+
+#: Fields removed in issue 38 (no named config, recipe or shipped model set them) with the value they had when
+#: off: a stored config holding that value loads (the key is dropped); any other value is an error.
+REMOVED_FIELDS: dict[str, Any] = {"freq_embedding": False, "doa_refine_frames": 1, "coi_share_weights": False}
 
 #: Fields whose None means "emb_dim" (resolved in ``__post_init__``; a later ``replace(emb_dim=...)`` keeps the
 #: resolved value, so give them explicitly when changing D).
@@ -104,7 +111,6 @@ class DeepASAConfig:
     # --- front end ------------------------------------------------------------------------------------
     gabor_width: int = 64            # D_w, conv features predicting the Gaussian window per frame
     trainable_window: bool = False   # the released config freezes the Gabor front end (docs/spec.md §2.2)
-    freq_embedding: bool = False     # learned frequency-position embedding (D, F) added to the encoder output
     # --- aggregator -----------------------------------------------------------------------------------
     emb_dim: int = 64                # D
     n_blocks: int = 6                # N_b
@@ -137,8 +143,7 @@ class DeepASAConfig:
     doa_spatial_norm: bool = False   # LayerNorm over the spatial features before their projection
     doa_refine: str = ""             # "" (the network's DoA) | "srp": at inference, SRP-PHAT of the object-weighted
                                      # mixture within a cone around the network's DoA (deepasa.model.spatial)
-    doa_refine_cone_deg: float = 25.0  # the cone's half-angle (degrees)
-    doa_refine_frames: int = 1       # SRP pooled over label frames t' - k .. t' + k
+    doa_refine_cone_deg: float = 25.0  # the cone's half-angle (degrees); SRP pooled over label frames t' ± 1
     detect_onoff: float = 0.5        # activity decision: sigmoid(onoff) > this (docs/spec.md §1: 0.5; a model trained
                                      # with onoff_pos_weight w calls a posterior of 0.5 at w / (1 + w): deviation 18)
     detect_doa_norm: float = 0.5     # ... and ||doa|| > this (docs/spec.md §1: 0.5); 0 = the on/off output alone
@@ -151,8 +156,7 @@ class DeepASAConfig:
     pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
     pretrained_encoder_kwargs: dict = field(default_factory=dict)
     # --- chain of inference ---------------------------------------------------------------------------
-    coi_steps: int = 0               # 0 = Net 1 only; k >= 1 = k CoI steps
-    coi_share_weights: bool = False  # True: one CoI module iterated k times; False: k separate modules
+    coi_steps: int = 0               # 0 = Net 1 only; k >= 1 = k CoI steps, each with its own weights
     tcm_heads: int = 4
     tcm_combine: str = "product"     # "product" (released code) or "residual_sum" (paper figure)
     coi_sed_sum: str = "probs"       # stage SED sum: "probs" (released: softmax₁ + softmax₂, range 0..2) or
@@ -192,8 +196,7 @@ class DeepASAConfig:
             (not (self.doa_refine and not (self.seld_heads and self.output_mode == "multichannel"
                                            and self.n_mics == 4)),
              "doa_refine needs the SED/DoA heads, multichannel output and the 4-capsule array"),
-            (0.0 < self.doa_refine_cone_deg <= 180.0 and self.doa_refine_frames >= 0,
-             "need 0 < doa_refine_cone_deg <= 180 and doa_refine_frames >= 0"),
+            (0.0 < self.doa_refine_cone_deg <= 180.0, "need 0 < doa_refine_cone_deg <= 180"),
             (0.0 <= self.detect_doa_norm < 1.0, "need 0 <= detect_doa_norm < 1"),
             (0.0 < self.detect_onoff < 1.0, "need 0 < detect_onoff < 1"),
             (0.0 <= self.detect_merge_deg <= 180.0, "need 0 <= detect_merge_deg <= 180"),
@@ -270,10 +273,20 @@ class DeepASAConfig:
         """Build from a mapping; unknown keys raise :class:`DeepASAError`.
 
         Configs stored before issue 16 wrote ``0`` for "same as emb_dim" (``attn_head_dim``, ``head_channels``);
-        that reads as None.
+        that reads as None. Configs stored before issue 38 carry :data:`REMOVED_FIELDS`: dropped when they hold
+        the old default (what every committed model holds), an error otherwise.
         """
         if not isinstance(d, dict):
             raise DeepASAError(f"model config must be a mapping, got {type(d).__name__}")
+        d = dict(d)
+        for name, off in REMOVED_FIELDS.items():
+            if name in d:
+                if d[name] != off:
+                    raise DeepASAError(f"model config sets {name}={d[name]!r}: that option was removed (issue 38); "
+                                       f"only {name}={off!r} loads")
+                del d[name]
+        if d.get("doa_spatial") == "gcc_image":
+            raise DeepASAError("model config sets doa_spatial='gcc_image': that option was removed (issue 38)")
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
@@ -301,41 +314,22 @@ class DeepASAConfig:
         return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
-# Named sizes: overrides of the paper defaults. One place for these facts; the YAML files mirror them.
-_NAMED: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "paper-coi": {"coi_steps": 1},
-    "uss": {
-        "n_slots": 4, "noise_object": True, "output_mode": "reference", "reverb_head": False,
-        "seld_heads": False,
-    },
-    "small": {
-        "emb_dim": 16, "n_blocks": 2, "n_heads": 2, "attn_head_dim": 16, "ffn_hidden": 64,
-        "mamba_expand": 2, "mamba_headdim": 16, "mamba_chunk_size": 16, "gabor_width": 16,
-        "head_channels": 16, "head_fuse_dim": 64, "head_gru_hidden": 32, "head_fc_dim": 32,
-        "asp_hidden": 16,
-        # the shipped model is trained on the sound bank's 10 classes; attention dropout off because on CPU
-        # it forces SDPA's unfused path (3-6x slower training steps, recipes.step_time)
-        "n_classes": 10, "attn_dropout": 0.0,
-    },
-    "tiny": {
-        "sample_rate": 8000, "n_fft": 160, "hop": 80, "clip_seconds": 1.0,
-        "emb_dim": 8, "n_blocks": 1, "n_heads": 2, "attn_head_dim": 8, "ffn_hidden": 16,
-        "mamba_d_state": 4, "mamba_expand": 2, "mamba_headdim": 4, "mamba_chunk_size": 16,
-        "gabor_width": 8, "head_channels": 8, "head_fuse_dim": 16, "head_gru_hidden": 8,
-        "head_fc_dim": 8, "head_gru_layers": 1, "asp_hidden": 8, "tcm_heads": 2,
-    },
-}
+def _named_configs() -> tuple[str, ...]:
+    """Names of the YAML files in :data:`CONFIG_DIR` (the named configs), ``paper`` first."""
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return tuple(sorted(names, key=lambda n: (n != "paper", n)))
 
-NAMED_CONFIGS = tuple(_NAMED)
+
+NAMED_CONFIGS = _named_configs()
 
 
 def get_config(name: str | DeepASAConfig = "paper", **overrides: Any) -> DeepASAConfig:
-    """Return a model config by name (built-in or ``configs/model/<name>.yaml``) or YAML path.
+    """Return a model config by name (``configs/model/<name>.yaml``) or YAML path.
 
     Args:
-        name: ``paper``, ``paper-coi``, ``uss``, ``small``, ``tiny``; another ``configs/model/<name>.yaml``;
-            a path to a YAML file; or a :class:`DeepASAConfig` (returned with ``overrides`` applied).
+        name: ``paper``, ``paper-coi``, ``uss``, ``small``, ``shipped``, ``tiny`` (any ``configs/model/<name>.yaml``);
+            a path to a YAML file of fields that differ from the paper defaults; or a :class:`DeepASAConfig`
+            (returned with ``overrides`` applied).
         **overrides: field values replacing the named ones.
 
     Raises:
@@ -346,8 +340,6 @@ def get_config(name: str | DeepASAConfig = "paper", **overrides: Any) -> DeepASA
     """
     if isinstance(name, DeepASAConfig):
         return name.replace(**overrides) if overrides else name
-    if name in _NAMED:
-        return DeepASAConfig.from_dict({**_NAMED[name], **overrides})
     path = Path(name)
     if not path.suffix and (CONFIG_DIR / f"{name}.yaml").exists():
         path = CONFIG_DIR / f"{name}.yaml"

@@ -23,7 +23,7 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
    float32, so the model runs on CPU. The SSD chunk is 32 instead of 256 (same function, fewer MACs).
 6. **Chain-of-inference is optional and can iterate.** The released class always builds one CoI step; here
    ``coi_steps`` = 0 gives the no-CoI model of ``logs/version_ASA`` (audio heads on splitter-1 objects) and
-   k > 1 chains k steps (own weights per step, or one shared step with ``coi_share_weights``).
+   k > 1 chains k steps, each with its own weights.
 7. **TCM combination selectable** (``tcm_combine``): "product" as in the code (default, it produced the
    published numbers) or "residual_sum" as in the paper's figure.
 8. **The pretrained ATST branch is an optional plug-in, off by default.** No ATST weights can be fetched and
@@ -39,9 +39,7 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     (:mod:`deepasa.model.spatial`), joined at DoANet's GRU input. The trunk is frequency-shift equivariant, so
     the paper's DoANet must learn τ = Δφ / 2πf from F_d coarse bands; on CPU budgets it never did (the
     direction issue; numbers in docs/notebook/direction-learning.md).
-12. **Optional frequency-position embedding** (``freq_embedding``, off in ``paper``/``paper-coi``): a learned
-    (D, F) map, sinusoidal at initialisation, added to the encoder output, so the trunk is no longer
-    frequency-shift equivariant (tests/test_spatial.py).
+12. (Removed in issue 38: an optional frequency-position embedding that no recipe or model used.)
 13. **Chain-of-inference fixes as options** (off in ``paper-coi``): ``coi_sed_sum: logits`` sums the stages'
     SED frame logits instead of their posteriors (the released sum of two softmaxes, range 0..2, is trained
     against a one-hot target, which pushes Net 2's true-class posterior towards 0), and ``coi_init: identity``
@@ -93,7 +91,6 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
 from __future__ import annotations
 
 import dataclasses
-import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +109,7 @@ from deepasa.model.decision import frame_activity, merge_duplicates
 from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.model.frontend import (FrequencyNorm, GaborSTFT, HannISTFT, channels_to_spec, complex_mask,
                                     spec_to_channels)
-from deepasa.model.heads import AudioDecoder, ObjectSplitter, SELDHeads, build_pretrained_encoder
+from deepasa.model.heads import AudioDecoder, ObjectSplitter, SELDHeads, build_pretrained_encoder, upgrade_state_dict
 from deepasa.model.spatial import GCCPhatFeatures, SRPRefine, object_weight
 
 CHECKPOINT_FORMAT = "deepasa-model/1"
@@ -129,13 +126,11 @@ def write_checkpoint(obj: dict, path: str | Path) -> Path:
     The temporary is ``.<name>.part-<pid>`` (:func:`deepasa.staging.temp_sibling`): one that a killed process
     left is removed by the next ``deepasa export`` / ``deepasa train --export`` to the same file.
     """
-    from deepasa.staging import temp_sibling
+    from deepasa.staging import atomic_path
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path, "part")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path, "part") as tmp:
+        torch.save(obj, tmp)
     return path
 
 
@@ -155,6 +150,73 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         # the unpickler's message alone can be a bare key ("105" for a text file): name the failure too
         reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         raise DeepASAError(f"cannot read checkpoint {path} (not a PyTorch checkpoint? {reason})") from None
+
+
+def load_model_weights(path: str | Path) -> tuple[DeepASAConfig, dict[str, torch.Tensor]]:
+    """Config and state dict of a model file: a ``DeepASA.save`` file or a Lightning checkpoint of this module.
+
+    Args:
+        path: the file.
+
+    Returns:
+        (config, state dict with the network's own parameter names).
+
+    Raises:
+        DeepASAError: missing or unreadable file, or a file that holds no DeepASA model.
+    """
+    cfg, state, _ = _read(Path(path))
+    return cfg, state
+
+
+def _read(path: Path, map_location: str | torch.device = "cpu") -> tuple[DeepASAConfig, dict[str, torch.Tensor], dict]:
+    """(config, state dict, meta) of a model file or Lightning checkpoint; meta is the model file's class
+    names and array format ({} for a Lightning checkpoint, which has neither)."""
+    ckpt = read_checkpoint(path, map_location)                       # tensors and plain data only
+    if not isinstance(ckpt, dict):
+        raise DeepASAError(f"{path} is not a DeepASA checkpoint")
+    if "deepasa_model" in ckpt and "state_dict" in ckpt:           # Lightning checkpoint of DeepASAModule
+        cfg = DeepASAConfig.from_dict(ckpt["deepasa_model"])
+        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        return cfg, upgrade_state_dict(state), {}
+    if "config" in ckpt and "state_dict" in ckpt and str(ckpt.get("format", "")).startswith("deepasa-model"):
+        return (DeepASAConfig.from_dict(ckpt["config"]), upgrade_state_dict(ckpt["state_dict"]),
+                ckpt.get("meta") or {})
+    raise DeepASAError(f"{path} is neither a DeepASA model file nor a `deepasa train` checkpoint")
+
+
+def load_model(path: str | Path, *, config: DeepASAConfig | str | None = None,
+               map_location: str | torch.device = "cpu", **overrides) -> "DeepASA":
+    """Rebuild a :class:`DeepASA` from a model file or a Lightning checkpoint (see :func:`load_model_weights`).
+
+    Args:
+        path: the file.
+        config: if given, the stored config must equal it (a name such as ``"shipped"`` or a
+            :class:`DeepASAConfig`); the differing fields are listed otherwise.
+        map_location: device for the weights.
+        **overrides: config fields that leave the weights' shapes alone, e.g. ``doa_refine="srp"`` to score a
+            model with the SRP-PHAT refinement it was not exported with (a field that changes a shape fails the
+            strict load below).
+
+    Raises:
+        DeepASAError: missing/unreadable file, not a DeepASA model, a config mismatch, or weights that do not fit.
+    """
+    cfg, state, meta = _read(Path(path), map_location)
+    if config is not None:
+        diff = cfg.diff(get_config(config))
+        if diff:
+            details = "; ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise DeepASAError(f"checkpoint {path} was saved with a different model config ({details})")
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    model = DeepASA(cfg)  # defined below; called at run time
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DeepASAError(f"checkpoint {path} does not fit its own config: {str(exc).splitlines()[0]}") from None
+    if meta.get("class_names"):  # a model file names its classes: kept (deepasa export of a model file)
+        model.class_names = list(meta["class_names"])
+    model.audio_format = meta.get("audio_format") or model.audio_format
+    return model
 
 
 @dataclass
@@ -240,15 +302,6 @@ def decide(out: DeepASAOutput, onoff_threshold: float = 0.5, doa_threshold: floa
     )
 
 
-def sinusoidal_frequency_embedding(dim: int, n_freqs: int) -> torch.Tensor:
-    """Transformer-style sinusoids over the frequency-bin index. -> (1, dim, 1, n_freqs), amplitude 0.1."""
-    pos = torch.arange(n_freqs, dtype=torch.float32)  # (F,)
-    rates = torch.exp(-math.log(1000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (ceil(D/2),)
-    arg = rates[:, None] * pos[None, :]  # (ceil(D/2), F)
-    emb = torch.cat([torch.sin(arg), torch.cos(arg)], dim=0)[:dim]  # (D, F)
-    return 0.1 * emb.reshape(1, dim, 1, n_freqs)  # (1, D, 1, F)
-
-
 class DeepASA(nn.Module):
     """Object-oriented one-for-all network for auditory scene analysis.
 
@@ -274,8 +327,6 @@ class DeepASA(nn.Module):
         self.norm = FrequencyNorm(cfg.ref_mic)
         self.istft = HannISTFT(cfg.n_fft, cfg.hop)
         self.encoder = AudioEncoder(2 * cfg.n_mics, d)
-        # frequency position (deviation 12): breaks the trunk's frequency-shift equivariance; sinusoidal init
-        self.freq_pos = nn.Parameter(sinusoidal_frequency_embedding(d, cfg.n_freqs)) if cfg.freq_embedding else None
         mamba_kw = dict(d_state=cfg.mamba_d_state, d_conv=cfg.mamba_d_conv, expand=cfg.mamba_expand,
                         headdim=cfg.mamba_headdim, chunk_size=cfg.mamba_chunk_size)
         self.blocks = nn.ModuleList(
@@ -294,7 +345,7 @@ class DeepASA(nn.Module):
         self.srp_refine = None
         if cfg.seld_heads and cfg.output_mode == "multichannel" and cfg.n_mics == 4:
             self.srp_refine = SRPRefine(cfg.n_fft, cfg.sample_rate, tetra_mic_offsets(),
-                                        cone_deg=cfg.doa_refine_cone_deg, frames=cfg.doa_refine_frames)
+                                        cone_deg=cfg.doa_refine_cone_deg, frames=1)
         # frozen clip embedding of each object's estimated image (cls_embedding; deviation 14), held outside the
         # module tree: its weights are the installed wheel's, never in a state dict, checkpoint or optimizer
         sfx = None
@@ -303,8 +354,7 @@ class DeepASA(nn.Module):
 
             sfx = SFXEmbedding(cfg.sample_rate)
         object.__setattr__(self, "sfx", sfx)
-        n_coi = 1 if (cfg.coi_share_weights and cfg.coi_steps) else cfg.coi_steps
-        self.coi = nn.ModuleList(self._coi_step(cfg) for _ in range(n_coi))
+        self.coi = nn.ModuleList(self._coi_step(cfg) for _ in range(cfg.coi_steps))
         if cfg.coi_init == "identity":  # deviation 13: each CoI step starts as the identity on Net 1's outputs
             for step in self.coi:
                 step.copy_splitter(self.splitter)
@@ -339,8 +389,6 @@ class DeepASA(nn.Module):
         """
         X, scale = self.norm(self.stft(x))  # (B, M, F, T) complex, (B, 1, 1, T)
         z = self.encoder(spec_to_channels(X))  # (B, D, T, F)
-        if self.freq_pos is not None:
-            z = z + self.freq_pos  # (B, D, T, F) + (1, D, 1, F)
         for blk in self.blocks:
             z = blk(z)
         return (z, scale, X) if return_spec else (z, scale)
@@ -369,8 +417,7 @@ class DeepASA(nn.Module):
             heads = self._object_heads(obj, cache)  # direct, reverb (B, J, 2K, T, F)
             direct = channels_to_spec(heads[0], cfg.out_mics)  # (B, J, K, F, T) complex
             weight = object_weight(direct[:, :, ref], mix_ref)  # (B, J, F, T)
-            spec = X.unsqueeze(1) if cfg.doa_spatial == "gcc_mixture" else direct  # (B, 1|J, M, F, T)
-            return self.gcc(spec, weight, n_label)  # (B, J, T', S)
+            return self.gcc(X.unsqueeze(1), weight, n_label)  # (B, 1, M, F, T) mixture phases -> (B, J, T', S)
 
         return fn
 
@@ -459,7 +506,7 @@ class DeepASA(nn.Module):
             )
         if coi_steps and not len(self.coi):
             raise DeepASAError("this model was built without chain-of-inference (coi_steps=0 in its config)")
-        if coi_steps > cfg.coi_steps and not cfg.coi_share_weights:
+        if coi_steps > cfg.coi_steps:
             raise DeepASAError(f"this model has {cfg.coi_steps} CoI step(s) with own weights; asked for {coi_steps}")
 
     def _waveforms(self, spec_ch: torch.Tensor, scale: torch.Tensor, n: int) -> torch.Tensor:
@@ -523,7 +570,7 @@ class DeepASA(nn.Module):
             net1 = self._output(noise, self._refined_doa(seld1, obj1, X, x, scale, cache) if refine else seld1,
                                 self._audio(obj1, scale, n, cache) if net1_audio else {})
             for k in range(steps):
-                step = self.coi[0 if cfg.coi_share_weights else k]
+                step = self.coi[k]
                 obj_final, seld_final = step(z, seld_final, spatial_fn, embed_fn)  # O'_j, residually refined SELD
         # docs/spec.md §3.7 step 8: the audio decoders read the last stage's objects (Net 2's O'_j after CoI,
         # Splitter 1's without); the noise head read Z above (or the USS noise object), never the FiLM-modulated Z'.
@@ -574,7 +621,8 @@ class DeepASA(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, config: DeepASAConfig | str | None = None,
                         map_location: str | torch.device = "cpu") -> "DeepASA":
-        """Rebuild a model saved by :meth:`save`.
+        """Rebuild a model saved by :meth:`save` (or a ``deepasa train`` Lightning checkpoint): see
+        :func:`load_model`, the one loader.
 
         Args:
             path: checkpoint file; None = the shipped model, ``checkpoints/default.pt``.
@@ -588,26 +636,7 @@ class DeepASA(nn.Module):
         if path is None and not DEFAULT_CHECKPOINT.is_file():
             raise DeepASAError(f"checkpoint not found: {DEFAULT_CHECKPOINT} (the shipped model is not installed; "
                                "name a checkpoint)")
-        path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-        ckpt = read_checkpoint(path, map_location)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise DeepASAError(f"{path} is not a DeepASA model checkpoint ({CHECKPOINT_FORMAT})")
-        stored = DeepASAConfig.from_dict(ckpt["config"])
-        if config is not None:
-            wanted = get_config(config)
-            diff = stored.diff(wanted)
-            if diff:
-                details = "; ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
-                raise DeepASAError(f"checkpoint {path} was saved with a different model config ({details})")
-        model = cls(stored)
-        try:
-            model.load_state_dict(ckpt["state_dict"], strict=True)
-        except RuntimeError as exc:
-            raise DeepASAError(f"checkpoint {path} does not fit its own config: {str(exc).splitlines()[0]}") from None
-        meta = ckpt.get("meta") or {}
-        model.class_names = list(meta["class_names"]) if meta.get("class_names") else None
-        model.audio_format = meta.get("audio_format") or "mic"
-        return model
+        return load_model(DEFAULT_CHECKPOINT if path is None else path, config=config, map_location=map_location)
 
     def analyze(self, path_or_array, sample_rate: int | None = None, **kwargs):
         """Analyse a recording of any length: objects, events and directions.

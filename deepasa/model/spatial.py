@@ -13,13 +13,11 @@ This module computes, for every object slot j, pair (a, b) of the M capsules and
     G_j,ab(t', τ) = Σ_{t ∈ t'} Σ_{f ≥ 1} w_j(t, f) · Re[ P_ab(t, f) · e^{i 2π f_Hz τ} ] / (Σ_{t ∈ t'} Σ_f w_j(t, f) + ε)
 
 with P_ab = X_a X_b* / |X_a X_b*| (phase transform) and w_j ≥ 0 an object weight, so slot j reads the
-delays of the time-frequency points that belong to it. Two sources of P and w (``DeepASAConfig.doa_spatial``):
-
-* ``"gcc_mixture"``: P from the input mixture (physically consistent from the first training step),
-  w_j = min(|D̂_j,ref| / |X_ref|, 1), the ratio mask of the object's estimated direct path at the reference
-  mic (detached: the DoA loss does not train the separation through the mask).
-* ``"gcc_image"``: P from the object's own estimated direct-path image (M2M output; its inter-channel phase
-  must be learned), with the same weight w_j.
+delays of the time-frequency points that belong to it (``DeepASAConfig.doa_spatial = "gcc_mixture"``): P from the
+input mixture (physically consistent from the first training step), w_j = min(|D̂_j,ref| / |X_ref|, 1), the ratio
+mask of the object's estimated direct path at the reference mic (detached: the DoA loss does not train the
+separation through the mask). (A "gcc_image" variant, P from the object's own estimated image, was removed in
+issue 38: no recipe or model used it.)
 
 A plane wave that reaches capsule a at d_a has P_ab = e^{-iω(d_a − d_b)}, so G peaks at τ = d_a − d_b
 (tests/test_spatial.py checks this against the array geometry). The last feature per frame is
