@@ -144,6 +144,31 @@ def test_pause_within_max_gap_keeps_identity_longer_gives_new():
     np.testing.assert_array_equal(tr.activity[1], np.arange(24) >= 15)
 
 
+def test_rejoin_joins_a_paused_source_at_its_place_only():
+    """A source that pauses longer than max_gap_frames and resumes where it was is one object with merge_gap_frames;
+    a source resuming 60° away, one resuming after a too-long pause, and a second source active all along stay
+    apart."""
+    n = 40
+    u, v, w = unit_vector(30.0, 10.0), unit_vector(-120.0, 0.0), unit_vector(90.0, 10.0)
+    a = np.tile(u, (n, 1))
+    a[10:25] = np.nan                       # pause of 15 frames (> max_gap 5), resumes at its place
+    b = np.tile(v, (n, 1))                  # a second source, active throughout
+    c = np.full((n, 3), np.nan)
+    c[28:36] = w                            # a third source after a's first part ended: 60° from a's place
+    dets = dets_from([a, b, c], n)
+    plain = track(dets, max_gap_frames=5)
+    assert plain.n_objects == 4             # a's two fragments, b, c
+    joined = track(dets, max_gap_frames=5, merge_gap_frames=20, merge_deg=20.0)
+    assert joined.n_objects == 3
+    ja = int(np.argmin([angle(joined.doa[j, 0], u) for j in range(3)]))
+    np.testing.assert_array_equal(joined.activity[ja], ~np.isnan(a[:, 0]))   # both parts, the pause inactive
+    assert angle(joined.doa[ja], u).max() < 1e-6                            # held at its place in the pause
+    jb = int(np.argmin([angle(joined.doa[j, 0], v) for j in range(3)]))
+    assert joined.activity[jb].all()
+    # a pause longer than merge_gap_frames is not bridged
+    assert track(dets, max_gap_frames=5, merge_gap_frames=10, merge_deg=20.0).n_objects == 4
+
+
 def test_single_missed_frame_is_filled():
     path = np.tile(unit_vector(-90.0, 0.0), (10, 1))
     path[4] = np.nan

@@ -21,6 +21,11 @@ pick_peaks`. :func:`track` links them over frames:
 
 The activity of a track is the frames with a detection, gaps of up to ``fill_gap_frames`` (default 1) between
 two hits filled.
+
+* **Re-joining (optional, off by default).** With ``merge_gap_frames`` > 0, a track that starts after another
+  ended, at most that many frames later and within ``merge_deg`` of where the other ended, continues the same
+  object (the earlier one; the nearest direction wins): a source that pauses longer than ``max_gap_frames``
+  and resumes at its place keeps one identity instead of splitting into fragments.
 Everything is deterministic (no random draws; ties resolved by order).
 """
 
@@ -159,7 +164,8 @@ def _assign(tracks: list[_Track], preds: list[np.ndarray], dets: list[int], dire
 
 def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float = 30.0, birth_frames: int = 2,
           max_gap_frames: int = 5, min_length_frames: int = 2, smoothing: float = 0.5,
-          max_objects: int | None = None, fill_gap_frames: int = 1) -> Tracks:
+          max_objects: int | None = None, fill_gap_frames: int = 1, merge_gap_frames: int = 0,
+          merge_deg: float = 20.0) -> Tracks:
     """Link per-frame direction detections into objects (module docstring).
 
     Args:
@@ -172,6 +178,9 @@ def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float =
         max_objects: keep at most this many objects, those with the largest summed score.
         fill_gap_frames: gaps of up to this many frames between two hits of a track count as active (its
             direction interpolated): a source whose peak is masked for a frame or two by a louder one.
+        merge_gap_frames: re-join a track to one that ended at most this many frames before it started, within
+            ``merge_deg`` (0 = off; module docstring).
+        merge_deg: the largest angle between the earlier track's last and the later track's first direction.
     Returns:
         :class:`Tracks` with activity (J, T'), doa (J, T', 3), score (J, T'), objects ordered by their first
         active frame.
@@ -216,6 +225,8 @@ def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float =
     finished.extend(tr for tr in live if tr.confirmed)
     objects = [_finish(tr, n_frames, alpha, beta, fill_gap_frames) for tr in sorted(finished, key=lambda tr: tr.uid)]
     objects = [o for o in objects if o[0].sum() >= min_length_frames]
+    if merge_gap_frames > 0:
+        objects = _rejoin(objects, merge_gap_frames, merge_deg)
     if max_objects is not None and len(objects) > max_objects:
         keep = sorted(range(len(objects)), key=lambda j: (-objects[j][2].sum(), j))[:max_objects]
         objects = [objects[j] for j in sorted(keep)]
@@ -257,3 +268,40 @@ def _finish(tr: _Track, n_frames: int, alpha: float, beta: float,
         else:
             doa[t] = known
     return activity, doa, score
+
+
+def _rejoin(objects: list[tuple[np.ndarray, np.ndarray, np.ndarray]], max_gap: int,
+            max_deg: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Re-join fragments: each object (activity (T',), doa (T', 3), score (T',)), in order of its first active
+    frame, continues the earlier object that ended at most ``max_gap`` frames before it started (no frame in
+    common) with the smallest angle ≤ ``max_deg`` between that object's last and its first direction. The joined
+    object keeps both activities, directions and scores; the frames between stay inactive and hold the earlier
+    part's last direction. Returns the objects, joined ones removed (the earlier object's place kept)."""
+    order = sorted(range(len(objects)), key=lambda j: int(np.argmax(objects[j][0])))
+    merged: list[list[np.ndarray] | None] = [[a.copy(), d.copy(), s.copy()] for a, d, s in objects]
+    cos_max = float(np.cos(np.radians(max_deg)))
+    for j in order:
+        act_j, doa_j, _ = merged[j]
+        first = int(np.argmax(act_j))
+        best, best_cos = None, cos_max
+        for i in order:
+            if i == j or merged[i] is None:
+                continue
+            act_i, doa_i, _ = merged[i]
+            frames_i = np.flatnonzero(act_i)  # (n_i,)
+            last = int(frames_i[-1])
+            if last >= first or first - last - 1 > max_gap:  # overlaps j, starts after it, or ended too long ago
+                continue
+            c = float(doa_i[last] @ doa_j[first])
+            if c >= best_cos:
+                best, best_cos = i, c
+        if best is None:
+            continue
+        act_i, doa_i, score_i = merged[best]
+        last = int(np.flatnonzero(act_i)[-1])
+        act_i |= act_j
+        doa_i[last + 1:first] = doa_i[last]  # the pause holds the earlier part's last direction
+        doa_i[first:] = doa_j[first:]        # from j's start on: j's directions (its inactive tail holds its last)
+        score_i += merged[j][2]
+        merged[j] = None
+    return [tuple(m) for m in merged if m is not None]
