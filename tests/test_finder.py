@@ -56,13 +56,38 @@ def test_symmetries_permute_plane_waves():
             assert np.linalg.norm(x - rotated) / np.linalg.norm(rotated) > 0.2
 
 
-def test_feature_permutation_matches_permuted_mixture():
-    f = Finder(FinderConfig(**TINY))
+@pytest.mark.parametrize("edges", [(), (0.0, 700.0, 2000.0, 8000.0)])
+def test_feature_permutation_matches_permuted_mixture(edges):
+    f = Finder(FinderConfig(**TINY, gcc_band_edges_hz=edges))
     x = torch.randn(1, 4, 16000)
     feats = f.features(x)
     for _, sigma in tetra_symmetries(reflections=True):
         idx = f.features.permutation_index(sigma)
         torch.testing.assert_close(f.features(x[:, torch.as_tensor(sigma)]), feats[:, idx], atol=1e-5, rtol=0)
+
+
+def test_band_gcc_peaks_at_the_delay_in_its_band_and_adds_up():
+    """Band-wise GCC: a plane wave peaks at each pair's true delay in every band; the bands' GCCs weighted by
+    their bin counts add up to the one-band GCC over all bins (same lags, same frames)."""
+    edges = (0.0, 700.0, 2000.0, 8000.0)
+    one = Finder(FinderConfig(**TINY)).features
+    banded = Finder(FinderConfig(**TINY, gcc_band_edges_hz=edges)).features
+    u = unit_vector(40.0, 10.0)
+    x = torch.from_numpy(_plane_wave(u, n=16000)).float()[None]  # (1, 4, N)
+    full, per_band = one(x), banded(x)  # (1, P·L + 64, T), (1, 3·P·L + 64, T)
+    pl = len(one.gcc.pairs) * one.cfg.n_lags
+    counts = (banded.band_weight > 0).sum(dim=1).float()  # (3,) bins per band
+    bands = per_band[0, :3 * pl].reshape(3, pl, -1)  # (Q, P·L, T)
+    total = (bands * counts[:, None, None]).sum(0) / counts.sum()  # (P·L, T)
+    torch.testing.assert_close(total, full[0, :pl], atol=1e-5, rtol=0)
+    torch.testing.assert_close(per_band[0, 3 * pl:], full[0, pl:])  # the log-mel rows are unchanged
+    offsets = tetra_mic_offsets()
+    lags = one.gcc.lags_s.numpy()  # (L,)
+    for p, (a, b) in enumerate(one.gcc.pairs):
+        tdoa = (offsets[b] - offsets[a]) @ u / SPEED_OF_SOUND  # a hears s(t + p_a·u/c): GCC_ab peaks at (p_b − p_a)·u/c
+        for q in range(3):
+            curve = bands[q, p * one.cfg.n_lags:(p + 1) * one.cfg.n_lags, 20:80].mean(-1).numpy()  # (L,)
+            assert abs(lags[curve.argmax()] - tdoa) <= (lags[1] - lags[0]), (p, q)
 
 
 def test_shapes_2s_4s():

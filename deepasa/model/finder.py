@@ -54,6 +54,8 @@ class FinderConfig:
     n_fft: int = 512
     hop: int = 160                  # STFT hop in samples (10 ms at 16 kHz)
     n_lags: int = 33                # GCC lags over ±max_lag_s
+    # band edges (Hz) of band-wise GCC: one GCC per band [e_i, e_i+1) (bins f ≥ 1); empty = one band, all bins
+    gcc_band_edges_hz: tuple = ()
     max_lag_s: float = 3.0e-4
     n_bands: int = 64               # log-mel bands of the channel mean
     n_mics: int = 4
@@ -82,6 +84,9 @@ class FinderConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise DeepASAError(f"unknown finder config key(s): {', '.join(unknown)}")
+        values = dict(values)
+        if "gcc_band_edges_hz" in values:
+            values["gcc_band_edges_hz"] = tuple(float(e) for e in values["gcc_band_edges_hz"])
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -179,9 +184,11 @@ def mel_filterbank(n_fft: int, sample_rate: int, n_bands: int) -> torch.Tensor:
 
 
 class FinderFeatures(nn.Module):
-    """Parameter-free front end: mixture (B, M, N) -> features (B, P·L + n_bands, T), T = S · T'.
+    """Parameter-free front end: mixture (B, M, N) -> features (B, Q·P·L + n_bands, T), T = S · T'.
 
-    The clip is zero-padded to a whole number of label frames; STFT frame t is centred at sample t · hop.
+    Q is the number of GCC bands (1 unless ``cfg.gcc_band_edges_hz`` sets band edges): each band's GCC is the
+    mean over its bins of Re[PHAT · e^{iωτ}], rows ordered (band, pair, lag). The clip is zero-padded to a whole
+    number of label frames; STFT frame t is centred at sample t · hop.
     """
 
     def __init__(self, cfg: FinderConfig):
@@ -191,11 +198,17 @@ class FinderFeatures(nn.Module):
                                    n_lags=cfg.n_lags)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         self.register_buffer("mel", mel_filterbank(cfg.n_fft, cfg.sample_rate, cfg.n_bands), persistent=False)
+        self.register_buffer("band_weight", gcc_band_weights(cfg), persistent=False)  # (Q, F)
+
+    @property
+    def n_gcc_bands(self) -> int:
+        """Q: GCC bands."""
+        return self.band_weight.shape[0]
 
     @property
     def n_features(self) -> int:
-        """P·L + n_bands."""
-        return len(self.gcc.pairs) * self.cfg.n_lags + self.cfg.n_bands
+        """Q·P·L + n_bands."""
+        return self.n_gcc_bands * len(self.gcc.pairs) * self.cfg.n_lags + self.cfg.n_bands
 
     def n_label_frames(self, n_samples: int) -> int:
         """T' for an N-sample clip: ceil(N / label samples)."""
@@ -211,23 +224,25 @@ class FinderFeatures(nn.Module):
         Args:
             perm: σ, (M,) ints (from :func:`tetra_symmetries`).
         Returns:
-            (P·L + n_bands,) int64 row index.
+            (Q·P·L + n_bands,) int64 row index (each GCC band permuted alike).
         """
         perm = [int(i) for i in perm]
         pairs, n_lags = self.gcc.pairs, self.cfg.n_lags
         lag = torch.arange(n_lags)
+        band_rows = len(pairs) * n_lags
         rows = []
-        for a, b in pairs:
-            sa, sb = perm[a], perm[b]
-            if sa < sb:
-                rows.append(pairs.index((sa, sb)) * n_lags + lag)
-            else:
-                rows.append(pairs.index((sb, sa)) * n_lags + lag.flip(0))
-        rows.append(len(pairs) * n_lags + torch.arange(self.cfg.n_bands))
-        return torch.cat(rows)  # (P·L + n_bands,)
+        for q in range(self.n_gcc_bands):
+            for a, b in pairs:
+                sa, sb = perm[a], perm[b]
+                if sa < sb:
+                    rows.append(q * band_rows + pairs.index((sa, sb)) * n_lags + lag)
+                else:
+                    rows.append(q * band_rows + pairs.index((sb, sa)) * n_lags + lag.flip(0))
+        rows.append(self.n_gcc_bands * band_rows + torch.arange(self.cfg.n_bands))
+        return torch.cat(rows)  # (Q·P·L + n_bands,)
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
-        """mixture (B, M, N) float -> (B, P·L + n_bands, S·T') float32."""
+        """mixture (B, M, N) float -> (B, Q·P·L + n_bands, S·T') float32."""
         cfg = self.cfg
         b, m, n = mixture.shape
         n_label = self.n_label_frames(n)
@@ -236,14 +251,38 @@ class FinderFeatures(nn.Module):
                           return_complex=True)  # (B·M, F, T + 1)
         spec = spec[..., :n_label * cfg.frames_per_label].reshape(b, m, spec.shape[1], -1)  # (B, M, F, T)
         c, s = self.gcc.phase_transform(spec)  # (B, P, F, T) each
-        # per-frame GCC: mean over bins f ≥ 1 of Re[PHAT · e^{iωτ}]
-        n_bins = spec.shape[2] - 1
-        gcc = (c.transpose(-1, -2) @ self.gcc.cos_basis - s.transpose(-1, -2) @ self.gcc.sin_basis) / n_bins
-        gcc = gcc.permute(0, 1, 3, 2).reshape(b, -1, spec.shape[-1])  # (B, P·L, T)
+        # per-frame GCC of each band: mean over its bins of Re[PHAT · e^{iωτ}] (band_weight rows are 1/|band|)
+        q, n_freq, n_lags, t = self.n_gcc_bands, spec.shape[2], self.cfg.n_lags, spec.shape[-1]
+        cos_q = (self.band_weight[:, :, None] * self.gcc.cos_basis).permute(1, 0, 2).reshape(n_freq, q * n_lags)
+        sin_q = (self.band_weight[:, :, None] * self.gcc.sin_basis).permute(1, 0, 2).reshape(n_freq, q * n_lags)
+        gcc = c.transpose(-1, -2) @ cos_q - s.transpose(-1, -2) @ sin_q  # (B, P, T, Q·L)
+        gcc = gcc.reshape(b, -1, t, q, n_lags).permute(0, 3, 1, 4, 2)  # (B, Q, P, L, T)
+        gcc = gcc.reshape(b, -1, t)  # (B, Q·P·L, T), rows (band, pair, lag)
         power = spec.abs().pow(2).mean(dim=1)  # (B, F, T): mean power over channels
         logmel = torch.log(torch.einsum("kf,bft->bkt", self.mel, power) + 1e-10)  # (B, n_bands, T)
         logmel = (logmel - logmel.mean(dim=(1, 2), keepdim=True)) / 5.0  # (B, n_bands, T), level removed
-        return torch.cat([gcc, logmel], dim=1)  # (B, P·L + n_bands, T)
+        return torch.cat([gcc, logmel], dim=1)  # (B, Q·P·L + n_bands, T)
+
+
+def gcc_band_weights(cfg: FinderConfig) -> torch.Tensor:
+    """Averaging weights of the GCC bands: (Q, F) float32, row q = 1/|band q| on its bins, 0 elsewhere.
+
+    Bins f ≥ 1 only (the DC bin carries no phase). Without ``cfg.gcc_band_edges_hz`` there is one band of all
+    bins f ≥ 1, i.e. the plain per-frame GCC. A band with no bin is an error.
+    """
+    n_freq = cfg.n_fft // 2 + 1
+    freqs = torch.arange(n_freq, dtype=torch.float64) * cfg.sample_rate / cfg.n_fft  # (F,) Hz
+    edges = list(cfg.gcc_band_edges_hz) or [0.0, cfg.sample_rate / 2]
+    if any(b <= a for a, b in zip(edges[:-1], edges[1:])) or len(edges) < 2:
+        raise DeepASAError(f"gcc_band_edges_hz must rise and have at least two edges, got {edges}")
+    rows = []
+    for q, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = q == len(edges) - 2
+        inside = (freqs >= lo) & ((freqs <= hi) if last else (freqs < hi)) & (freqs > 0)  # (F,)
+        if not inside.any():
+            raise DeepASAError(f"GCC band {lo:g}–{hi:g} Hz holds no frequency bin")
+        rows.append(inside.double() / inside.sum())
+    return torch.stack(rows).float()  # (Q, F)
 
 
 class Finder(nn.Module):
@@ -343,7 +382,8 @@ def find_objects(mixture, finder: Finder, *, threshold: float | None = None, min
         min_separation_deg, max_peaks: see :func:`deepasa.tracking.peaks.pick_peaks`.
         picker: a :class:`PeakPicker` on ``finder.grid`` to reuse over clips (built when None).
         scores: precomputed :func:`finder_scores` (T', G) (then ``mixture`` is not run through the network).
-        track_kwargs: passed to :func:`deepasa.tracking.tracker.track` (gate_deg, birth_frames, …).
+        track_kwargs: passed to :func:`deepasa.tracking.tracker.track` (gate_deg, birth_frames, …), over the
+            tracker options stored in the export (``finder.meta["track"]``, none unless set).
     Returns:
         :class:`deepasa.tracking.tracker.Tracks` (activity (J, T') bool, doa (J, T', 3), score (J, T')).
     """
@@ -355,7 +395,7 @@ def find_objects(mixture, finder: Finder, *, threshold: float | None = None, min
         scores = finder_scores(mixture, finder)  # (T', G)
     picker = picker or PeakPicker(finder.grid.double().numpy())
     detections = picker(scores, threshold=threshold, min_separation_deg=min_separation_deg, max_peaks=max_peaks)
-    return track(detections, **track_kwargs)
+    return track(detections, **{**dict(getattr(finder, "meta", {}).get("track") or {}), **track_kwargs})
 
 
 # ---------------------------------------------------------------------------------------------- pipeline parts

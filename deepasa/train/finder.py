@@ -25,7 +25,6 @@ import argparse
 import csv
 import itertools
 import multiprocessing as mp
-import os
 import queue
 import shutil
 import signal
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 from deepasa.model.finder import (DEFAULT_THRESHOLD, Finder, FinderConfig, finder_scores, find_objects,
                                   target_map, tetra_symmetries)
 from deepasa.scenes.config import SceneConfig
+from deepasa.staging import atomic_path
 from deepasa.tracking.grid import angle_deg
 from deepasa.tracking.peaks import PeakPicker
 
@@ -290,11 +290,9 @@ class FinderTrainer:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary file, then os.replace: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through :func:`deepasa.staging.atomic_path`: a reader never sees half a file."""
+    with atomic_path(path, "tmp") as tmp:
+        torch.save(obj, tmp)
 
 
 def load_state(path: Path) -> dict:
@@ -345,12 +343,11 @@ def val_scenes(cache: Path, n: int = 20) -> dict[str, list[Scene]]:
         for i in range(n):
             s = simulate_scene(seed=seed + k, index=i, split=split, config=cfg)
             scenes.append(Scene(i, s.mixture.astype(np.float32), s.activity.astype(bool), s.doa.astype(np.float32)))
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         obj = np.empty(n, dtype=object)
-        np.savez(tmp, index=np.array([s.index for s in scenes]), mixture=np.stack([s.mixture for s in scenes]),
-                 activity=_ragged([s.activity for s in scenes], obj.copy()), doa=_ragged([s.doa for s in scenes], obj.copy()))
-        os.replace(tmp, path)
+        with atomic_path(path, "tmp", ".npz") as tmp:   # .npz: np.savez would append it to any other name
+            np.savez(tmp, index=np.array([s.index for s in scenes]), mixture=np.stack([s.mixture for s in scenes]),
+                     activity=_ragged([s.activity for s in scenes], obj.copy()),
+                     doa=_ragged([s.doa for s in scenes], obj.copy()))
         out[name] = scenes
     return out
 
@@ -473,10 +470,16 @@ def train(args) -> int:
     overrides = {k: v for k, v in {"lr": args.lr, "pos_weight": args.pos_weight, "max_reuse": args.max_reuse,
                                    "split": args.split}.items() if v is not None}
     if last.is_file():
+        if args.gcc_band_edges:
+            print("error: --gcc-band-edges sets a new run's front end; a resumed run keeps its own", file=sys.stderr)
+            return 2
         tr = FinderTrainer.from_state(load_state(last), **overrides)
         print(f"resuming {last} at step {tr.step_count} (scene {tr.next_scene})", flush=True)
     else:
-        tr = FinderTrainer(TrainConfig(**overrides))
+        finder_cfg = {}
+        if args.gcc_band_edges:
+            finder_cfg["gcc_band_edges_hz"] = tuple(float(e) for e in args.gcc_band_edges.split(","))
+        tr = FinderTrainer(TrainConfig(**overrides, finder=finder_cfg))
         torch.manual_seed(0)
         print(f"new run: {tr.model.n_parameters()} parameters", flush=True)
     rebuild = tr.pending_rebuild[-args.rebuild:] if args.rebuild else []
@@ -568,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float)
     t.add_argument("--pos-weight", type=float)
     t.add_argument("--max-reuse", type=float)
+    t.add_argument("--gcc-band-edges", help="new runs: band edges in Hz of band-wise GCC features, e.g. "
+                   "0,500,1000,2000,8000 (default: one GCC over all bins)")
     t.add_argument("--split", help="bank split of the training scenes (default train; others only for smoke tests)")
     t.add_argument("--save-every-min", type=float, default=5.0)
     t.add_argument("--curve-every-min", type=float, default=20.0, help="curve point every this many minutes (0: off)")
