@@ -118,14 +118,15 @@ def deepasa_cost(cfg) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- systems
-def decision_rule(cfg) -> dict:
-    """A DeepASA config's activity rule as :func:`score_system`'s keyword arguments (baselines use its defaults)."""
-    return {"doa_threshold": cfg.detect_doa_norm, "onoff_threshold": cfg.detect_onoff}
+def decision_rule(rule) -> dict:
+    """A model's :class:`~deepasa.model.decision.DecisionRule` as :func:`score_system`'s keyword arguments
+    (baselines use its defaults)."""
+    return {"doa_threshold": rule.doa_norm, "onoff_threshold": rule.onoff, "merge_deg": rule.merge_deg}
 
 
-def as_analyzed(system, cfg):
+def as_analyzed(system, rule):
     """``system`` with the audio of every slot its decision rule never marks active set to silence, as
-    ``deepasa analyze`` outputs it (such a slot is no object). cfg: the model's config (its rule)."""
+    ``deepasa analyze`` outputs it (such a slot is no object). rule: the model's ``decision_rule``."""
     import torch
 
     from deepasa.metrics.seld_frame import activity_decisions
@@ -133,8 +134,8 @@ def as_analyzed(system, cfg):
     def silence(out):
         if out is None or out.image is None:
             return
-        active = activity_decisions(out.onoff.float(), out.doa.float(), cfg.detect_doa_norm, cfg.detect_onoff,
-                                    out.cls_logits.float(), cfg.detect_merge_deg)  # (B, J, T')
+        active = activity_decisions(out.onoff.float(), out.doa.float(), rule.doa_norm, rule.onoff,
+                                    out.cls_logits.float(), rule.merge_deg)  # (B, J, T')
         keep = torch.from_numpy(active.any(-1)).to(out.image.dtype)[:, :, None, None]  # (B, J, 1, 1)
         for name in ("image", "direct", "reverb"):
             if getattr(out, name) is not None:
@@ -165,15 +166,15 @@ def build_systems(names: list[str], args, class_names: list[str]) -> dict[str, d
     if "deepasa" in names:
         coi = model.config.coi_steps > 0
         systems["deepasa"] = {"system": as_analyzed(lambda b, m=model, c=coi: m(b["mixture"], net1_audio=c),
-                                                    model.config),
+                                                    model.decision_rule),
                               "cost": deepasa_cost(model.config), "net1": coi and "deepasa-net1" in names,
-                              "rule": decision_rule(model.config), "note": f"{args.checkpoint}"}
+                              "rule": decision_rule(model.decision_rule), "note": f"{args.checkpoint}"}
     if "deepasa-net1" in names:
         if args.net1_checkpoint and Path(args.net1_checkpoint).is_file():
             net1 = load_model(args.net1_checkpoint).eval()
-            systems["deepasa-net1"] = {"system": as_analyzed(lambda b, m=net1: m(b["mixture"]), net1.config),
+            systems["deepasa-net1"] = {"system": as_analyzed(lambda b, m=net1: m(b["mixture"]), net1.decision_rule),
                                        "cost": deepasa_cost(net1.config),
-                                       "rule": decision_rule(net1.config),
+                                       "rule": decision_rule(net1.decision_rule),
                                        "note": f"{args.net1_checkpoint} (a separate Net-1 model)"}
             if "deepasa" in systems:
                 systems["deepasa"]["net1"] = False

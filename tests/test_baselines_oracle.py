@@ -210,7 +210,7 @@ def test_quality_scores_network_slots_as_analyze_outputs_them(scenes, onoff_bias
     batch = {**batch, "mixture": x}
     with torch.no_grad():
         raw = model(x)
-        out = quality.as_analyzed(lambda b: model(b["mixture"]), model.config)(batch)
+        out = quality.as_analyzed(lambda b: model(b["mixture"]), model.decision_rule)(batch)
     if onoff_bias < 0:
         assert torch.all(out.image == 0) and torch.all(out.direct == 0)
     else:

@@ -1,4 +1,4 @@
-"""The duplicate merge of the activity rule (``DeepASAConfig.detect_merge_deg``, docs/model.md deviation 19).
+"""The duplicate merge of the activity rule (``DecisionRule.merge_deg``, docs/model.md deviation 19).
 
 Independent truths: (1) a naive reference, written from the rule's words with one ``math.acos`` per pair of
 slots and a sort per frame, decides the same as the vectorised :func:`merge_duplicates` on random scenes with
@@ -94,14 +94,15 @@ def test_merge_geometry():
         activity_decisions(logits, doa, 0.5, 0.5, None, 20.0)
 
 
-def test_config_field_is_checked():
+def test_rule_field_is_checked():
     from deepasa.errors import DeepASAError
+    from deepasa.model import DecisionRule
 
-    assert get_config("paper").detect_merge_deg == 0.0                       # docs/spec.md §1: no merge
-    assert get_config("tiny").replace(detect_merge_deg=20.0).detect_merge_deg == 20.0
+    assert DecisionRule().merge_deg == 0.0                                    # docs/spec.md §1: no merge
+    assert DecisionRule(merge_deg=20).merge_deg == 20.0
     for bad in (-1.0, 181.0):
-        with pytest.raises(DeepASAError, match="detect_merge_deg"):
-            get_config("tiny").replace(detect_merge_deg=bad)
+        with pytest.raises(DeepASAError, match="merge_deg"):
+            DecisionRule(merge_deg=bad)
 
 
 DUP_TURN_DEG = 5.0
@@ -153,10 +154,10 @@ def test_merge_removes_planted_duplicates_in_score_system(scenes):
     assert macro["seld"]["F"] < 1.0                                           # STARSS23: never merged
 
 
-def test_model_decide_merges_under_its_config():
+def test_model_decide_merges_under_its_rule():
     from deepasa.model import DeepASA
 
-    model = DeepASA(get_config("tiny").replace(detect_doa_norm=0.0, detect_merge_deg=20.0)).eval()
+    model = DeepASA("tiny", decision_rule={"doa_norm": 0.0, "merge_deg": 20.0}).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 4, model.config.sample_rate))
     j, t = out.onoff.shape[1:]
@@ -170,10 +171,13 @@ def test_model_decide_merges_under_its_config():
 
 
 class _Model:
-    """A stand-in model for analyze(): a config, no network."""
+    """A stand-in model for analyze(): a config and a decision rule, no network."""
 
     def __init__(self, merge_deg: float):
-        self.config = get_config("tiny").replace(detect_doa_norm=0.0, detect_merge_deg=merge_deg)
+        from deepasa.model import DecisionRule
+
+        self.config = get_config("tiny")
+        self.decision_rule = DecisionRule(doa_norm=0.0, merge_deg=merge_deg)
 
 
 def _twin_window(config, second_class: int = 0):

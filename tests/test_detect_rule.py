@@ -1,13 +1,13 @@
-"""The activity decision rule as model options (``DeepASAConfig.detect_doa_norm`` and ``detect_onoff``,
-docs/model.md deviations 17 and 18).
+"""The activity decision rule a model carries (``DeepASA.decision_rule``, a :class:`DecisionRule` apart from the
+config: ``doa_norm`` and ``onoff``, docs/model.md deviations 17 and 18).
 
 Independent truth: an oracle whose outputs are the true activity, class and direction, with its DoA vectors
 shrunk to a known norm (or its on/off probability set to a known value). Under docs/spec.md §1's rule
-(‖doa‖ > 0.5) a norm of 0.3 hides every source; under the on/off rule (``detect_doa_norm: 0``) every source is
+(‖doa‖ > 0.5) a norm of 0.3 hides every source; under the on/off rule (``doa_norm: 0``) every source is
 found, with the oracle's (zero) direction error; an on/off probability of 0.7 is a detection exactly when the
 on/off threshold is below 0.7. The same oracle run through ``analyze`` (as its ``run_window``) must follow the
 model's rule, not the window's, so the one object appears exactly when the model's thresholds are below the
-window's values. And the reason for ``detect_onoff``: the minimiser of the project's pos-weighted on/off BCE,
+window's values. And the reason for ``onoff``: the minimiser of the project's pos-weighted on/off BCE,
 found by gradient descent, is the closed form p = w q / (w q + 1 − q), so q = 0.5 lies at p = w / (1 + w).
 """
 
@@ -17,7 +17,7 @@ import torch
 
 from deepasa.inference.analyze import analyze
 from deepasa.inference.stitching import WindowOutput
-from deepasa.model import get_config
+from deepasa.model import DecisionRule, get_config
 from conftest import simulated_noise_scenes
 
 CLASSES = ["a", "b", "c"]
@@ -88,23 +88,36 @@ def test_onoff_threshold_decides_detection_in_score_system(scenes, onoff_thresho
     assert macro["objects"]["detection_rate"] == 1.0                    # STARSS23: on/off > 0.5, whatever is asked
 
 
-def test_config_field_is_checked():
+def test_rule_is_checked_and_is_no_config_field():
     from deepasa.errors import DeepASAError
-
-    assert get_config("paper").detect_doa_norm == 0.5                   # the spec's rule by default
-    assert get_config("paper").detect_onoff == 0.5
-    assert get_config("tiny").replace(detect_doa_norm=0.0).detect_doa_norm == 0.0
-    with pytest.raises(DeepASAError, match="detect_doa_norm"):
-        get_config("tiny").replace(detect_doa_norm=1.0)
-    for bad in (0.0, 1.0):
-        with pytest.raises(DeepASAError, match="detect_onoff"):
-            get_config("tiny").replace(detect_onoff=bad)
-
-
-def test_model_decide_uses_the_config_rule():
     from deepasa.model import DeepASA
 
-    model = DeepASA(get_config("tiny").replace(detect_onoff=0.8, detect_doa_norm=0.0)).eval()
+    assert DecisionRule() == DecisionRule(onoff=0.5, doa_norm=0.5, merge_deg=0.0)   # the spec's rule by default
+    assert DeepASA("tiny").decision_rule == DecisionRule()
+    assert DecisionRule(doa_norm=0).doa_norm == 0.0 and DecisionRule().replace(doa_norm=0.0).onoff == 0.5
+    with pytest.raises(DeepASAError, match="doa_norm"):
+        DecisionRule(doa_norm=1.0)
+    for bad in (0.0, 1.0):
+        with pytest.raises(DeepASAError, match="need 0 < onoff < 1"):
+            DecisionRule(onoff=bad)
+    with pytest.raises(DeepASAError, match="onoff must be a number, got 'abc'"):
+        DecisionRule(onoff="abc")
+    with pytest.raises(DeepASAError, match="onoff must be a number, got True"):
+        DecisionRule(onoff=True)
+    with pytest.raises(DeepASAError, match=r"unknown decision rule key\(s\): onof "):
+        DecisionRule.from_dict({"onof": 0.8})
+    assert DecisionRule.from_dict(DecisionRule(onoff=0.8).to_dict()) == DecisionRule(onoff=0.8)
+    for name in ("detect_onoff", "detect_doa_norm", "detect_merge_deg"):   # the old config fields: one line, pointing
+        for call in (lambda: get_config("tiny", **{name: 0.2}), lambda: get_config("tiny").replace(**{name: 0.2})):
+            with pytest.raises(DeepASAError, match=f"{name}: .*DecisionRule") as err:
+                call()
+            assert "\n" not in str(err.value)
+
+
+def test_model_decide_uses_the_model_rule():
+    from deepasa.model import DeepASA
+
+    model = DeepASA(get_config("tiny"), decision_rule=DecisionRule(onoff=0.8, doa_norm=0.0)).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 4, model.config.sample_rate))
     j, t = out.onoff.shape[1:]
@@ -147,10 +160,11 @@ def test_pos_weighted_bce_minimiser_puts_even_odds_at_w_over_1_plus_w():
 
 
 class _Model:
-    """A stand-in model for analyze(): a config, no network."""
+    """A stand-in model for analyze(): a config and a decision rule, no network."""
 
-    def __init__(self, detect_doa_norm: float, detect_onoff: float = 0.5):
-        self.config = get_config("tiny").replace(detect_doa_norm=detect_doa_norm, detect_onoff=detect_onoff)
+    def __init__(self, doa_norm: float, onoff: float = 0.5):
+        self.config = get_config("tiny")
+        self.decision_rule = DecisionRule(onoff=onoff, doa_norm=doa_norm)
 
 
 def _one_source_window(config):

@@ -15,7 +15,7 @@ import hashlib
 import pytest
 import torch
 
-from deepasa.model import DeepASA, get_config
+from deepasa.model import DecisionRule, DeepASA, get_config
 from deepasa.model.deepasa import DEFAULT_CHECKPOINT
 
 KEYS = '65eb379ef009c81c8fbf35fd0f6f87b094367957'
@@ -38,6 +38,9 @@ def test_shipped_model_outputs_unchanged():
     assert hashlib.sha1(text.encode()).hexdigest() == KEYS
     cfg = model.config
     assert cfg == get_config("shipped")
+    # the decision rule left the config (configs/model/shipped.yaml no longer holds it): the checkpoint's stored
+    # config keys detect_onoff / detect_doa_norm come back as the model's rule
+    assert model.decision_rule == DecisionRule(onoff=0.8, doa_norm=0.15, merge_deg=0.0)
     x = 0.1 * torch.randn(1, cfg.n_mics, cfg.clip_samples, generator=torch.Generator().manual_seed(1))  # (1, M, N)
     with torch.no_grad():
         out = {k: v for k, v in model(x).tensors().items() if v is not None}

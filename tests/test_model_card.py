@@ -29,7 +29,7 @@ def test_card_table_matches_the_evaluate_reports():
 
 def test_shipped_files_are_what_the_card_says():
     from deepasa.baselines.seldnet import SELDnetBaseline
-    from deepasa.model import DeepASA, get_config
+    from deepasa.model import DecisionRule, DeepASA, get_config
     from deepasa.model.complexity import measure
 
     card = (CKPT / "README.md").read_text()
@@ -37,6 +37,7 @@ def test_shipped_files_are_what_the_card_says():
     assert (CKPT / "default.pt").stat().st_size <= 25 * 2**20
     recipe = yaml.safe_load((REPO / "configs" / "train" / "sim_small_shipped.yaml").read_text())["model"]
     assert model.config == get_config(recipe["model"], **recipe["model_overrides"])   # the shipped recipe's model
+    assert model.decision_rule == DecisionRule.from_dict(recipe["decision_rule"])     # ... and its decision rule
     assert model.audio_format == "mic" and model.sample_rate == 16000
     assert model.class_names and all(name in card for name in model.class_names)
     for cfg, file in ((model.config, "default.pt"), (get_config("small"), "net1.pt")):

@@ -87,18 +87,30 @@ def test_shipped_config_is_the_shipped_models():
 
 
 def test_every_committed_model_loads():
-    """Every DeepASA model in checkpoints/ loads (configs stored before issue 38 carry its removed fields)."""
+    """Every DeepASA model in checkpoints/ loads (configs stored before issue 38 carry its removed fields), with
+    the decision rule its stored config held (the ``detect_*`` keys; the defaults those fields had where absent)."""
+    from deepasa.model import DecisionRule
     from deepasa.model.configs import REMOVED_FIELDS
     from deepasa.model.deepasa import DEFAULT_CHECKPOINT, read_checkpoint
 
     folder = DEFAULT_CHECKPOINT.parent
-    names = ["default.pt", "net1.pt", "shipped_latest.pt", "shipped_run3.pt"]
+    names = ["default.pt", "net1.pt", "shipped_latest.pt", "shipped_run3.pt", "shipped_resume.ckpt"]
     carried = set()
+    rules = {}
     for name in names:
-        carried |= set(read_checkpoint(folder / name)["config"]) & set(REMOVED_FIELDS)
+        ckpt = read_checkpoint(folder / name)
+        stored = ckpt.get("config") or ckpt["deepasa_model"]
+        carried |= set(stored) & set(REMOVED_FIELDS)
         model = DeepASA.from_pretrained(folder / name)
         assert model.config.n_classes == 10
+        held = {k[len("detect_"):]: v for k, v in stored.items() if k.startswith("detect_")}
+        assert model.decision_rule == DecisionRule(**held), name
+        rules[name] = model.decision_rule
     assert carried == set(REMOVED_FIELDS)  # written before the removal: the upgrade is exercised for each field
+    shipped = DecisionRule(onoff=0.8, doa_norm=0.15, merge_deg=0.0)  # checkpoints/README.md: the shipped rule
+    assert rules["default.pt"] == rules["shipped_latest.pt"] == rules["shipped_resume.ckpt"] == shipped
+    assert rules["net1.pt"] == rules["shipped_run3.pt"] == DecisionRule()      # no detect_ key: the old defaults
+    assert DeepASA.from_pretrained().decision_rule == shipped
 
 
 def test_removed_config_fields_load_only_when_off():
@@ -130,7 +142,7 @@ def test_config_errors(tmp_path):
 
 
 @pytest.mark.parametrize("override, needle", [
-    ({"detect_onoff": "abc"}, "detect_onoff must be a number, got 'abc'"),
+    ({"doa_refine_cone_deg": "abc"}, "doa_refine_cone_deg must be a number, got 'abc'"),
     ({"n_slots": 2.5}, "n_slots must be an integer, got 2.5"),
     ({"n_slots": True}, "n_slots must be an integer, got True"),
     ({"reverb_head": 1}, "reverb_head must be true or false, got 1"),
@@ -143,18 +155,81 @@ def test_config_field_types_are_checked(override, needle):
 
 
 def test_config_field_types_accept_what_yaml_and_the_cli_write():
-    cfg = get_config("tiny", clip_seconds=2, detect_onoff=0.8, attn_head_dim=None)    # an int for a float field
+    cfg = get_config("tiny", clip_seconds=2, doa_refine_cone_deg=30, attn_head_dim=None)  # ints for float fields
     assert cfg.clip_seconds == 2 and cfg.attn_head_dim == cfg.emb_dim
 
 
-def test_cli_export_refuses_a_mistyped_setting(tmp_path, capsys):
+@pytest.mark.parametrize("setting, needle", [("detect_onoff=abc", "detect_onoff must be a number"),
+                                             ("detect_doa_norm=1", "need 0 <= detect_doa_norm < 1"),
+                                             ("doa_refine_cone_deg=abc", "doa_refine_cone_deg must be a number")])
+def test_cli_export_refuses_a_mistyped_setting(tmp_path, capsys, setting, needle):
     src = tmp_path / "tiny.pt"
     DeepASA("tiny").save(src)
     out = tmp_path / "out.pt"
-    assert cli.main(["export", str(src), str(out), "--set", "detect_onoff=abc"]) == 2
+    assert cli.main(["export", str(src), str(out), "--set", setting]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "detect_onoff must be a number" in err
+    assert err.count("\n") == 1 and needle in err
     assert not out.exists()
+
+
+def test_decision_rule_travels_with_the_model_apart_from_its_config(tmp_path):
+    """A model file stores its rule in meta["decision_rule"], not in the config; it loads with it, and a rule
+    given at load time replaces it (a mapping: only the fields it names)."""
+    from deepasa.model import DecisionRule
+    from deepasa.model.loading import load_model
+
+    rule = DecisionRule(onoff=0.7, doa_norm=0.2, merge_deg=15.0)
+    path = DeepASA("tiny", decision_rule=rule).save(tmp_path / "m.pt")
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["meta"]["decision_rule"] == rule.to_dict()
+    assert not any(k.startswith("detect_") for k in ckpt["config"])
+    assert DeepASA.from_pretrained(path).decision_rule == rule
+    assert load_model(path, decision_rule={"doa_norm": 0.0}).decision_rule == rule.replace(doa_norm=0.0)
+    assert DeepASA.from_pretrained(path, decision_rule=DecisionRule()).decision_rule == DecisionRule()
+    assert load_model(path, detect_onoff=0.9).decision_rule == rule.replace(onoff=0.9)   # the old names
+    with pytest.raises(DeepASAError, match="unknown decision rule key"):
+        load_model(path, decision_rule={"threshold": 0.5})
+
+
+def test_cli_export_sets_the_rule_under_its_old_names(tmp_path, capsys):
+    from deepasa.model import DecisionRule
+
+    src = DeepASA("tiny", decision_rule=DecisionRule(onoff=0.8, doa_norm=0.15)).save(tmp_path / "tiny.pt")
+    out = tmp_path / "out.pt"
+    assert cli.main(["export", str(src), str(out), "--set", "detect_doa_norm=0",
+                     "--set", "doa_refine_cone_deg=20"]) == 0
+    model = DeepASA.from_pretrained(out)
+    assert model.decision_rule == DecisionRule(onoff=0.8, doa_norm=0.0)      # the stored onoff kept
+    assert model.config == get_config("tiny", doa_refine_cone_deg=20.0)
+
+
+def _old_style(cfg: DeepASAConfig, **detect) -> dict:
+    """A stored config as written before the rule left it: the config's fields plus ``detect_*`` keys."""
+    return {**cfg.to_dict(), **detect}
+
+
+def test_old_files_load_with_the_rule_their_config_held(tmp_path):
+    """Model files and Lightning checkpoints written before the split hold the rule as config keys: read into
+    the rule (missing keys: the defaults the config fields had); the config itself refuses them (one line)."""
+    from deepasa.model import DecisionRule
+
+    model = DeepASA("tiny")
+    new = model.serialize()
+    old = {**new, "config": _old_style(model.config, detect_onoff=0.8, detect_doa_norm=0.15),
+           "meta": {"class_names": None, "audio_format": "mic"}}
+    torch.save(old, tmp_path / "old.pt")
+    loaded = DeepASA.from_pretrained(tmp_path / "old.pt")
+    assert loaded.config == model.config and loaded.decision_rule == DecisionRule(onoff=0.8, doa_norm=0.15)
+    assert DeepASA.from_pretrained(tmp_path / "old.pt", config="tiny").config == model.config
+    lightning = {"state_dict": {f"model.{k}": v for k, v in new["state_dict"].items()},
+                 "deepasa_model": _old_style(model.config, detect_merge_deg=20.0)}
+    torch.save(lightning, tmp_path / "old.ckpt")
+    assert DeepASA.from_pretrained(tmp_path / "old.ckpt").decision_rule == DecisionRule(merge_deg=20.0)
+    torch.save({**lightning, "deepasa_model": model.config.to_dict(), "deepasa_decision": {"onoff": 0.6}},
+               tmp_path / "new.ckpt")                                          # DeepASAModule.on_save_checkpoint
+    assert DeepASA.from_pretrained(tmp_path / "new.ckpt").decision_rule == DecisionRule(onoff=0.6)
+    with pytest.raises(DeepASAError, match="detect_onoff, detect_doa_norm: .*DecisionRule"):
+        DeepASAConfig.from_dict(old["config"])
 
 
 class MeanFrameEncoder(nn.Module):

@@ -44,11 +44,14 @@ def metrics_rows(root):
 
 def test_train_save_resume_and_evaluate(scenes, tmp_path):
     run = tmp_path / "run"
-    assert train(run, scenes, "--trainer.max_steps=2", "--export", str(tmp_path / "model.pt")) == 0
+    rule = "--model.decision_rule={onoff: 0.7, doa_norm: 0.2}"     # the recipe's decision rule, apart from the model
+    assert train(run, scenes, "--trainer.max_steps=2", rule, "--export", str(tmp_path / "model.pt")) == 0
     ckpts = run / "checkpoints"
     assert (ckpts / "last.ckpt").is_file() and list(ckpts.glob("best-*.ckpt"))
     first = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
     assert first["global_step"] == 2 and first["deepasa_model"]["emb_dim"] == 8
+    assert first["deepasa_decision"] == {"onoff": 0.7, "doa_norm": 0.2, "merge_deg": 0.0}
+    assert not any(k.startswith("detect_") for k in first["deepasa_model"])
     # every loss term and the validation metrics are logged
     keys = set().union(*(r.keys() for r in metrics_rows(run)))
     for k in ("train/loss", "train/image_ref", "train/direct_ref", "train/reverb_ref", "train/nonref", "train/noise",
@@ -74,9 +77,10 @@ def test_train_save_resume_and_evaluate(scenes, tmp_path):
 
     model = DeepASA.from_pretrained(tmp_path / "model.pt")
     assert model.config.n_classes == 10 and model.sample_rate == 8000
+    assert model.decision_rule.to_dict() == first["deepasa_decision"]        # the export carries the rule
 
     # resume from last: the step counter continues
-    assert train(run, scenes, "--trainer.max_steps=4", "--resume") == 0
+    assert train(run, scenes, "--trainer.max_steps=4", rule, "--resume") == 0
     resumed = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["global_step"] == 4
     changed = [k for k, v in resumed["state_dict"].items()
@@ -89,6 +93,9 @@ def test_train_save_resume_and_evaluate(scenes, tmp_path):
                  "--out", str(report_path), "--quiet"]) == 0
     report = json.loads(report_path.read_text())
     assert report["n_items"] == 2
+    # the rule under the report keys of the time it was config fields, so old and new reports compare
+    assert (report["model"]["detect_onoff"], report["model"]["detect_doa_norm"], report["model"]["detect_merge_deg"]) \
+        == (0.7, 0.2, 0.0)
     for k in ("si_sdri_db", "sdri_db", "direct_si_sdri_db", "si_sdri_m2m_db", "sdri_m2m_db"):
         assert k in report["separation"]
     for block in ("seld", "dcase"):
@@ -327,6 +334,9 @@ def test_every_recipe_parses(recipe, capsys):
         assert printed["checkpoint"]["monitor"] == "val/seld_score" and printed["checkpoint"]["mode"] == "min"
     if recipe == "starss23_seld.yaml":
         assert printed["model"]["lr"] == 5e-5 and printed["model"]["objective"] == "seld"
+    assert not any(k.startswith("detect_") for k in printed["model"].get("model_overrides") or {})  # the rule apart
+    if recipe == "sim_small_shipped.yaml":            # the shipped rule (docs/model.md deviations 17, 18)
+        assert printed["model"]["decision_rule"] == {"doa_norm": 0.15, "onoff": 0.8}
 
 
 def test_train_on_the_fly_without_data_on_disk(tiny_bank_home, tmp_path):

@@ -212,7 +212,8 @@ def test_resume_state_of_the_shipped_model_fits_10_mb(tmp_path):
     from recipes.resume_state import slim_checkpoint
 
     recipe = yaml.safe_load((REPO / "configs" / "train" / "sim_small_shipped.yaml").read_text())["model"]
-    module = DeepASAModule(model=recipe["model"], model_overrides=recipe["model_overrides"])
+    module = DeepASAModule(model=recipe["model"], model_overrides=recipe["model_overrides"],
+                           decision_rule=recipe["decision_rule"])
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=4e-4)
     for p in params:

@@ -103,6 +103,31 @@ def test_checkpoint_with_the_model_config_rebuilds_the_network(tmp_path):
         assert torch.equal(again.state_dict()[k], v)
 
 
+def test_decision_rule_is_a_module_setting_apart_from_the_model_config(tmp_path):
+    """``decision_rule`` (a recipe's model.decision_rule) sets the model's rule; the checkpoint carries it beside
+    the config. Old recipes and Lightning hyper-parameters with ``detect_*`` in model_overrides still train: those
+    keys move into the rule (a clash with decision_rule is one error)."""
+    from deepasa.model import DecisionRule
+
+    module = DeepASAModule(model="tiny", decision_rule={"onoff": 0.8, "doa_norm": 0.15})
+    assert module.model.decision_rule == DecisionRule(onoff=0.8, doa_norm=0.15)
+    assert module.model.config == get_config("tiny")
+    ckpt = {"state_dict": module.state_dict(), "global_step": 0}
+    module.on_save_checkpoint(ckpt)
+    assert ckpt["deepasa_decision"] == {"onoff": 0.8, "doa_norm": 0.15, "merge_deg": 0.0}
+    assert not any(k.startswith("detect_") for k in ckpt["deepasa_model"])
+    torch.save(ckpt, tmp_path / "m.ckpt")
+    assert load_model(tmp_path / "m.ckpt").decision_rule == DecisionRule(onoff=0.8, doa_norm=0.15)
+    old = DeepASAModule(model="tiny", model_overrides={"n_classes": 7, "detect_onoff": 0.8, "detect_merge_deg": 20},
+                        decision_rule={"doa_norm": 0.15, "onoff": 0.8})
+    assert old.model.decision_rule == DecisionRule(onoff=0.8, doa_norm=0.15, merge_deg=20.0)
+    assert old.model.config == get_config("tiny", n_classes=7)
+    with pytest.raises(DeepASAError, match="model_overrides.detect_onoff=0.8 and model.decision_rule.onoff=0.7"):
+        DeepASAModule(model="tiny", model_overrides={"detect_onoff": 0.8}, decision_rule={"onoff": 0.7})
+    with pytest.raises(DeepASAError, match="unknown decision rule key"):
+        DeepASAModule(model="tiny", decision_rule={"detect_onoff": 0.8})
+
+
 def test_bad_setups_are_user_errors(tmp_path):
     with pytest.raises(DeepASAError, match="objective"):
         DeepASAModule(model="tiny", objective="nope")

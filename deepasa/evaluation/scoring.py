@@ -480,11 +480,11 @@ def score_system(system: System, dataset, *, n_classes: int, ref_mic: int = 0, c
         desc: progress-bar label.
         by_num_sources: also report every block per number of true sources (``"by_num_sources"``).
         doa_threshold: ‖doa‖ threshold of the activity decision with ``micro`` (0.5 = docs/spec.md §1; a model
-            passes its ``config.detect_doa_norm``; 0 = on/off only, what ``macro`` always uses).
+            passes its ``decision_rule.doa_norm``; 0 = on/off only, what ``macro`` always uses).
         onoff_threshold: on/off probability threshold of the activity decision with ``micro`` (0.5 =
-            docs/spec.md §1; a model passes its ``config.detect_onoff``; ``macro`` always uses 0.5).
+            docs/spec.md §1; a model passes its ``decision_rule.onoff``; ``macro`` always uses 0.5).
         merge_deg: duplicate-merge angle of the activity decision with ``micro`` (0 = none = docs/spec.md §1; a
-            model passes its ``config.detect_merge_deg``; ``macro`` always uses 0).
+            model passes its ``decision_rule.merge_deg``; ``macro`` always uses 0).
 
     Returns:
         ``{"separation", "seld", "dcase", "localization", "ca_sdri", "objects", "ci95", "seconds", "n_items"}``
@@ -607,8 +607,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
             ``mcfuss``, ``dcase25t4``).
         batch_size: clips per forward pass.
         limit: score only the first ``limit`` clips.
-        seld_average: ``micro`` (ASA2; activity decided by the model's rule, ``config.detect_onoff``,
-            ``config.detect_doa_norm`` and ``config.detect_merge_deg``) or ``macro`` (STARSS23; decisions from on/off > 0.5 alone, as that
+        seld_average: ``micro`` (ASA2; activity decided by the model's rule, its ``decision_rule``: ``onoff``,
+            ``doa_norm`` and ``merge_deg``) or ``macro`` (STARSS23; decisions from on/off > 0.5 alone, as that
             protocol).
         with_sdr: include the BSS-eval SDR (slow).
         progress: show a progress bar.
@@ -627,7 +627,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     from deepasa.model.loading import load_model
 
     model = load_model(checkpoint).eval()
-    cfg = model.config
+    cfg, rule = model.config, model.decision_rule
     ds, names = open_scored_dataset(data, split, dataset, n_slots=cfg.n_slots, sample_rate=cfg.sample_rate,
                                     clip_seconds=cfg.clip_seconds, n_mics=cfg.n_mics, limit=limit,
                                     n_classes=cfg.n_classes if cfg.seld_heads else None, options=dataset_options)
@@ -635,13 +635,15 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, split: str = "test", d
     scored = score_system(lambda batch: model(batch["mixture"], net1_audio=coi), ds, n_classes=cfg.n_classes,
                           ref_mic=cfg.ref_mic, class_names=names, net1=coi, batch_size=batch_size,
                           with_sdr=with_sdr, seld_average=seld_average, progress=progress,
-                          by_num_sources=by_num_sources, doa_threshold=cfg.detect_doa_norm,
-                          onoff_threshold=cfg.detect_onoff, merge_deg=cfg.detect_merge_deg)
+                          by_num_sources=by_num_sources, doa_threshold=rule.doa_norm,
+                          onoff_threshold=rule.onoff, merge_deg=rule.merge_deg)
     report: dict = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "dataset": dataset,
                     "n_items": len(ds), "seld_average": seld_average,
                     "model": {"n_classes": cfg.n_classes, "n_slots": cfg.n_slots, "sample_rate": cfg.sample_rate,
-                              "coi_steps": cfg.coi_steps, "detect_doa_norm": cfg.detect_doa_norm,
-                              "detect_onoff": cfg.detect_onoff, "detect_merge_deg": cfg.detect_merge_deg}}
+                              # the decision rule under the keys of the reports written when it was config
+                              # fields, so old and new reports compare
+                              "coi_steps": cfg.coi_steps, "detect_doa_norm": rule.doa_norm,
+                              "detect_onoff": rule.onoff, "detect_merge_deg": rule.merge_deg}}
     report.update({k: v for k, v in scored.items() if k != "n_items"})
     return report
 

@@ -33,7 +33,7 @@ import soundfile as sf
 from deepasa.audio.io import check_format
 from deepasa.audio.spectrogram import StreamingSpectrogram
 from deepasa.errors import DeepASAError
-from deepasa.model.decision import merge_duplicates
+from deepasa.model.decision import DecisionRule, merge_duplicates
 from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.inference.options import DEFAULT_SEPARATION, SEPARATIONS
 from deepasa.inference.result import SceneAnalysis, SceneObject, activity_segments
@@ -398,8 +398,9 @@ def analyze(model, path_or_array, sample_rate: int | None = None, window: float 
         log: receives one-line notes (default: printed to stderr).
         weights: stitching cost weights and threshold.
         run_window: replaces the model call, ``x (M, L) -> WindowOutput`` (tests, fake models); its outputs are
-            decided by the model's rule (``config.detect_onoff``, ``config.detect_doa_norm``), which the stitcher
-            applies; the rule's duplicate merge (``config.detect_merge_deg``) then runs over the stitched objects.
+            decided by the model's rule (``model.decision_rule``: ``onoff``, ``doa_norm``; the paper's where the
+            model has none), which the stitcher applies; the rule's duplicate merge (``merge_deg``) then runs
+            over the stitched objects.
         separation: where each object's audio comes from: "network" (the model's own audio heads) or
             "spatial" (the zero-training spatial stage, :mod:`deepasa.separation`, driven by the objects'
             activity and direction: the objects and the noise/remainder then add up to the recording) or
@@ -496,8 +497,9 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
     cfg = model.config
     sr_m, M, ls = cfg.sample_rate, cfg.n_mics, cfg.label_samples
     raw = RawFileSink(root / "_raw", M)
-    st = Stitcher(L, H, n_model, ls, raw, weights, doa_threshold=cfg.detect_doa_norm,
-                  onoff_threshold=cfg.detect_onoff)                              # the model's decision rule
+    # the model's decision rule; a stand-in that has only a config (run_window tests) decides by the paper's
+    rule = getattr(model, "decision_rule", None) or DecisionRule()
+    st = Stitcher(L, H, n_model, ls, raw, weights, doa_threshold=rule.doa_norm, onoff_threshold=rule.onoff)
     spec = StreamingSpectrogram(n_model, sr_m)
     preview_rate = min(sr_m, 16000)
     n_preview = int(PREVIEW_SECONDS * sr_m)
@@ -539,10 +541,10 @@ def _analyze_stream(model, src: AudioSource, root: Path, n_model: int, L: int, H
     if per_track:
         prob_all = np.stack([p for p, _ in per_track])  # (K, T)
         doa_all = np.stack([d for _, d in per_track])  # (K, T, 3)
-        act_all = slot_activity(prob_all, doa_all, onoff_threshold=cfg.detect_onoff,
-                                doa_threshold=cfg.detect_doa_norm)  # (K, T)
+        act_all = slot_activity(prob_all, doa_all, onoff_threshold=rule.onoff,
+                                doa_threshold=rule.doa_norm)  # (K, T)
         cls_all = np.array([int(np.argmax(trk.class_prob())) for trk in tracks])  # (K,)
-        act_all = merge_duplicates(act_all, cls_all, doa_all, prob_all, cfg.detect_merge_deg)  # (K, T)
+        act_all = merge_duplicates(act_all, cls_all, doa_all, prob_all, rule.merge_deg)  # (K, T)
     for k, trk in enumerate(tracks):
         active, doa = act_all[k], doa_all[k]  # (T,), (T, 3)
         if not active.any():

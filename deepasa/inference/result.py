@@ -33,7 +33,7 @@ __all__ = ["SceneObject", "SceneAnalysis", "OBJECTS_JSON_VERSION", "activity_seg
 OBJECTS_JSON_VERSION = "deepasa-objects/1"
 #: What the summary and the report say when no slot passed the decision rule (docs/spec.md §1) in any frame.
 NO_OBJECT = ("no object found: no slot had a 100-ms frame that passed the model's decision rule (on/off probability "
-             "above the model's detect_onoff, 0.5 unless set, and, unless its detect_doa_norm is 0, a DoA-vector "
+             "above its onoff threshold, 0.5 unless set, and, unless its doa_norm threshold is 0, a DoA-vector "
              "norm above that); see the model card for how often this model detects")
 
 

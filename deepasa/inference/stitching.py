@@ -65,7 +65,8 @@ class WindowOutput:
         doa: (J, T', 3) raw Cartesian DoA (norm ≈ activity).
 
     The activity decision is not the window's: the :class:`Stitcher` applies the model's rule
-    (:meth:`activity` with ``config.detect_doa_norm`` and ``config.detect_onoff``) to every window it is given.
+    (:meth:`activity` with the model's ``decision_rule.doa_norm`` and ``decision_rule.onoff``) to every window it is
+    given.
     """
 
     image: np.ndarray
@@ -78,8 +79,8 @@ class WindowOutput:
 
     def activity(self, doa_threshold: float = 0.5, onoff_threshold: float = 0.5) -> np.ndarray:
         """(J, T') bool: :func:`slot_activity` of the window's outputs under the ‖doa‖ threshold ``doa_threshold``
-        (a model's ``config.detect_doa_norm``; 0 = on/off alone) and the on/off threshold ``onoff_threshold``
-        (``config.detect_onoff``)."""
+        (a model's ``decision_rule.doa_norm``; 0 = on/off alone) and the on/off threshold ``onoff_threshold``
+        (``decision_rule.onoff``)."""
         return slot_activity(self.onoff_prob, self.doa, onoff_threshold=onoff_threshold, doa_threshold=doa_threshold)
 
     @property
@@ -290,8 +291,8 @@ class Stitcher:
         sink: where final audio goes.
         weights: assignment cost weights and threshold.
         doa_threshold: the activity rule's ‖doa‖ threshold applied to every window (the model's
-            ``config.detect_doa_norm``; docs/spec.md §1: 0.5; 0 = on/off alone).
-        onoff_threshold: the rule's on/off probability threshold (``config.detect_onoff``; docs/spec.md §1: 0.5).
+            ``decision_rule.doa_norm``; docs/spec.md §1: 0.5; 0 = on/off alone).
+        onoff_threshold: the rule's on/off probability threshold (``decision_rule.onoff``; docs/spec.md §1: 0.5).
 
     >>> st = Stitcher(window=8, hop=4, n_samples=12, label_samples=4, sink=MemorySink())
     >>> st.n_windows

@@ -83,7 +83,7 @@ def activity_decisions(onoff_logits, doa, doa_threshold: float = 0.5, onoff_thre
     ``0.5`` are the ASA protocol; ``doa_threshold = 0`` decides on the on/off output alone, as the STARSS23 code
     does. With ``merge_deg > 0`` (and ``cls_logits``), :func:`merge_duplicates` then clears, frame by frame, a
     slot of the same clip class as a slot with a higher on/off output and a DoA within ``merge_deg``. A model's
-    own rule is ``config.detect_onoff``, ``config.detect_doa_norm`` and ``config.detect_merge_deg``.
+    own rule is its ``decision_rule`` (``onoff``, ``doa_norm``, ``merge_deg``; deepasa.model.decision.DecisionRule).
 
     Args:
         onoff_logits: ``(..., J, T)``.

@@ -20,6 +20,12 @@ mapping of the fields that differ from the paper defaults of :class:`DeepASAConf
 
 Unknown keys raise :class:`DeepASAError`. Fields removed from the config (:data:`REMOVED_FIELDS`) are dropped
 from stored configs that hold their old default, so every older checkpoint still loads.
+
+The activity decision rule is not part of the config: it changes no weight. A model carries it apart, as a
+:class:`~deepasa.model.decision.DecisionRule` (docs/model.md deviations 17–19). Configs stored before that split
+hold it as ``detect_onoff``, ``detect_doa_norm``, ``detect_merge_deg``: the loaders take those keys off with
+:func:`~deepasa.model.decision.split_decision` before :meth:`DeepASAConfig.from_dict`, which refuses them (one
+line naming the new place), so no rule is ever dropped silently.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from deepasa.errors import DeepASAError
+from deepasa.model.decision import LEGACY_KEYS
 
 #: Values of ``DeepASAConfig.doa_spatial`` ("" = the paper's DoANet; see deepasa.model.spatial).
 SPATIAL_MODES = ("", "gcc_mixture")
@@ -52,6 +59,18 @@ CONFIG_DIR = next((d for d in (Path(__file__).resolve().parents[2] / "configs" /
 #: off: a stored config holding that value loads (the key is dropped); any other value is an error.
 REMOVED_FIELDS: dict[str, Any] = {"freq_embedding": False, "doa_refine_frames": 1, "coi_share_weights": False}
 
+
+
+def _refuse_rule_keys(keys) -> None:
+    """One-line :class:`DeepASAError` where ``keys`` hold a key of the decision rule's old config fields."""
+    rule = [k for k in LEGACY_KEYS if k in keys]
+    if rule:
+        raise DeepASAError(f"{', '.join(rule)}: the activity decision rule is no longer a model config field "
+                           "(issue 38): it is a DecisionRule apart from the config (deepasa.model.decision; "
+                           "DeepASA.decision_rule, load_model(..., decision_rule=...), a recipe's "
+                           "model.decision_rule: {onoff, doa_norm, merge_deg})")
+
+
 #: Fields whose None means "emb_dim" (resolved in ``__post_init__``; a later ``replace(emb_dim=...)`` keeps the
 #: resolved value, so give them explicitly when changing D).
 _DEFAULTS_TO_EMB_DIM = ("attn_head_dim", "head_channels")
@@ -61,8 +80,8 @@ def _check_scalar_types(cfg: Any) -> None:
     """Raise :class:`DeepASAError` where a field with a bool, int, float or str default holds another type.
 
     An int passes for a float field; a bool passes only for a bool field; the widths of
-    :data:`_DEFAULTS_TO_EMB_DIM` may also be None. So ``--set detect_onoff=abc`` is a one-line error, not a
-    comparison of a str with a float deep inside the checks.
+    :data:`_DEFAULTS_TO_EMB_DIM` may also be None. So ``--set doa_refine_cone_deg=abc`` is a one-line error, not
+    a comparison of a str with a float deep inside the checks.
     """
     for f in fields(cfg):
         default, value = f.default, getattr(cfg, f.name)
@@ -144,13 +163,6 @@ class DeepASAConfig:
     doa_refine: str = ""             # "" (the network's DoA) | "srp": at inference, SRP-PHAT of the object-weighted
                                      # mixture within a cone around the network's DoA (deepasa.model.spatial)
     doa_refine_cone_deg: float = 25.0  # the cone's half-angle (degrees); SRP pooled over label frames t' ± 1
-    detect_onoff: float = 0.5        # activity decision: sigmoid(onoff) > this (docs/spec.md §1: 0.5; a model trained
-                                     # with onoff_pos_weight w calls a posterior of 0.5 at w / (1 + w): deviation 18)
-    detect_doa_norm: float = 0.5     # ... and ||doa|| > this (docs/spec.md §1: 0.5); 0 = the on/off output alone
-                                     # (the STARSS23 code's rule)
-    detect_merge_deg: float = 0.0    # ... and not a duplicate: in each frame, a slot of the same clip class as a slot
-                                     # with a higher on/off output and a DoA within this angle is off (0 = no merge,
-                                     # docs/spec.md §1; deviation 19)
     cls_embedding: str = ""          # "" (paper ClassNet) | "aisfx": frozen pretrained embedding of each object's
                                      # estimated reference-channel image, read by the clip class output
     pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
@@ -197,9 +209,6 @@ class DeepASAConfig:
                                            and self.n_mics == 4)),
              "doa_refine needs the SED/DoA heads, multichannel output and the 4-capsule array"),
             (0.0 < self.doa_refine_cone_deg <= 180.0, "need 0 < doa_refine_cone_deg <= 180"),
-            (0.0 <= self.detect_doa_norm < 1.0, "need 0 <= detect_doa_norm < 1"),
-            (0.0 < self.detect_onoff < 1.0, "need 0 < detect_onoff < 1"),
-            (0.0 <= self.detect_merge_deg <= 180.0, "need 0 <= detect_merge_deg <= 180"),
             (self.doa_gcc_lags >= 1 and self.doa_gcc_max_lag_s > 0, "need doa_gcc_lags >= 1 and doa_gcc_max_lag_s > 0"),
             (not (self.coi_steps and not self.seld_heads), "chain-of-inference needs the SED/DoA heads"),
             (self.label_samples >= self.hop, "label_hop_s must be at least one STFT hop"),
@@ -274,10 +283,13 @@ class DeepASAConfig:
 
         Configs stored before issue 16 wrote ``0`` for "same as emb_dim" (``attn_head_dim``, ``head_channels``);
         that reads as None. Configs stored before issue 38 carry :data:`REMOVED_FIELDS`: dropped when they hold
-        the old default (what every committed model holds), an error otherwise.
+        the old default (what every committed model holds), an error otherwise. The decision rule's old keys
+        (``detect_*``) are an error here: a loader takes them off first with
+        :func:`~deepasa.model.decision.split_decision`, so the rule they hold reaches the model.
         """
         if not isinstance(d, dict):
             raise DeepASAError(f"model config must be a mapping, got {type(d).__name__}")
+        _refuse_rule_keys(d)
         d = dict(d)
         for name, off in REMOVED_FIELDS.items():
             if name in d:
@@ -303,6 +315,7 @@ class DeepASAConfig:
 
     def replace(self, **changes: Any) -> "DeepASAConfig":
         """A copy with some fields changed; unknown keys raise :class:`DeepASAError`."""
+        _refuse_rule_keys(changes)
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
             raise DeepASAError(f"unknown model config key(s): {', '.join(unknown)}")

@@ -68,20 +68,22 @@ Deviations from the authors' released code (donghoney0416/DeepASA), each deliber
     no such step. Motivation: after thousands of scene passes the learned DoA still erred by more than 10° on one
     static source, while the object-weighted mixture already holds the delays; the measured gain is in
     docs/notebook/direction-learning.md ("Direction learning speed", the ``network's own DoA`` column).
-17. **The activity decision rule is a config field** (``detect_doa_norm``, 0.5 = docs/spec.md §1 in every named
-    config): a slot is active in a frame where sigmoid(onoff) > 0.5 and ‖doa‖ > ``detect_doa_norm``; 0 keeps
+17. **The activity decision rule travels with the model** (``decision_rule``, a
+    :class:`~deepasa.model.decision.DecisionRule` apart from the config: it changes no weight; its defaults are
+    docs/spec.md §1; stored in a model file's ``meta["decision_rule"]``). Its ‖doa‖ threshold ``doa_norm``: a slot
+    is active in a frame where sigmoid(onoff) > 0.5 and ‖doa‖ > ``doa_norm``; 0 keeps
     the on/off condition alone, the rule of the STARSS23 evaluation code. The model carries it, so ``analyze``,
     ``evaluate``, validation and the benchmarks decide with the model's own rule. Motivation: the shipped
     run's on/off output finds the sources long before its DoA norm reaches 0.5 (on 100 unseen 1-static scenes:
     detection 1.00 on/off alone, 0.47 with the norm, no false alarm either way; docs/notebook/direction-learning.md).
-18. **The on/off half of the rule has its threshold too** (``detect_onoff``, 0.5 = docs/spec.md §1 in every
-    named config): active where sigmoid(onoff) > ``detect_onoff``. A model trained with a positive-class weight
+18. **The on/off half of the rule has its threshold too** (``decision_rule.onoff``, 0.5 = docs/spec.md §1 by
+    default): active where sigmoid(onoff) > ``onoff``. A model trained with a positive-class weight
     w in the on/off BCE (``loss_weights.onoff_pos_weight``) outputs p = w q / (w q + 1 − q) for a frame whose
     activity posterior is q, so q = 0.5 is p = w / (1 + w): 0.8 for the shipped run's w = 4. Measured on a
     selection set in docs/notebook/shipped-run.md ("The on/off threshold").
-19. **An optional duplicate merge closes the rule** (``detect_merge_deg``, 0 = off = docs/spec.md §1 in every
-    named config): in each frame, of two active slots with the same clip class and DoAs within
-    ``detect_merge_deg`` degrees, only the one with the higher on/off output stays active
+19. **An optional duplicate merge closes the rule** (``decision_rule.merge_deg``, 0 = off = docs/spec.md §1 by
+    default): in each frame, of two active slots with the same clip class and DoAs within
+    ``merge_deg`` degrees, only the one with the higher on/off output stays active
     (:func:`~deepasa.model.decision.merge_duplicates`), as multi-ACCDOA decoders unify same-class tracks
     closer than a threshold. Motivation: in curriculum stage 4 the shipped run put one source into two slots in
     most frames with more active slots than sources (``experiments/2026-12-03-dup-slots/dup_slots.py``); measured in
@@ -105,7 +107,7 @@ from deepasa.errors import DeepASAError
 from deepasa.model.blocks import AudioEncoder, DeFTBlock
 from deepasa.model.coi import ChainOfInference
 from deepasa.model.configs import DeepASAConfig, get_config
-from deepasa.model.decision import frame_activity, merge_duplicates
+from deepasa.model.decision import LEGACY_KEYS, DecisionRule, frame_activity, merge_duplicates, split_decision
 from deepasa.model.paths import DEFAULT_CHECKPOINT
 from deepasa.model.frontend import (FrequencyNorm, GaborSTFT, HannISTFT, channels_to_spec, complex_mask,
                                     spec_to_channels)
@@ -168,47 +170,76 @@ def load_model_weights(path: str | Path) -> tuple[DeepASAConfig, dict[str, torch
     return cfg, state
 
 
+def _config_and_rule(stored_config: Any, stored_rule: Any) -> tuple[DeepASAConfig, DecisionRule]:
+    """The config and decision rule of a file: the rule stored apart (``stored_rule``, written since the rule
+    left the config) or else the ``detect_*`` keys of the stored config (files written before; the paper's rule
+    where it has neither)."""
+    cfg_dict, legacy = split_decision(stored_config)
+    cfg = DeepASAConfig.from_dict(cfg_dict)
+    if stored_rule is not None:
+        return cfg, DecisionRule.from_dict(stored_rule)
+    return cfg, legacy or DecisionRule()
+
+
 def _read(path: Path, map_location: str | torch.device = "cpu") -> tuple[DeepASAConfig, dict[str, torch.Tensor], dict]:
     """(config, state dict, meta) of a model file or Lightning checkpoint; meta is the model file's class
-    names and array format ({} for a Lightning checkpoint, which has neither)."""
+    names and array format (a Lightning checkpoint has neither) and, in both, ``"decision_rule"``: the
+    :class:`DecisionRule` the file holds (:func:`_config_and_rule`)."""
     ckpt = read_checkpoint(path, map_location)                       # tensors and plain data only
     if not isinstance(ckpt, dict):
         raise DeepASAError(f"{path} is not a DeepASA checkpoint")
     if "deepasa_model" in ckpt and "state_dict" in ckpt:           # Lightning checkpoint of DeepASAModule
-        cfg = DeepASAConfig.from_dict(ckpt["deepasa_model"])
+        cfg, rule = _config_and_rule(ckpt["deepasa_model"], ckpt.get("deepasa_decision"))
         state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        return cfg, upgrade_state_dict(state), {}
+        return cfg, upgrade_state_dict(state), {"decision_rule": rule}
     if "config" in ckpt and "state_dict" in ckpt and str(ckpt.get("format", "")).startswith("deepasa-model"):
-        return (DeepASAConfig.from_dict(ckpt["config"]), upgrade_state_dict(ckpt["state_dict"]),
-                ckpt.get("meta") or {})
+        meta = dict(ckpt.get("meta") or {})
+        cfg, meta["decision_rule"] = _config_and_rule(ckpt["config"], meta.get("decision_rule"))
+        return cfg, upgrade_state_dict(ckpt["state_dict"]), meta
     raise DeepASAError(f"{path} is neither a DeepASA model file nor a `deepasa train` checkpoint")
 
 
 def load_model(path: str | Path, *, config: DeepASAConfig | str | None = None,
-               map_location: str | torch.device = "cpu", **overrides) -> "DeepASA":
-    """Rebuild a :class:`DeepASA` from a model file or a Lightning checkpoint (see :func:`load_model_weights`).
+               map_location: str | torch.device = "cpu", decision_rule: DecisionRule | dict | None = None,
+               **overrides) -> "DeepASA":
+    """Rebuild a :class:`DeepASA` from a model file or a Lightning checkpoint (see :func:`load_model_weights`),
+    with the decision rule the file holds (``meta["decision_rule"]``, a Lightning checkpoint's
+    ``deepasa_decision``, or the ``detect_*`` keys of a config stored before the rule left it).
 
     Args:
         path: the file.
         config: if given, the stored config must equal it (a name such as ``"shipped"`` or a
             :class:`DeepASAConfig`); the differing fields are listed otherwise.
         map_location: device for the weights.
+        decision_rule: replaces the stored rule: a :class:`DecisionRule`, or a mapping of some of its fields
+            (``{"doa_norm": 0.0}``) that replace those of the stored rule.
         **overrides: config fields that leave the weights' shapes alone, e.g. ``doa_refine="srp"`` to score a
             model with the SRP-PHAT refinement it was not exported with (a field that changes a shape fails the
-            strict load below).
+            strict load below). The rule's old config names (``detect_onoff``, ``detect_doa_norm``,
+            ``detect_merge_deg``) set its fields (``deepasa export --set detect_onoff=0.8``).
 
     Raises:
-        DeepASAError: missing/unreadable file, not a DeepASA model, a config mismatch, or weights that do not fit.
+        DeepASAError: missing/unreadable file, not a DeepASA model, a config mismatch, weights that do not fit,
+            or an invalid rule value.
     """
     cfg, state, meta = _read(Path(path), map_location)
+    rule = meta["decision_rule"]
     if config is not None:
         diff = cfg.diff(get_config(config))
         if diff:
             details = "; ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
             raise DeepASAError(f"checkpoint {path} was saved with a different model config ({details})")
+    given = {k: overrides.pop(k) for k in list(overrides) if k in LEGACY_KEYS}   # the rule's old names
+    if given:
+        split_decision(given)                                  # an invalid value is named as it was given
+        rule = rule.replace(**{LEGACY_KEYS[k]: v for k, v in given.items()})
+    if isinstance(decision_rule, dict):
+        rule = rule.replace(**decision_rule)
+    elif decision_rule is not None:
+        rule = DecisionRule.from_dict(decision_rule)
     if overrides:
         cfg = cfg.replace(**overrides)
-    model = DeepASA(cfg)  # defined below; called at run time
+    model = DeepASA(cfg, decision_rule=rule)  # defined below; called at run time
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -259,7 +290,8 @@ class SlotDecisions:
     """Per-object decisions (docs/spec.md §1 "Final SELD decision", §10).
 
     Attributes:
-        active: (B, J, T') bool, sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5.
+        active: (B, J, T') bool, sigmoid(onoff) > 0.5 AND ‖doa‖ > 0.5 (the paper's rule; a model's
+            :class:`DecisionRule` in general).
         present: (B, J) bool, any active frame.
         class_index: (B, J) long, argmax of the clip logits.
         confidence: (B, J) float, max softmax of the clip logits.
@@ -307,6 +339,9 @@ class DeepASA(nn.Module):
 
     Args:
         config: a :class:`DeepASAConfig` or a config name (``paper``, ``paper-coi``, ``uss``, ``small``, ``tiny``).
+        decision_rule: the activity decision rule of the outputs (:class:`DecisionRule` or a mapping of its
+            fields); default the paper's (docs/spec.md §1). Not architecture: the attribute ``decision_rule`` can
+            be set at any time; :meth:`save` stores it beside the config.
 
     ``forward(x (B, M, N))`` returns a :class:`DeepASAOutput`; T' = ceil(N / label_samples).
 
@@ -316,10 +351,11 @@ class DeepASA(nn.Module):
     ((1, 5, 4, 8000), (1, 5, 10, 3))
     """
 
-    def __init__(self, config: DeepASAConfig | str = "paper") -> None:
+    def __init__(self, config: DeepASAConfig | str = "paper", decision_rule: DecisionRule | dict | None = None) -> None:
         super().__init__()
         cfg = get_config(config)
         self.config = cfg
+        self.decision_rule = DecisionRule() if decision_rule is None else decision_rule
         self.class_names: list[str] | None = None  # class index -> name, stored in checkpoints
         self.audio_format = "mic"                   # array format of the training data ("mic" | "foa")
         d = cfg.emb_dim
@@ -371,6 +407,16 @@ class DeepASA(nn.Module):
         )
 
     # ------------------------------------------------------------------ properties
+    @property
+    def decision_rule(self) -> DecisionRule:
+        """The activity decision rule (:class:`DecisionRule`) that :meth:`decide`, ``analyze``, ``evaluate`` and
+        validation apply to this model's outputs; a mapping of its fields may be assigned."""
+        return self._decision_rule
+
+    @decision_rule.setter
+    def decision_rule(self, rule: DecisionRule | dict) -> None:
+        object.__setattr__(self, "_decision_rule", DecisionRule.from_dict(rule))
+
     @property
     def sample_rate(self) -> int:
         """Sample rate the model expects (Hz)."""
@@ -594,24 +640,26 @@ class DeepASA(nn.Module):
     @torch.no_grad()
     def decide(self, out: DeepASAOutput, onoff_threshold: float | None = None,
                doa_threshold: float | None = None, merge_deg: float | None = None) -> SlotDecisions:
-        """Per-object decisions from ``out`` (see :func:`decide`) under this model's rule (``config.detect_onoff``,
-        ``config.detect_doa_norm``, ``config.detect_merge_deg``) unless a value is given."""
-        cfg = self.config
-        return decide(out, cfg.detect_onoff if onoff_threshold is None else onoff_threshold,
-                      cfg.detect_doa_norm if doa_threshold is None else doa_threshold,
-                      cfg.detect_merge_deg if merge_deg is None else merge_deg)
+        """Per-object decisions from ``out`` (see :func:`decide`) under this model's rule (``decision_rule``:
+        ``onoff``, ``doa_norm``, ``merge_deg``) unless a value is given."""
+        rule = self.decision_rule
+        return decide(out, rule.onoff if onoff_threshold is None else onoff_threshold,
+                      rule.doa_norm if doa_threshold is None else doa_threshold,
+                      rule.merge_deg if merge_deg is None else merge_deg)
 
     # ------------------------------------------------------------------ serialisation
     def serialize(self) -> dict[str, Any]:
-        """Weights + config + versions: everything :meth:`from_pretrained` needs to rebuild this model."""
+        """Weights + config + versions + meta (class names, array format, decision rule): everything
+        :meth:`from_pretrained` needs to rebuild this model."""
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "versions": versions(),
-            # what the weights mean: class index -> name, and the array format of the training data
+            # what the weights mean: class index -> name, the array format of the training data, and the rule
+            # that decides which slot is an object (not architecture: apart from the config)
             "meta": {"class_names": list(self.class_names) if self.class_names else None,
-                     "audio_format": self.audio_format},
+                     "audio_format": self.audio_format, "decision_rule": self.decision_rule.to_dict()},
         }
 
     def save(self, path: str | Path) -> Path:
@@ -620,7 +668,8 @@ class DeepASA(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, config: DeepASAConfig | str | None = None,
-                        map_location: str | torch.device = "cpu") -> "DeepASA":
+                        map_location: str | torch.device = "cpu",
+                        decision_rule: DecisionRule | dict | None = None) -> "DeepASA":
         """Rebuild a model saved by :meth:`save` (or a ``deepasa train`` Lightning checkpoint): see
         :func:`load_model`, the one loader.
 
@@ -628,6 +677,7 @@ class DeepASA(nn.Module):
             path: checkpoint file; None = the shipped model, ``checkpoints/default.pt``.
             config: if given, the checkpoint's config must equal it (name or :class:`DeepASAConfig`).
             map_location: device for the weights.
+            decision_rule: replaces the stored decision rule (see :func:`load_model`).
 
         Raises:
             DeepASAError: missing/unreadable file, not a DeepASA checkpoint, or a config mismatch (the
@@ -636,7 +686,8 @@ class DeepASA(nn.Module):
         if path is None and not DEFAULT_CHECKPOINT.is_file():
             raise DeepASAError(f"checkpoint not found: {DEFAULT_CHECKPOINT} (the shipped model is not installed; "
                                "name a checkpoint)")
-        return load_model(DEFAULT_CHECKPOINT if path is None else path, config=config, map_location=map_location)
+        return load_model(DEFAULT_CHECKPOINT if path is None else path, config=config, map_location=map_location,
+                          decision_rule=decision_rule)
 
     def analyze(self, path_or_array, sample_rate: int | None = None, **kwargs):
         """Analyse a recording of any length: objects, events and directions.

@@ -43,6 +43,7 @@ EVAL_EXAMPLE = """examples:
 EXPORT_EXAMPLE = """examples:
   deepasa export runs/sim_small_coi/checkpoints/last.ckpt checkpoints/default.pt --data data/scenes
   deepasa export runs/shipped/checkpoints/last.ckpt checkpoints/default.pt --bank-classes
+  deepasa export checkpoints/default.pt /tmp/onoff_only.pt --set detect_doa_norm=0   # the decision rule
 """
 
 
@@ -111,7 +112,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     x.add_argument("--format", choices=("mic", "foa"), default="mic", help="array format of the training data")
     x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config field of the written model that leaves the weights alone (repeatable), e.g. "
-                   "doa_refine=srp (docs/model.md, deviation 16)")
+                   "doa_refine=srp (docs/model.md, deviation 16), or a field of its decision rule (stored beside "
+                   "the config) under its old name: detect_onoff=0.8, detect_doa_norm=0.15, detect_merge_deg=20 "
+                   "(deviations 17-19)")
     x.set_defaults(func=run_export)
 
 

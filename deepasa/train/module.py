@@ -52,6 +52,7 @@ from deepasa.losses import (
 )
 from deepasa.metrics.seld_frame import FrameSELDStats, seld_decisions
 from deepasa.model import DeepASA, get_config
+from deepasa.model.decision import LEGACY_KEYS, DecisionRule, split_decision
 from deepasa.model.loading import load_model, load_model_weights  # noqa: F401 - deepasa.train.load_model
 
 OBJECTIVES = ("asa", "seld", "uss", "s5")
@@ -73,12 +74,36 @@ def _mean_sum_count(values: list[float]) -> tuple[float, float]:
     return float(sum(finite)), float(len(finite))
 
 
+def _split_rule(model_overrides: dict, decision_rule: dict | None) -> tuple[dict, DecisionRule]:
+    """(config overrides, decision rule) of the module's ``model_overrides`` and ``decision_rule`` arguments.
+
+    ``model_overrides`` that still carry the rule's old config keys (recipes and Lightning checkpoints' hyper-
+    parameters written before the rule left the config) give those fields; ``decision_rule`` gives the rest.
+    """
+    overrides, _ = split_decision(model_overrides)                   # checks the old keys' values by their names
+    old = {LEGACY_KEYS[k]: v for k, v in model_overrides.items() if k in LEGACY_KEYS}
+    given = DecisionRule.from_dict(decision_rule or {})              # checks decision_rule
+    new = given.to_dict() if isinstance(decision_rule, DecisionRule) else dict(decision_rule or {})
+    clash = sorted(f for f in set(old) & set(new) if float(old[f]) != float(new[f]))
+    if clash:
+        names = {v: k for k, v in LEGACY_KEYS.items()}
+        raise DeepASAError(f"model.model_overrides.{names[clash[0]]}={old[clash[0]]!r} and model.decision_rule."
+                           f"{clash[0]}={new[clash[0]]!r} disagree: set it in model.decision_rule only")
+    return overrides, DecisionRule.from_dict({**old, **new})
+
+
 class DeepASAModule(L.LightningModule):
     """DeepASA training and validation.
 
     Args:
         model: model config name (``paper``, ``paper-coi``, ``uss``, ``small``, ``tiny``) or YAML path.
-        model_overrides: config fields replacing the named ones (e.g. ``{n_classes: 10, coi_steps: 1}``).
+        model_overrides: config fields replacing the named ones (e.g. ``{n_classes: 10, coi_steps: 1}``). The
+            decision rule's old config keys (``detect_onoff``, ``detect_doa_norm``, ``detect_merge_deg``), which
+            recipes and Lightning checkpoints written before the rule left the config hold here, are moved into
+            the rule (an error where ``decision_rule`` sets the same field to another value).
+        decision_rule: the model's activity decision rule, :class:`~deepasa.model.decision.DecisionRule` fields
+            (``{onoff: 0.8, doa_norm: 0.15, merge_deg: 0}``, any subset; default the paper's, docs/spec.md §1);
+            a recipe's ``model.decision_rule``. Validation decides with it, and checkpoints and exports carry it.
         objective: ``asa``, ``seld``, ``uss`` or ``s5`` (module docstring).
         loss_weights: :class:`~deepasa.losses.LossWeights` fields replacing the objective's defaults
             (``asa``: docs/spec.md §5.1; ``seld``: docs/spec.md §5.2).
@@ -104,16 +129,17 @@ class DeepASAModule(L.LightningModule):
         init_skip: name prefixes of weights that ``init_from`` does not copy (they keep their fresh
             initialisation), e.g. ``[audio.]`` when the audio heads change meaning (``audio_output: mask``).
         seld_average: ``micro`` (ASA2 tables) or ``macro`` (STARSS23 table).
-        use_doa_norm: SED decisions apply the model's rule, its ‖doa‖ threshold (``config.detect_doa_norm``,
-            docs/spec.md §1: 0.5) as well as its on/off threshold (``config.detect_onoff``, 0.5) and its duplicate
-            merge (``config.detect_merge_deg``, 0 = none) (ASA protocol); False: on/off > 0.5 alone (STARSS23).
+        use_doa_norm: SED decisions apply the model's rule (``decision_rule``), its ‖doa‖ threshold (``doa_norm``,
+            docs/spec.md §1: 0.5) as well as its on/off threshold (``onoff``, 0.5) and its duplicate merge
+            (``merge_deg``, 0 = none) (ASA protocol); False: on/off > 0.5 alone (STARSS23).
         val_separation: compute SI-SDRi in validation (when the data have isolated sources).
         compile: compile the trunk blocks, splitter and heads with torch.compile at set-up
             (:func:`deepasa.train.fastpath.compile_model`; eager where it is unavailable). It pays in long
             runs: 1.3x per `small` step on this CPU, after 5-6 minutes of compilation per process.
     """
 
-    def __init__(self, model: str = "small", model_overrides: dict | None = None, objective: str = "asa",
+    def __init__(self, model: str = "small", model_overrides: dict | None = None,
+                 decision_rule: dict | None = None, objective: str = "asa",
                  loss_weights: dict | None = None, master: str = "image", aux_own_permutation: bool = True,
                  net1_loss_weight: float = 0.0,
                  lr: float = 4e-4, weight_decay: float = 1e-5, min_lr: float = 1e-6, lr_factor: float = 0.5,
@@ -131,14 +157,15 @@ class DeepASAModule(L.LightningModule):
         if seld_average not in ("micro", "macro"):
             raise DeepASAError(f"seld_average must be 'micro' or 'macro', not {seld_average!r}")
         self.save_hyperparameters()
-        cfg = get_config(model, **(model_overrides or {}))
+        overrides, rule = _split_rule(model_overrides or {}, decision_rule)
+        cfg = get_config(model, **overrides)
         if objective in ("asa", "seld") and not cfg.seld_heads:
             raise DeepASAError(f"objective {objective!r} needs a model with SED/DoA heads (model {model!r} has none)")
         if objective == "asa" and not cfg.reverb_head:
             raise DeepASAError("objective 'asa' needs separate direct and reverb heads (reverb_head: true)")
         if objective == "s5" and not cfg.seld_heads:
             raise DeepASAError("objective 's5' needs the class head (seld_heads: true)")
-        self.model = DeepASA(cfg)
+        self.model = DeepASA(cfg, decision_rule=rule)
         self.weights = self._weights(objective, loss_weights)
         self.init_report: dict[str, int] | None = None
         if init_skip and not init_from:
@@ -305,8 +332,10 @@ class DeepASAModule(L.LightningModule):
                                                    "frequency": 1, "strict": False}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store the model config, so ``deepasa evaluate`` rebuilds the network from the checkpoint alone."""
+        """Store the model config and, beside it, its decision rule, so ``deepasa evaluate`` and ``export``
+        rebuild the model from the checkpoint alone."""
         checkpoint["deepasa_model"] = self.model.config.to_dict()
+        checkpoint["deepasa_decision"] = self.model.decision_rule.to_dict()
 
     # ------------------------------------------------------------------ validation
     def _reset_val_stats(self) -> None:
@@ -322,8 +351,8 @@ class DeepASAModule(L.LightningModule):
 
     def _update_seld(self, stats: FrameSELDStats, out, perm: torch.Tensor, batch: dict) -> None:
         cls_logits, onoff, doa = (apply_permutation(getattr(out, k), perm).float() for k in ("cls_logits", "onoff", "doa"))
-        cfg = self.model.config
-        doa_thr, onoff_thr, merge_deg = ((cfg.detect_doa_norm, cfg.detect_onoff, cfg.detect_merge_deg)
+        rule = self.model.decision_rule
+        doa_thr, onoff_thr, merge_deg = ((rule.doa_norm, rule.onoff, rule.merge_deg)
                                          if self.hparams.use_doa_norm else (0.0, 0.5, 0.0))
         sed_out = seld_decisions(cls_logits, onoff, doa, doa_threshold=doa_thr, onoff_threshold=onoff_thr,
                                  merge_deg=merge_deg)                                              # (B, J, T', C)
