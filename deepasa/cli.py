@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "deepasa.train.commands",    # train, evaluate
     "deepasa.inference.commands",  # demo
     "deepasa.inference.remix_commands",  # remix
+    "deepasa.inference.rotation_commands",  # rotation-check
 )
 
 
