@@ -185,27 +185,50 @@ class ChainOfInference(nn.Module):
         """Start object splitter 2 as a copy of Net 1's (``coi_init: identity``); same shapes required."""
         self.splitter.load_state_dict(splitter.state_dict())
 
+    # The step is two halves so that DeepASA.forward can put the audio heads between them: the extensions of the
+    # sub-decoders (doa_spatial, cls_embedding) read the audio heads of this step's own objects, and the model
+    # runs those heads once per set of objects in its own body and passes the outputs along (also to the final
+    # audio decode). ``forward`` joins the halves for a step used on its own; its callables are then pure
+    # functions of the objects.
+    def objects(self, z: torch.Tensor, prev: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Steps 1–6 of docs/spec.md §3.7: TCM on the previous stage's SELD outputs → TrConv → FiLM(Z) → splitter 2.
+
+        z (B, D, T, F), prev {cls_logits (B, J, C), onoff (B, J, T'), doa (B, J, T', 3), ...} -> O'_j (B, J, D, T, F).
+        """
+        e_sed = hard_sed_map(prev["cls_logits"], prev["onoff"], prev["doa"])  # (B, T', C*J)
+        e_doa = doa_map(prev["doa"])  # (B, T', 3*J)
+        clue = self.upsample(self.tcm(e_sed, e_doa))  # (B, D, T') -> (B, D, T)
+        beta, gamma = self.film(clue.transpose(1, 2)).chunk(2, dim=-1)  # (B, T, 2D) -> (B, T, D) each
+        z2 = beta.transpose(1, 2).unsqueeze(-1) * z + gamma.transpose(1, 2).unsqueeze(-1)  # (B, D, T, F)
+        return self.splitter(z2)  # (B, J, D, T, F)
+
+    def decode(self, obj: torch.Tensor, prev: dict[str, torch.Tensor], spatial: torch.Tensor | None = None,
+               embedding: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Step 7 of docs/spec.md §3.7: sub-decoders 2 on this step's objects, added slot-wise to ``prev``.
+
+        obj (B, J, D, T, F), prev {cls_logits, sed, onoff, doa, sed_logits} (B, J, ...), spatial (B, J, T', S) the
+        DoA decoder's spatial features of these objects (models with ``doa_spatial``; None otherwise), embedding
+        (B, J, E) the class output's embedding of their signals (models with ``cls_embedding``)
+        -> {cls_logits, sed, onoff, doa, sed_logits} (B, J, ...).
+        """
+        new = self.heads(obj, prev["onoff"].shape[-1], spatial, embedding)
+        out = {k: new[k] + prev[k] for k in new}  # slot-wise residual sums, (B, J, ...) each
+        if self.sed_sum == "logits":
+            out["sed"] = torch.softmax(out["sed_logits"], dim=-1)  # (B, J, T', C): softmax of the summed logits
+        return out
+
     def forward(self, z: torch.Tensor, prev: dict[str, torch.Tensor],
                 spatial_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
                 embed_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """z (B, D, T, F), prev {cls_logits, sed, onoff, doa} -> (objects (B, J, D, T, F), refined dict).
+        """z (B, D, T, F), prev {cls_logits, sed, onoff, doa} -> (objects (B, J, D, T, F), refined dict):
+        :meth:`objects` then :meth:`decode`.
 
         ``spatial_fn(objects (B, J, D, T, F)) -> (B, J, T', S)`` gives the DoA decoder's spatial features of
         this step's own objects (models with ``doa_spatial``; None otherwise), ``embed_fn(objects) -> (B, J, E)``
         the class output's embedding of their signals (models with ``cls_embedding``).
         """
-        b, d, t, f = z.shape
-        e_sed = hard_sed_map(prev["cls_logits"], prev["onoff"], prev["doa"])  # (B, T', C*J)
-        e_doa = doa_map(prev["doa"])  # (B, T', 3*J)
-        clue = self.upsample(self.tcm(e_sed, e_doa))  # (B, D, T)
-        beta, gamma = self.film(clue.transpose(1, 2)).chunk(2, dim=-1)  # (B, T, D) each
-        z2 = beta.transpose(1, 2).unsqueeze(-1) * z + gamma.transpose(1, 2).unsqueeze(-1)  # (B, D, T, F)
-        obj = self.splitter(z2)  # (B, J, D, T, F)
+        obj = self.objects(z, prev)  # (B, J, D, T, F)
         spatial = spatial_fn(obj) if spatial_fn is not None else None  # (B, J, T', S) or None
         embedding = embed_fn(obj) if embed_fn is not None else None  # (B, J, E) or None
-        new = self.heads(obj, prev["onoff"].shape[-1], spatial, embedding)
-        out = {k: new[k] + prev[k] for k in new}  # slot-wise residual sums, (B, J, ...) each
-        if self.sed_sum == "logits":
-            out["sed"] = torch.softmax(out["sed_logits"], dim=-1)  # (B, J, T', C): softmax of the summed logits
-        return obj, out
+        return obj, self.decode(obj, prev, spatial, embedding)

@@ -439,105 +439,76 @@ class DeepASA(nn.Module):
             z = blk(z)
         return (z, scale, X) if return_spec else (z, scale)
 
-    def _spatial_fn(self, X: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, n_label: int, cache: dict):
-        """The DoA decoder's spatial features of a set of objects (``doa_spatial``), or None when off.
+    def forward(self, x: torch.Tensor, coi_steps: int | None = None, net1_audio: bool = False,
+                refine_doa: bool | None = None) -> DeepASAOutput:
+        """Run the network, in the order of docs/spec.md §3.8.
 
-        X (B, M, F, T) normalised mixture spectrum (Gabor: its phases feed the GCC), x (B, M, N) the mixture,
-        scale (B, 1, 1, T) the input norm's scale. The returned function maps objects (B, J, D, T, F) to
-        (B, J, T', P·L + 1) (deepasa.model.spatial) and leaves the objects' head outputs in ``cache`` so the
-        final audio decode does not run the heads twice.
+        Args:
+            x: (B, M, N) waveforms at ``sample_rate``.
+            coi_steps: CoI steps to run (default ``config.coi_steps``); 0 gives Net 1 of the same weights.
+            net1_audio: also decode audio from the Net-1 objects into ``out.net1`` (costs one audio decoder).
+            refine_doa: SRP-PHAT refinement of the DoA outputs (deviation 16; Net 1's too); default: on in
+                eval mode where ``config.doa_refine`` is "srp", never in training (the losses read the network's
+                own DoA).
 
-        The object weight compares the head's direct path with the mixture in the head's own spectrum: the
-        Hann STFT that the output iSTFT inverts, divided by the scale. Until 2026-12-02 it was compared with
-        the Gabor spectrum X, whose unit-norm window gives magnitudes 1/15.4 of the Hann ones here, so the
-        weight was min(15.4 · ratio, 1): 1 wherever the object held more than 6.5 % of a bin (docs/model.md,
-        deviation 11).
+        Returns:
+            :class:`DeepASAOutput` (shapes in its docstring).
+
+        Each set of objects goes through the audio heads at most once (:meth:`_object_heads`), and only where
+        something reads the result: the last stage's objects always (the output waveforms), every stage's where
+        the SELD heads read them (``doa_spatial``, ``cls_embedding``), Net 1's where ``out.net1`` shows audio or
+        a refined DoA. The extensions take those head outputs as arguments.
         """
         cfg = self.config
-        if not cfg.doa_spatial:
-            return None
-        ref = cfg.ref_mic
-        mix_ref = self._mixture_ref(x, scale, cache)  # (B, F, T)
+        steps = cfg.coi_steps if coi_steps is None else int(coi_steps)
+        self._check_input(x, steps)
+        refine = bool(cfg.doa_refine and not self.training) if refine_doa is None else bool(refine_doa)
+        if refine and (self.srp_refine is None or self.seld is None):
+            raise DeepASAError("doa_refine needs the SED/DoA heads, multichannel output and the 4-capsule array")
+        n = x.shape[-1]
+        n_label = cfg.label_frames(n)
+        seld_reads_heads = self.gcc is not None or self.sfx is not None  # doa_spatial / cls_embedding
 
-        def fn(obj: torch.Tensor) -> torch.Tensor:
-            heads = self._object_heads(obj, cache)  # direct, reverb (B, J, 2K, T, F)
-            direct = channels_to_spec(heads[0], cfg.out_mics)  # (B, J, K, F, T) complex
-            weight = object_weight(direct[:, :, ref], mix_ref)  # (B, J, F, T)
-            return self.gcc(X.unsqueeze(1), weight, n_label)  # (B, 1, M, F, T) mixture phases -> (B, J, T', S)
+        # front end → Up-Conv → DeFT-Mamba blocks (§2, §3.1, §3.2)
+        z, scale, X = self.aggregate(x, return_spec=True)  # (B, D, T, F), (B, 1, 1, T), (B, M, F, T) complex
+        # the mixture in the audio heads' own spectrum (Hann STFT / the norm's scale), once for every stage:
+        # what the masks of ``audio_output: mask`` multiply, and the reference mic's spectrum that the object
+        # weights of ``doa_spatial`` and the SRP refinement divide by
+        mix = self._mixture_channels(x, scale) if cfg.audio_output == "mask" else None  # (B, 2K, T, F) or None
+        mix_ref = self._mixture_ref(x, scale, mix) if self.gcc is not None or refine else None  # (B, F, T) or None
 
-        return fn
+        # object splitter 1 (§3.3); the noise head reads Z, or the USS variant's noise object (§3.4, §3.11)
+        objects = self.splitter(z)  # (B, K_obj, D, T, F)
+        obj = objects[:, : cfg.n_slots]  # (B, J, D, T, F): Net 1's objects O_j
+        noise_src = objects[:, cfg.n_slots] if cfg.noise_object else z  # (B, D, T, F): noise object or Z
+        noise = self._waveforms(self._noise_head(noise_src, mix), scale, n)  # (B, K, N)
 
-    def _mixture_ref(self, x: torch.Tensor, scale: torch.Tensor, cache: dict) -> torch.Tensor:
-        """The reference mic's mixture in the audio heads' own spectrum (Hann STFT / the norm's scale), the
-        denominator of the object weight: x (B, M, N), scale (B, 1, 1, T) -> (B, F, T) complex (kept in cache)."""
-        if "mix_ref" not in cache:
-            ref = self.config.ref_mic
-            if "mix" in cache:  # audio_output: mask already has the mixture's head channels
-                cache["mix_ref"] = channels_to_spec(cache["mix"][:, 2 * ref: 2 * ref + 2], 1)[:, 0]  # (B, F, T)
-            else:
-                cache["mix_ref"] = self.istft.analysis(x[:, ref: ref + 1])[:, 0] / scale[:, 0]  # (B, F, T)
-        return cache["mix_ref"]
+        # Net 1: audio heads on O_j where read, then ClassNet and DoANet (§3.4–§3.6)
+        heads = (self._object_heads(obj, mix)  # direct, reverb (B, J, 2K, T, F)
+                 if steps == 0 or seld_reads_heads or net1_audio or refine else None)
+        seld: dict[str, torch.Tensor] = {}  # SELD outputs (B, J, ...) each; none for the USS variant
+        if self.seld is not None:
+            seld = self.seld(obj, n_label, self._spatial_features(heads, X, mix_ref, n_label),
+                             self._clip_embedding(heads, scale, n))
+        net1 = None
+        if steps:  # Net 1's outputs are returned beside the last stage's (its audio only when asked)
+            net1 = self._output(noise, self._refined_doa(seld, heads, X, mix_ref) if refine else seld,
+                                self._audio(heads, scale, n) if net1_audio else {})
 
-    def _refined_doa(self, seld: dict, obj: torch.Tensor, X: torch.Tensor, x: torch.Tensor, scale: torch.Tensor,
-                     cache: dict) -> dict:
-        """``seld`` with its DoA refined by SRP-PHAT (``doa_refine``, deviation 16) on the objects obj
-        (B, J, D, T, F): the mixture's phase transform X (B, M, F, T), weighted by each object's direct-path
-        ratio mask. Returns a new dict; the DoA stays (B, J, T', 3)."""
-        if self.audio_format != "mic":
-            raise DeepASAError(f"doa_refine: srp needs the tetrahedral MIC array; this model reads {self.audio_format}")
-        ref = self.config.ref_mic
-        direct = channels_to_spec(self._object_heads(obj, cache)[0], self.config.out_mics)  # (B, J, M, F, T)
-        weight = object_weight(direct[:, :, ref], self._mixture_ref(x, scale, cache))  # (B, J, F, T)
-        return {**seld, "doa": self.srp_refine(X.unsqueeze(1), weight, seld["doa"])}  # doa (B, J, T', 3)
+        # chain of inference (§3.7): each step re-splits Z under the previous stage's SELD outputs, runs the
+        # audio heads on its objects O'_j where read, and adds its sub-decoders' outputs to the previous ones
+        for k, step in enumerate(self.coi[:steps], start=1):
+            obj = step.objects(z, seld)  # (B, J, D, T, F): TCM → TrConv → FiLM(Z) → object splitter 2
+            heads = self._object_heads(obj, mix) if k == steps or seld_reads_heads else None  # (B, J, 2K, T, F)
+            seld = step.decode(obj, seld, self._spatial_features(heads, X, mix_ref, n_label),
+                               self._clip_embedding(heads, scale, n))
 
-    def _object_heads(self, obj: torch.Tensor, cache: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The audio heads of objects (B, J, D, T, F): direct, reverb (B, J, 2K, T, F), run once per set of
-        objects (``cache`` keeps the last set's, for the spatial features, the embedding and the final decode)."""
-        if cache.get("obj") is not obj:
-            heads = self.audio.objects(obj)  # (B, J, 2K, T, F) each (reverb may be None)
-            if self.config.audio_output == "mask":  # deviation 15: the channels are a mask on the mixture
-                mix = cache["mix"].unsqueeze(1)  # (B, 1, 2K, T, F)
-                heads = tuple(None if h is None else complex_mask(h, mix) for h in heads)
-            cache["obj"], cache["heads"] = obj, heads
-        return cache["heads"]
-
-    def _mixture_channels(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """What ``audio_output: mask`` masks: the mixture x (B, M, N) in the STFT that the output iSTFT inverts
-        exactly (Hann; the Gabor analysis window is not its pair: a unit mask on the Gabor spectrum returns
-        the mixture at only ~17 dB SI-SDR), divided by the input norm's scale (B, 1, 1, T), in head-channel
-        layout: (B, 2K, T, F) real (K = M, or the reference mic alone for reference-channel output). A unit
-        mask then returns the mixture itself."""
-        cfg = self.config
-        if cfg.out_mics == 1:
-            x = x[:, cfg.ref_mic: cfg.ref_mic + 1]  # (B, 1, N)
-        return spec_to_channels(self.istft.analysis(x) / scale)  # (B, 2K, T, F)
-
-    def _embed_fn(self, scale: torch.Tensor, n: int, cache: dict):
-        """The class output's clip embedding of a set of objects (``cls_embedding``), or None when off.
-
-        The returned function maps objects (B, J, D, T, F) to (B, J, 512): the frozen aisfx embedding
-        (:mod:`deepasa.model.sfx_embedding`) of each object's estimated reference-channel image, without gradient.
-        """
-        if self.sfx is None:
-            return None
-        cfg = self.config
-        ref = cfg.ref_mic if cfg.out_mics > 1 else 0
-
-        def fn(obj: torch.Tensor) -> torch.Tensor:
-            direct, reverb = self._object_heads(obj, cache)  # (B, J, 2K, T, F) each (reverb may be None)
-            with torch.no_grad():
-                img = direct[:, :, 2 * ref: 2 * ref + 2]  # (B, J, 2, T, F): (re, im) of the reference channel
-                if reverb is not None:
-                    img = img + reverb[:, :, 2 * ref: 2 * ref + 2]
-                Y = FrequencyNorm.inverse(channels_to_spec(img, 1), scale)  # (B, J, 1, F, T)
-                wav = self.istft(Y, n)[:, :, 0]  # (B, J, N)
-                b, j = wav.shape[:2]
-                if self.sfx.window.device != wav.device:
-                    self.sfx.to(wav.device)
-                emb = self.sfx(wav.reshape(b * j, n))  # (B*J, 512)
-            return emb.reshape(b, j, -1)  # (B, J, 512)
-
-        return fn
+        # §3.7 step 8: the waveforms are the last stage's objects' (O'_j after CoI, O_j without): `heads` holds
+        # them; the noise head read Z above (or the USS noise object), never the FiLM-modulated Z'
+        audio = self._audio(heads, scale, n)  # {direct, reverb, image} (B, J, K, N)
+        if refine:
+            seld = self._refined_doa(seld, heads, X, mix_ref)
+        return self._output(noise, seld, audio, net1)
 
     def _check_input(self, x: torch.Tensor, coi_steps: int) -> None:
         cfg = self.config
@@ -555,75 +526,126 @@ class DeepASA(nn.Module):
         if coi_steps > cfg.coi_steps:
             raise DeepASAError(f"this model has {cfg.coi_steps} CoI step(s) with own weights; asked for {coi_steps}")
 
-    def _waveforms(self, spec_ch: torch.Tensor, scale: torch.Tensor, n: int) -> torch.Tensor:
-        """Head channels (B, ..., 2K, T, F) -> waveforms (B, ..., K, N) via inverse norm and Hann iSTFT."""
-        Y = channels_to_spec(spec_ch, self.config.out_mics)  # (B, ..., K, F, T)
-        return self.istft(FrequencyNorm.inverse(Y, scale), n)  # (B, ..., K, N)
+    def _mixture_channels(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """What ``audio_output: mask`` masks: the mixture x (B, M, N) in the STFT that the output iSTFT inverts
+        exactly (Hann; the Gabor analysis window is not its pair: a unit mask on the Gabor spectrum returns
+        the mixture at only ~17 dB SI-SDR), divided by the input norm's scale (B, 1, 1, T), in head-channel
+        layout: (B, 2K, T, F) real (K = M, or the reference mic alone for reference-channel output). A unit
+        mask then returns the mixture itself."""
+        cfg = self.config
+        if cfg.out_mics == 1:
+            x = x[:, cfg.ref_mic: cfg.ref_mic + 1]  # (B, 1, N)
+        return spec_to_channels(self.istft.analysis(x) / scale)  # (B, K, F, T) complex -> (B, 2K, T, F)
 
-    def _audio(self, obj: torch.Tensor, scale: torch.Tensor, n: int, cache: dict | None = None
-               ) -> dict[str, torch.Tensor]:
-        """obj (B, J, D, T, F) -> {direct, reverb, image} waveforms (B, J, K, N).
+    def _mixture_ref(self, x: torch.Tensor, scale: torch.Tensor, mix: torch.Tensor | None) -> torch.Tensor:
+        """The reference mic's mixture in the audio heads' own spectrum (Hann STFT / the norm's scale), the
+        denominator of the object weight (:meth:`_direct_ratio`; multichannel output only).
 
-        ``cache`` may hold the audio-head outputs of these very objects (from the spatial features).
+        x (B, M, N), scale (B, 1, 1, T), mix (B, 2K, T, F) the mixture's head channels of ``audio_output: mask``
+        (:meth:`_mixture_channels`; read instead of a second STFT) or None -> (B, F, T) complex.
         """
-        direct, reverb = self._object_heads(obj, cache if cache is not None else {})  # (B, J, 2K, T, F) each
+        ref = self.config.ref_mic
+        if mix is not None:
+            return channels_to_spec(mix[:, 2 * ref: 2 * ref + 2], 1)[:, 0]  # (B, 2, T, F) -> (B, F, T)
+        return self.istft.analysis(x[:, ref: ref + 1])[:, 0] / scale[:, 0]  # (B, 1, F, T) -> (B, F, T)
+
+    def _noise_head(self, src: torch.Tensor, mix: torch.Tensor | None) -> torch.Tensor:
+        """The noise head on src (B, D, T, F) (Z, or the USS noise object) -> (B, 2K, T, F) head channels;
+        with ``audio_output: mask`` (deviation 15) its channels are a complex mask applied to mix (B, 2K, T, F)."""
+        noise = self.audio.noise_head(src)  # (B, 2K, T, F)
+        return noise if mix is None else complex_mask(noise, mix)  # (B, 2K, T, F)
+
+    def _object_heads(self, obj: torch.Tensor, mix: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The audio heads of one set of objects: obj (B, J, D, T, F) -> direct, reverb (B, J, 2K, T, F) head
+        channels (reverb None without a reverb head).
+
+        With ``audio_output: mask`` (deviation 15) the heads' channels are complex masks, applied here to the
+        mixture's head channels mix (B, 2K, T, F) (:meth:`_mixture_channels`); mix is None otherwise.
+        """
+        direct, reverb = self.audio.objects(obj)  # (B, J, 2K, T, F) each (reverb may be None)
+        if mix is not None:
+            mix = mix.unsqueeze(1)  # (B, 1, 2K, T, F): the same mixture under every object's mask
+            direct = complex_mask(direct, mix)  # (B, J, 2K, T, F)
+            reverb = None if reverb is None else complex_mask(reverb, mix)  # (B, J, 2K, T, F)
+        return direct, reverb
+
+    def _direct_ratio(self, heads: tuple[torch.Tensor, torch.Tensor | None], mix_ref: torch.Tensor) -> torch.Tensor:
+        """Each object's direct-path ratio mask at the reference mic (:func:`~deepasa.model.spatial.object_weight`):
+        heads direct, reverb (B, J, 2K, T, F) (:meth:`_object_heads`), mix_ref (B, F, T) (:meth:`_mixture_ref`)
+        -> (B, J, F, T) in [0, 1], detached.
+
+        The ratio compares the head's direct path with the mixture in the head's own spectrum: the Hann STFT
+        that the output iSTFT inverts, divided by the scale. Until 2026-12-02 it was compared with the Gabor
+        spectrum X, whose unit-norm window gives magnitudes 1/15.4 of the Hann ones here, so the weight was
+        min(15.4 · ratio, 1): 1 wherever the object held more than 6.5 % of a bin (docs/model.md, deviation 11).
+        """
+        direct = channels_to_spec(heads[0], self.config.out_mics)  # (B, J, 2K, T, F) -> (B, J, K, F, T) complex
+        return object_weight(direct[:, :, self.config.ref_mic], mix_ref)  # (B, J, F, T)
+
+    def _spatial_features(self, heads: tuple[torch.Tensor, torch.Tensor | None] | None, X: torch.Tensor,
+                          mix_ref: torch.Tensor | None, n_label: int) -> torch.Tensor | None:
+        """The DoA decoder's spatial input of a set of objects (``doa_spatial``, deviation 11), or None when off.
+
+        heads: the objects' direct, reverb (B, J, 2K, T, F) (:meth:`_object_heads`); X (B, M, F, T) the
+        normalised Gabor mixture spectrum (its phases feed the GCC); mix_ref (B, F, T) (:meth:`_mixture_ref`)
+        -> (B, J, T', P·L + 1) (:mod:`deepasa.model.spatial`).
+        """
+        if self.gcc is None:
+            return None
+        weight = self._direct_ratio(heads, mix_ref)  # (B, J, F, T)
+        return self.gcc(X.unsqueeze(1), weight, n_label)  # (B, 1, M, F, T) mixture phases -> (B, J, T', S)
+
+    def _clip_embedding(self, heads: tuple[torch.Tensor, torch.Tensor | None] | None, scale: torch.Tensor,
+                        n: int) -> torch.Tensor | None:
+        """The class output's clip embedding of a set of objects (``cls_embedding``, deviation 14), or None when off.
+
+        heads: the objects' direct, reverb (B, J, 2K, T, F) (:meth:`_object_heads`); scale (B, 1, 1, T) the
+        input norm's scale; n samples -> (B, J, 512): the frozen aisfx embedding
+        (:mod:`deepasa.model.sfx_embedding`) of each object's estimated reference-channel image, without gradient.
+        """
+        if self.sfx is None:
+            return None
+        cfg = self.config
+        ref = cfg.ref_mic if cfg.out_mics > 1 else 0  # the reference mic's index among the K output channels
+        direct, reverb = heads
+        with torch.no_grad():
+            img = direct[:, :, 2 * ref: 2 * ref + 2]  # (B, J, 2, T, F): (re, im) of the reference channel
+            if reverb is not None:
+                img = img + reverb[:, :, 2 * ref: 2 * ref + 2]
+            Y = FrequencyNorm.inverse(channels_to_spec(img, 1), scale)  # (B, J, 2, T, F) -> (B, J, 1, F, T)
+            wav = self.istft(Y, n)[:, :, 0]  # (B, J, 1, N) -> (B, J, N)
+            b, j = wav.shape[:2]
+            if self.sfx.window.device != wav.device:
+                self.sfx.to(wav.device)
+            emb = self.sfx(wav.reshape(b * j, n))  # (B*J, N) -> (B*J, 512)
+        return emb.reshape(b, j, -1)  # (B, J, 512)
+
+    def _refined_doa(self, seld: dict[str, torch.Tensor], heads: tuple[torch.Tensor, torch.Tensor | None],
+                     X: torch.Tensor, mix_ref: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``seld`` with its DoA refined by SRP-PHAT (``doa_refine``, deviation 16) for a set of objects: the
+        mixture's phase transform X (B, M, F, T), weighted by each object's direct-path ratio mask from its heads
+        direct, reverb (B, J, 2K, T, F) (:meth:`_object_heads`) and mix_ref (B, F, T). Returns a new dict; the
+        DoA stays (B, J, T', 3)."""
+        if self.audio_format != "mic":
+            raise DeepASAError(f"doa_refine: srp needs the tetrahedral MIC array; this model reads {self.audio_format}")
+        weight = self._direct_ratio(heads, mix_ref)  # (B, J, F, T)
+        return {**seld, "doa": self.srp_refine(X.unsqueeze(1), weight, seld["doa"])}  # doa (B, J, T', 3)
+
+    def _audio(self, heads: tuple[torch.Tensor, torch.Tensor | None], scale: torch.Tensor, n: int
+               ) -> dict[str, torch.Tensor]:
+        """The waveforms of a set of objects from their heads direct, reverb (B, J, 2K, T, F)
+        (:meth:`_object_heads`) -> {direct, reverb, image} (B, J, K, N) ({image} alone without a reverb head)."""
+        direct, reverb = heads
         if reverb is None:
             return {"image": self._waveforms(direct, scale, n)}
-        d_wav, r_wav = self._waveforms(direct, scale, n), self._waveforms(reverb, scale, n)
+        d_wav, r_wav = self._waveforms(direct, scale, n), self._waveforms(reverb, scale, n)  # (B, J, K, N) each
         return {"direct": d_wav, "reverb": r_wav, "image": d_wav + r_wav}
 
-    def forward(self, x: torch.Tensor, coi_steps: int | None = None, net1_audio: bool = False,
-                refine_doa: bool | None = None) -> DeepASAOutput:
-        """Run the network.
-
-        Args:
-            x: (B, M, N) waveforms at ``sample_rate``.
-            coi_steps: CoI steps to run (default ``config.coi_steps``); 0 gives Net 1 of the same weights.
-            net1_audio: also decode audio from the Net-1 objects into ``out.net1`` (costs one audio decoder).
-            refine_doa: SRP-PHAT refinement of the DoA outputs (deviation 16; Net 1's too); default: on in
-                eval mode where ``config.doa_refine`` is "srp", never in training (the losses read the network's
-                own DoA).
-
-        Returns:
-            :class:`DeepASAOutput` (shapes in its docstring).
-        """
-        cfg = self.config
-        steps = cfg.coi_steps if coi_steps is None else int(coi_steps)
-        self._check_input(x, steps)
-        refine = bool(cfg.doa_refine and not self.training) if refine_doa is None else bool(refine_doa)
-        if refine and (self.srp_refine is None or self.seld is None):
-            raise DeepASAError("doa_refine needs the SED/DoA heads, multichannel output and the 4-capsule array")
-        n = x.shape[-1]
-        n_label = cfg.label_frames(n)
-        z, scale, X = self.aggregate(x, return_spec=True)  # (B, D, T, F), (B, 1, 1, T), (B, M, F, T)
-        objects = self.splitter(z)  # (B, K_obj, D, T, F)
-        obj1 = objects[:, : cfg.n_slots]  # (B, J, D, T, F): Object Splitter 1
-        noise_src = objects[:, cfg.n_slots] if cfg.noise_object else z  # (B, D, T, F): noise object or Z
-        cache: dict = {}
-        noise_ch = self.audio.noise_head(noise_src)  # (B, 2K, T, F)
-        if cfg.audio_output == "mask":
-            cache["mix"] = self._mixture_channels(x, scale)  # (B, 2K, T, F)
-            noise_ch = complex_mask(noise_ch, cache["mix"])  # (B, 2K, T, F)
-        noise = self._waveforms(noise_ch, scale, n)  # (B, K, N)
-        spatial_fn = self._spatial_fn(X, x, scale, n_label, cache)
-        embed_fn = self._embed_fn(scale, n, cache)
-        seld1: dict[str, torch.Tensor] = {}  # Net 1's SELD outputs, (B, J, ...) each; none for the USS variant
-        if self.seld is not None:
-            seld1 = self.seld(obj1, n_label, spatial_fn(obj1) if spatial_fn is not None else None,
-                              embed_fn(obj1) if embed_fn is not None else None)
-        obj_final, seld_final, net1 = obj1, seld1, None
-        if steps:
-            net1 = self._output(noise, self._refined_doa(seld1, obj1, X, x, scale, cache) if refine else seld1,
-                                self._audio(obj1, scale, n, cache) if net1_audio else {})
-            for k in range(steps):
-                step = self.coi[k]
-                obj_final, seld_final = step(z, seld_final, spatial_fn, embed_fn)  # O'_j, residually refined SELD
-        # docs/spec.md §3.7 step 8: the audio decoders read the last stage's objects (Net 2's O'_j after CoI,
-        # Splitter 1's without); the noise head read Z above (or the USS noise object), never the FiLM-modulated Z'.
-        audio = self._audio(obj_final, scale, n, cache)
-        if refine:  # after the audio decode: the final objects' heads are in the cache
-            seld_final = self._refined_doa(seld_final, obj_final, X, x, scale, cache)
-        return self._output(noise, seld_final, audio, net1)
+    def _waveforms(self, spec_ch: torch.Tensor, scale: torch.Tensor, n: int) -> torch.Tensor:
+        """Head channels (B, ..., 2K, T, F) -> waveforms (B, ..., K, N) via inverse norm and Hann iSTFT."""
+        Y = channels_to_spec(spec_ch, self.config.out_mics)  # (B, ..., 2K, T, F) -> (B, ..., K, F, T)
+        return self.istft(FrequencyNorm.inverse(Y, scale), n)  # (B, ..., K, N)
 
     @staticmethod
     def _output(noise: torch.Tensor, seld: dict[str, torch.Tensor], audio: dict[str, torch.Tensor],
