@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from deepasa.audio.geometry import SPEED_OF_SOUND, tetra_mic_offsets, unit_vector
-from deepasa.model.finder import Finder, FinderConfig, find_objects, target_map, tetra_symmetries
+from deepasa.errors import DeepASAError
+from deepasa.model.finder import (Finder, FinderConfig, find_objects, finder_scores, symmetry_subset,
+                                  target_map, tetra_symmetries)
 from deepasa.scenes.simulator import simulate_scene
 from deepasa.tracking.grid import angle_deg
 from deepasa.train.finder import FinderTrainer, Scene, SyncSource, TrainConfig, score_clip
@@ -90,6 +92,25 @@ def test_band_gcc_peaks_at_the_delay_in_its_band_and_adds_up():
             assert abs(lags[curve.argmax()] - tdoa) <= (lags[1] - lags[0]), (p, q)
 
 
+def test_symmetry_averaged_map_equals_the_loop_over_turned_mixtures():
+    """finder_scores(symmetries=n) = the mean over the n rotations (R, σ) of the map of mixture[σ] read at the grid
+    point nearest R·g — computed here naively, one network pass per turned mixture."""
+    torch.manual_seed(0)
+    f = Finder(FinderConfig(**TINY)).eval()
+    x = np.random.default_rng(0).standard_normal((4, 8000)).astype(np.float32)
+    grid = f.grid.double().numpy()  # (G, 3)
+    assert np.array_equal(finder_scores(x, f, 1), finder_scores(x, f))
+    for n in (4, 12):
+        syms = symmetry_subset(n)
+        assert len(syms) == n and np.allclose(syms[0][0], np.eye(3))
+        if n == 4:  # the identity and the three half turns
+            assert all(np.trace(r) == pytest.approx(-1.0, abs=0.02) for r, _ in syms[1:])
+        naive = [finder_scores(x[sigma], f, 1)[:, np.argmax((grid @ r.T) @ grid.T, axis=1)] for r, sigma in syms]
+        np.testing.assert_allclose(finder_scores(x, f, n), np.mean(naive, axis=0), atol=1e-6)
+    with pytest.raises(DeepASAError, match="1, 4 or 12"):
+        finder_scores(x, f, 3)
+
+
 def test_shapes_2s_4s():
     f = Finder().eval()
     assert 3e5 < f.n_parameters() < 1e6
@@ -153,7 +174,7 @@ def test_find_objects_with_an_ideal_map(monkeypatch):
     act[0, 0, 2:20] = True
     act[0, 1, 10:28] = True
     ideal = target_map(doa, act, f.grid, f.cfg.sigma).clamp(1e-4, 1 - 1e-4)  # (1, T', G)
-    monkeypatch.setattr(f, "forward", lambda x: torch.logit(ideal))
+    monkeypatch.setattr(f, "forward_features", lambda feats: torch.logit(ideal))
     tracks = find_objects(np.zeros((4, t * 1600), np.float32), f, threshold=0.5)
     assert tracks.n_objects == 2
     for j, k in enumerate(np.argsort([np.flatnonzero(a)[0] for a in tracks.activity])):

@@ -358,16 +358,64 @@ DEFAULT_THRESHOLD = 0.5
 
 
 @torch.no_grad()
-def finder_scores(mixture, finder: Finder) -> np.ndarray:
-    """Map scores of one clip: mixture (M, N) (numpy or torch) -> sigmoid map (T', G) float32 numpy."""
+def symmetry_subset(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first ``n`` array symmetries for map averaging: 1 = the identity; 4 = the identity and the three half
+    turns (the Klein group, the exact ones: they swap capsules pairwise); 12 = every rotation of the tetrahedron.
+
+    Returns:
+        list of (R (3, 3), σ (M,)) as :func:`tetra_symmetries`.
+    """
+    syms = tetra_symmetries()
+    if n == 1:
+        return syms[:1]
+    if n == 4:
+        return [rs for rs in syms if np.trace(rs[0]) < -0.9 or np.allclose(rs[0], np.eye(3), atol=1e-3)]
+    if n == 12:
+        return syms
+    raise DeepASAError(f"symmetry averaging over {n} rotations: use 1, 4 or 12")
+
+
+def _symmetry_tables(finder: Finder, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per symmetry (R, σ) of :func:`symmetry_subset`: the feature rows of the permuted mixture, and the grid
+    index ``idx[g]`` = the grid point nearest R·g (kept on the finder: computed once per n)."""
+    cache = finder.__dict__.setdefault("_symmetry_tables", {})
+    if n not in cache:
+        grid = finder.grid.double()  # (G, 3)
+        tables = []
+        for r, sigma in symmetry_subset(n):
+            rows = finder.features.permutation_index(sigma)  # (C_in,)
+            turned = grid @ torch.from_numpy(r).T  # (G, 3): R·g for every grid point
+            tables.append((rows, (turned @ grid.T).argmax(dim=1)))  # (C_in,), (G,)
+        cache[n] = tables
+    return cache[n]
+
+
+def finder_scores(mixture, finder: Finder, symmetries: int | None = None) -> np.ndarray:
+    """Map scores of one clip: mixture (M, N) (numpy or torch) -> sigmoid map (T', G) float32 numpy.
+
+    Args:
+        symmetries: average the maps of the mixture turned by this many array rotations (1, 4 or 12;
+            :func:`symmetry_subset`): the recording of the scene turned by R is the mixture's channels permuted
+            by σ (exact), so its map, read at R·g, is another estimate of the map at g. Each turned map costs one
+            pass of the network (the front-end features are computed once and permuted); the grid lookup is the
+            nearest grid point (~4° on the 600-point grid). Default: ``finder.meta["symmetries"]``, else 1.
+    """
     x = torch.as_tensor(np.asarray(mixture, dtype=np.float32) if not torch.is_tensor(mixture) else mixture)
+    n_sym = int(getattr(finder, "meta", {}).get("symmetries", 1) if symmetries is None else symmetries)
     was_training = finder.training
     finder.eval()
     try:
-        logits = finder(x.float().unsqueeze(0))[0]  # (T', G)
+        with torch.no_grad():
+            feats = finder.features(x.float().unsqueeze(0))  # (1, C_in, T)
+            if n_sym == 1:
+                return torch.sigmoid(finder.forward_features(feats)[0]).numpy()  # (T', G)
+            tables = _symmetry_tables(finder, n_sym)
+            turned = torch.cat([feats[:, rows] for rows, _ in tables])  # (S, C_in, T): the turned mixtures' features
+            maps = torch.sigmoid(finder.forward_features(turned))  # (S, T', G)
+            back = torch.stack([maps[k][:, idx] for k, (_, idx) in enumerate(tables)])  # (S, T', G): read at R·g
+            return back.mean(dim=0).numpy()  # (T', G)
     finally:
         finder.train(was_training)
-    return torch.sigmoid(logits).numpy()
 
 
 def find_objects(mixture, finder: Finder, *, threshold: float | None = None, min_separation_deg: float = 25.0,
