@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "deepasa.inference.commands",  # demo
     "deepasa.inference.remix_commands",  # remix
     "deepasa.inference.rotation_commands",  # rotation-check
+    "deepasa.inference.listen_commands",  # listen
 )
 
 
