@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from deepasa.model import DeepASA, get_config
+from tests.bit_identity import assert_outputs_match
 
 REFERENCE = {
     'tiny': {
@@ -139,11 +140,6 @@ def _keys_digest(model: torch.nn.Module) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _stats(t: torch.Tensor) -> list[float]:
-    t = t.double()
-    return [float(t.sum()), float(t.abs().sum()), float(t.flatten()[t.numel() // 3])]
-
-
 def _outputs(name: str, model: DeepASA) -> dict[str, torch.Tensor]:
     cfg = model.config
     with torch.no_grad():
@@ -173,17 +169,7 @@ def test_same_parameters_and_outputs_as_before_the_rewrite(name):
     assert sum(p.numel() for p in model.parameters()) == ref["n_params"]
     if "keys" in ref:
         assert _keys_digest(model) == ref["keys"]
-    got = {k: _stats(v) for k, v in _outputs(name, model).items()}
-    assert sorted(got) == sorted(ref["out"])
-    for key, (want_sum, want_abs, want_elem) in ref["out"].items():
-        total, abs_total, elem = got[key]
-        # float32 through a deep network on another CPU's kernels (AVX-512 against AVX2) moves values by ~1e-6
-        # relative; a signed sum cancels, so it moves by ~1e-6 of the *absolute* sum (paper 'direct' on an
-        # AVX-512 Xeon: -4.4708355 against -4.4708262, absolute sum 2,351). A change in what is computed moves
-        # them by orders of magnitude more.
-        assert total == pytest.approx(want_sum, rel=1e-5, abs=1e-5 * want_abs), (name, key, "sum")
-        assert abs_total == pytest.approx(want_abs, rel=1e-5), (name, key, "abs sum")
-        assert elem == pytest.approx(want_elem, rel=1e-5, abs=1e-6), (name, key, "element")
+    assert_outputs_match(_outputs(name, model), ref["out"], name)  # tolerance: tests/bit_identity.py
 
 
 # ---------------------------------------------------------------------------------------------- old checkpoints
