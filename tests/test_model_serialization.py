@@ -9,7 +9,7 @@ from torch import nn
 from deepasa import cli
 from deepasa.errors import DeepASAError
 from deepasa.model import NAMED_CONFIGS, DeepASA, DeepASAConfig, get_config
-from deepasa.model.configs import CONFIG_DIR, load_yaml
+from deepasa.model.configs import CONFIG_DIR, flatten_config, load_yaml
 from deepasa.model.heads import PretrainedEncoder
 
 torch.set_num_threads(1)
@@ -70,11 +70,35 @@ def test_named_configs_are_the_yaml_files():
     assert {"paper", "paper-coi", "uss", "small", "shipped", "tiny"} <= set(NAMED_CONFIGS)
     assert get_config("paper") == DeepASAConfig() and load_yaml(CONFIG_DIR / "paper.yaml") == {}
     for name in NAMED_CONFIGS:
-        values = load_yaml(CONFIG_DIR / f"{name}.yaml")
+        values = flatten_config(load_yaml(CONFIG_DIR / f"{name}.yaml"))
         assert get_config(name) == DeepASAConfig.from_dict(values) == get_config(str(CONFIG_DIR / f"{name}.yaml"))
         defaults = DeepASAConfig().to_dict()
         same = sorted(k for k, v in values.items() if defaults[k] == (list(v) if isinstance(v, tuple) else v))
         assert not same, f"{name}.yaml repeats paper defaults: {same}"
+
+
+def test_config_sections_partition_the_fields_and_read_nested_or_flat():
+    """SECTIONS (signal, objects, front end, trunk, heads, CoI, extensions) name every field once, in the
+    dataclass's order; a nested mapping and the flat one build the same config; the named YAML files are nested;
+    a field under the wrong section is a one-line error."""
+    import dataclasses
+
+    from deepasa.model.configs import SECTIONS
+
+    names = [f.name for f in dataclasses.fields(DeepASAConfig)]
+    assert [n for section in SECTIONS.values() for n in section] == names
+    small = get_config("small")
+    assert DeepASAConfig.from_dict(small.to_nested_dict()) == small == DeepASAConfig.from_dict(small.to_dict())
+    assert small.section("trunk")["emb_dim"] == 16 and set(small.section("coi")) == set(SECTIONS["coi"])
+    assert set(load_yaml(CONFIG_DIR / "small.yaml")) <= set(SECTIONS)  # written by section
+    assert DeepASAConfig.from_dict({"trunk": {"emb_dim": 8, "attn_head_dim": 8}, "emb_dim": 16,
+                                    "attn_head_dim": 16}).emb_dim == 16  # a flat field overrides the nested one
+    with pytest.raises(DeepASAError, match="section 'trunk' has no field.*n_slots"):
+        DeepASAConfig.from_dict({"trunk": {"n_slots": 3}})
+    with pytest.raises(DeepASAError, match="section 'heads' must be a mapping"):
+        DeepASAConfig.from_dict({"heads": 3})
+    with pytest.raises(DeepASAError, match="no config section"):
+        small.section("nope")
 
 
 def test_shipped_config_is_the_shipped_models():

@@ -55,6 +55,48 @@ CONFIG_DIR = next((d for d in (Path(__file__).resolve().parents[2] / "configs" /
                   Path(__file__).resolve().parents[2] / "configs" / "model")
 
 
+#: The config's sections, in the order of docs/spec.md (signal, objects and tasks, front end, trunk, heads, chain
+#: of inference) and this project's extensions (each off in ``paper``): field names per section. Checkpoints store
+#: the flat fields; YAML files and :meth:`DeepASAConfig.from_dict` also take them nested by section
+#: (``{"trunk": {"emb_dim": 16}}``), and :meth:`DeepASAConfig.section` reads one section.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "signal": ("sample_rate", "n_fft", "hop", "clip_seconds", "label_hop_s", "n_mics", "ref_mic"),
+    "objects": ("n_slots", "n_classes", "noise_object", "output_mode", "reverb_head", "audio_output", "seld_heads"),
+    "frontend": ("gabor_width", "trainable_window"),
+    "trunk": ("emb_dim", "n_blocks", "n_heads", "attn_head_dim", "ffn_hidden", "dropout", "attn_dropout", "time_ffn",
+              "mamba_d_state", "mamba_d_conv", "mamba_expand", "mamba_headdim", "mamba_chunk_size"),
+    "heads": ("head_channels", "head_fuse_dim", "head_gru_hidden", "head_gru_layers", "head_fc_dim", "head_dropout",
+              "asp_hidden", "sed_freq_pools", "doa_freq_pools", "clsf_freq_pools", "clsf_time_pool",
+              "pretrained_encoder", "pretrained_encoder_kwargs"),
+    "coi": ("coi_steps", "tcm_heads", "tcm_combine", "coi_sed_sum", "coi_init"),
+    "extensions": ("doa_spatial", "doa_gcc_lags", "doa_gcc_max_lag_s", "doa_spatial_norm", "doa_refine",
+                   "doa_refine_cone_deg", "cls_embedding"),
+}
+
+
+def flatten_config(d: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping with sections nested (``{"trunk": {"emb_dim": 16}, "n_slots": 4}``) -> flat fields.
+
+    A section's mapping may hold only that section's fields; a field given both nested and flat takes the flat
+    value (so ``get_config(name, **overrides)`` overrides a nested YAML file).
+
+    Raises:
+        DeepASAError: a field under the wrong section, or a section that is not a mapping.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise DeepASAError(f"model config section {key!r} must be a mapping of its fields")
+            wrong = sorted(set(value) - set(SECTIONS[key]))
+            if wrong:
+                raise DeepASAError(f"model config section {key!r} has no field(s) {', '.join(map(str, wrong))} "
+                                   f"(its fields: {', '.join(SECTIONS[key])})")
+            flat.update(value)
+    flat.update({k: v for k, v in d.items() if k not in SECTIONS})
+    return flat
+
+
 #: Fields removed in issue 38 (no named config, recipe or shipped model set them) with the value they had when
 #: off: a stored config holding that value loads (the key is dropped); any other value is an error.
 REMOVED_FIELDS: dict[str, Any] = {"freq_embedding": False, "doa_refine_frames": 1, "coi_share_weights": False}
@@ -156,15 +198,6 @@ class DeepASAConfig:
     doa_freq_pools: tuple[int, ...] = (8, 8)
     clsf_freq_pools: tuple[int, ...] = (4, 4)
     clsf_time_pool: int = 4          # second time pool of the clip-level frequency branch (T' -> T'/4)
-    doa_spatial: str = ""            # "" (paper DoANet) | "gcc_mixture" | "gcc_image": per-object GCC-PHAT input
-    doa_gcc_lags: int = 25           # lag points of the GCC-PHAT features over [-max, +max]
-    doa_gcc_max_lag_s: float = 3.0e-4  # largest lag (s); the 4.2-cm tetrahedron's largest TDOA is 245 us
-    doa_spatial_norm: bool = False   # LayerNorm over the spatial features before their projection
-    doa_refine: str = ""             # "" (the network's DoA) | "srp": at inference, SRP-PHAT of the object-weighted
-                                     # mixture within a cone around the network's DoA (deepasa.model.spatial)
-    doa_refine_cone_deg: float = 25.0  # the cone's half-angle (degrees); SRP pooled over label frames t' ± 1
-    cls_embedding: str = ""          # "" (paper ClassNet) | "aisfx": frozen pretrained embedding of each object's
-                                     # estimated reference-channel image, read by the clip class output
     pretrained_encoder: str = ""     # "module:factory" of a frozen encoder branch; "" = off
     pretrained_encoder_kwargs: dict = field(default_factory=dict)
     # --- chain of inference ---------------------------------------------------------------------------
@@ -175,6 +208,16 @@ class DeepASAConfig:
                                      # "logits" (softmax of the summed frame logits: a posterior again)
     coi_init: str = "default"        # "default" (PyTorch init) or "identity": a CoI step starts as its input
 
+    # --- extensions of this project (each off in `paper`; docs/model.md, deviations) ------------------
+    doa_spatial: str = ""            # "" (paper DoANet) | "gcc_mixture": per-object GCC-PHAT input
+    doa_gcc_lags: int = 25           # lag points of the GCC-PHAT features over [-max, +max]
+    doa_gcc_max_lag_s: float = 3.0e-4  # largest lag (s); the 4.2-cm tetrahedron's largest TDOA is 245 us
+    doa_spatial_norm: bool = False   # LayerNorm over the spatial features before their projection
+    doa_refine: str = ""             # "" (the network's DoA) | "srp": at inference, SRP-PHAT of the object-weighted
+                                     # mixture within a cone around the network's DoA (deepasa.model.spatial)
+    doa_refine_cone_deg: float = 25.0  # the cone's half-angle (degrees); SRP pooled over label frames t' ± 1
+    cls_embedding: str = ""          # "" (paper ClassNet) | "aisfx": frozen pretrained embedding of each object's
+                                     # estimated reference-channel image, read by the clip class output
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
         _check_scalar_types(self)
@@ -289,8 +332,8 @@ class DeepASAConfig:
         """
         if not isinstance(d, dict):
             raise DeepASAError(f"model config must be a mapping, got {type(d).__name__}")
+        d = flatten_config(d)  # sections nested (YAML files) or flat (checkpoints)
         _refuse_rule_keys(d)
-        d = dict(d)
         for name, off in REMOVED_FIELDS.items():
             if name in d:
                 if d[name] != off:
@@ -312,6 +355,17 @@ class DeepASAConfig:
                 v = None
             kw[k] = v
         return cls(**kw)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The fields of one section (:data:`SECTIONS`), e.g. ``cfg.section("trunk")["emb_dim"]``."""
+        if name not in SECTIONS:
+            raise DeepASAError(f"no config section {name!r}: {', '.join(SECTIONS)}")
+        flat = self.to_dict()
+        return {k: flat[k] for k in SECTIONS[name]}
+
+    def to_nested_dict(self) -> dict[str, dict[str, Any]]:
+        """The fields by section (:data:`SECTIONS`), as YAML files may write them."""
+        return {name: self.section(name) for name in SECTIONS}
 
     def replace(self, **changes: Any) -> "DeepASAConfig":
         """A copy with some fields changed; unknown keys raise :class:`DeepASAError`."""
