@@ -3,10 +3,14 @@
 Each length runs in a fresh subprocess so its peak resident memory (``VmHWM`` of the process) is its own; the
 input is a 4-channel 16-kHz file built from simulated scenes (two noise sources each, ``sources=`` so no sound
 bank is needed) concatenated to the length, written to disk first, and analysed from the file (streamed).
-The model is the shipped ``checkpoints/default.pt``; while it is absent, the ``small`` config with random
+``--pipeline trajectory`` (the default: what ``deepasa analyze`` runs) is the shipped trajectory-first pipeline
+(learned finder ``checkpoints/finder.pt`` → spatial stage → class read-out ``checkpoints/object_classes.pt``);
+its start-up (loading the finder and the read-out's embedding) is timed apart from the analysis
+(``startup_s``). ``--pipeline network`` is the DeepASA network's own analysis (``deepasa analyze --finder
+network``) with the shipped ``checkpoints/default.pt``; while it is absent, the ``small`` config with random
 weights (same architecture and cost; meaningless outputs) — the JSON says which.
 
-    python benchmarks/analyze.py [--seconds 10 60 240 600] [--threads 1] [--max-minutes 5]
+    python benchmarks/analyze.py [--pipeline trajectory|network] [--seconds 10 60 240 600] [--threads 1] [--max-minutes 5]
     python benchmarks/analyze.py --seconds 3600 --threads 2 --max-minutes 0   # one hour of audio: ~2 h here
 
 (On the 2-core AVX2 machine the one-hour file was half analysed after 67 min at 2 threads with other jobs
@@ -62,8 +66,43 @@ def make_input(path: Path, seconds: float) -> None:
             done, k = done + block.shape[1], k + 1
 
 
+def child_trajectory(seconds: float, threads: int, out_dir: str) -> dict:
+    """The shipped trajectory-first pipeline on ``out_dir/input.wav`` in this process; returns a JSON-ready dict."""
+    import torch
+
+    from deepasa.inference.trajectory_first import analyze_trajectories
+    from deepasa.model.finder import MapFinder
+    from deepasa.model.object_classes import load_classifier
+
+    torch.set_num_threads(threads)
+    rss_start = _hwm_mb()
+    t0 = time.perf_counter()
+    finder, classifier = MapFinder("finder"), load_classifier(None)
+    t_startup = time.perf_counter() - t0
+    rss_ready = _hwm_mb()
+    t0 = time.perf_counter()
+    result = analyze_trajectories(Path(out_dir) / "input.wav", finder, classifier=classifier, log=lambda m: None)
+    t_analyze = time.perf_counter() - t0
+    rss_analyze = _hwm_mb()
+    t0 = time.perf_counter()
+    result.save(Path(out_dir) / "out")
+    t_save = time.perf_counter() - t0
+    return {
+        "pipeline": "trajectory", "seconds": seconds,
+        "model": f"{finder.name} + spatial stage + {getattr(classifier, 'source', None)}", "threads": threads,
+        "windows": result.n_windows, "window_s": result.window_s, "hop_s": result.hop_s,
+        "objects": len(result.objects), "startup_s": round(t_startup, 2),
+        "analyze_s": round(t_analyze, 2), "real_time_factor": round(t_analyze / seconds, 3),
+        "save_and_report_s": round(t_save, 2),
+        "real_time_factor_with_outputs": round((t_analyze + t_save) / seconds, 3),
+        "rss_at_start_mb": round(rss_start, 1), "rss_before_analyze_mb": round(rss_ready, 1),
+        "peak_rss_analyze_mb": round(rss_analyze, 1), "peak_rss_total_mb": round(_hwm_mb(), 1),
+    }
+
+
 def child(seconds: float, threads: int, out_dir: str) -> dict:
-    """Analyse ``out_dir/input.wav`` (made by the parent) in this process; returns a JSON-ready dict."""
+    """The network's analysis of ``out_dir/input.wav`` (made by the parent) in this process; returns a JSON-ready
+    dict."""
     import torch
 
     from deepasa.inference.analyze import DEFAULT_CHECKPOINT, _run_window, analyze, load_model
@@ -95,7 +134,7 @@ def child(seconds: float, threads: int, out_dir: str) -> dict:
     result.save(Path(out_dir) / "out")
     t_save = time.perf_counter() - t0
     return {
-        "seconds": seconds, "model": which, "config": {"n_slots": model.config.n_slots,
+        "pipeline": "network", "seconds": seconds, "model": which, "config": {"n_slots": model.config.n_slots,
                                                         "sample_rate": model.sample_rate,
                                                         "clip_seconds": model.config.clip_seconds},
         "threads": threads, "windows": result.n_windows, "window_s": result.window_s, "hop_s": result.hop_s,
@@ -114,6 +153,9 @@ def child(seconds: float, threads: int, out_dir: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pipeline", choices=("trajectory", "network"), default="trajectory",
+                    help="trajectory: the shipped trajectory-first pipeline (deepasa analyze's default); network: "
+                    "the DeepASA network's own analysis (--finder network)")
     ap.add_argument("--seconds", nargs="+", type=float, default=[10, 60, 240, 600])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-minutes", type=float, default=5.0)
@@ -122,20 +164,23 @@ def main() -> None:
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        print(json.dumps(child(args.child, args.threads, args.dir)))
+        run_child = child_trajectory if args.pipeline == "trajectory" else child
+        print(json.dumps(run_child(args.child, args.threads, args.dir)))
         return
-    command = ("python benchmarks/analyze.py --seconds " + " ".join(f"{s:g}" for s in args.seconds)
+    command = (f"python benchmarks/analyze.py --pipeline {args.pipeline} --seconds "
+               + " ".join(f"{s:g}" for s in args.seconds)
                + f" --threads {args.threads} --max-minutes {args.max_minutes:g}")
     runs, skipped, rtf = [], [], None
     for seconds in sorted(args.seconds):
         if args.max_minutes > 0 and rtf is not None and rtf * seconds / 60 > args.max_minutes:
-            skipped.append({"seconds": seconds, "reason": f"estimated {rtf * seconds / 60:.1f} min "
+            skipped.append({"pipeline": args.pipeline, "seconds": seconds, "reason": f"estimated {rtf * seconds / 60:.1f} min "
                             f"(real-time factor {rtf:.2f} with outputs) > --max-minutes {args.max_minutes:g}"})
             print(json.dumps(skipped[-1]))
             continue
         with tempfile.TemporaryDirectory(prefix="deepasa-bench-") as tmp:
             make_input(Path(tmp) / "input.wav", seconds)
-            cmd = [sys.executable, __file__, "--child", str(seconds), "--threads", str(args.threads), "--dir", tmp]
+            cmd = [sys.executable, __file__, "--child", str(seconds), "--threads", str(args.threads), "--dir", tmp,
+                   "--pipeline", args.pipeline]
             # stderr passes through: the child's per-milestone lines show the progress of a long run
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
@@ -148,13 +193,20 @@ def main() -> None:
 
 
 def write_results(path: Path, runs: list[dict], skipped: list[dict], command: str) -> None:
-    """Merge this invocation's rows into the JSON at ``path`` by length (a new row replaces the old one of its length)."""
+    """Merge this invocation's rows into the JSON at ``path`` by (pipeline, length): a new row replaces the old one
+    of its pipeline and length (rows written before the pipeline was recorded are the network's)."""
+    from deepasa.staging import write_json
+
+    def key(r: dict) -> tuple[str, float]:
+        return r.get("pipeline", "network"), r["seconds"]
+
     old = json.loads(path.read_text()) if path.is_file() else {}
-    new_lengths = {r["seconds"] for r in runs} | {s["seconds"] for s in skipped}
-    kept = [{"command": old.get("command"), "time_utc": old.get("time_utc"), **r}
-            for r in old.get("runs", []) if r["seconds"] not in new_lengths]
-    merged = sorted(kept + runs, key=lambda r: r["seconds"])
-    same = [r for r in merged if r["threads"] == merged[-1]["threads"]] if merged else []
+    new_keys = {key(r) for r in runs} | {key(s) for s in skipped}
+    kept = [{"command": old.get("command"), "time_utc": old.get("time_utc"), "pipeline": "network", **r}
+            for r in old.get("runs", []) if key(r) not in new_keys]
+    merged = sorted(kept + runs, key=key)
+    last = runs[-1] if runs else (merged[-1] if merged else None)
+    same = [r for r in merged if key(r)[0] == key(last)[0] and r["threads"] == last["threads"]] if last else []
     peaks = [r["peak_rss_total_mb"] for r in same]
     result = {
         "benchmark": "deepasa analyze: real-time factor (wall time / audio duration) and peak RSS vs input length",
@@ -164,14 +216,11 @@ def write_results(path: Path, runs: list[dict], skipped: list[dict], command: st
                     "note": "shared, noisy CPU (other jobs running); compare lengths within one run"},
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": merged,
-        "skipped": [s for s in old.get("skipped", []) if s["seconds"] not in new_lengths] + skipped,
+        "skipped": [s for s in old.get("skipped", []) if key(s) not in new_keys] + skipped,
         "peak_rss_ratio_longest_to_shortest": round(peaks[-1] / peaks[0], 3) if len(peaks) > 1 else None,
-        "peak_rss_ratio_note": "over the rows run with the longest row's thread count",
+        "peak_rss_ratio_note": "over this run's pipeline and thread count",
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, result)
     print(f"wrote {path}")
 
 

@@ -13,7 +13,7 @@ The pipeline (docs/separation.md, docs/finder.md):
    in 30-s chunks, the tracker runs over the whole recording (its state is a few numbers per frame).
 2. **Separate** each object by its activity and direction: the zero-training spatial stage
    (:mod:`deepasa.separation`) or, given one, the learned trajectory-conditioned extractor on top of it
-   (:mod:`deepasa.model.extractor`), in 30-s chunks cross-faded over 1 s. The objects and ``noise.wav`` (the
+   (:mod:`deepasa.model.extractor`), in 10-s chunks cross-faded over 1 s. The objects and ``noise.wav`` (the
    remainder) add up to the recording.
 3. **Classify** each separated object from its own signal (:mod:`deepasa.model.object_classes`, a read-out on
    a frozen pretrained sound-effect embedding), when a read-out is available; otherwise every object is
@@ -55,6 +55,10 @@ N_MICS = 4
 AMBIX_MAX_RATIO = 1.2  # AmbiX gives at most 1 (plane waves and diffuse noise); above this, say FuMa may be meant
 FUMA_RATIO = 2.1  # FuMa read as AmbiX gives about 2 (W at -3 dB); MIC arrays about 3
 CHUNK_S = 30.0
+# the spatial stage's chunk: its memory grows with chunk length × objects active in the chunk (~15 MB per object
+# and second of chunk: a busy 30-s chunk with 15 objects peaked at 7 GB, 10 s keeps that near 2.5 GB); its MWF
+# covariances are 0.5 s long, so chunk edges (cross-faded over 1 s) cost nothing measurable
+SEPARATION_CHUNK_S = 10.0
 UNKNOWN = "object"
 
 
@@ -181,7 +185,7 @@ def _run(src: AudioSource, n_model: int, root: Path, finder: MapFinder, classifi
                   if tracks.activity[j].any()]
     separate_fn = extractor_separate(extractor) if extractor is not None else functools.partial(separate, fmt=fmt)
     spatial_pass(_model_rate_blocks(src, SAMPLE_RATE, n_model), n_model, SAMPLE_RATE, LABEL_HOP, objects_in, raw,
-                 separate_fn=separate_fn)
+                 chunk_s=SEPARATION_CHUNK_S, separate_fn=separate_fn)
     messages.append(f"{fmt.upper()} recording: objects found by {finder.name} and separated by "
                     f"{'the trajectory-conditioned extractor' if extractor is not None else 'the spatial stage'}")
     # 3. classify each object from its own separated signal
