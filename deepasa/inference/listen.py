@@ -197,8 +197,8 @@ def separate_images(mixture, activity, doa, *, fmt: str = "mic", channels=None, 
     """The spatial stage's object images only: ``separate(...).image[:, channels]`` without the direct path.
 
     :func:`deepasa.separation.separate` also estimates each object's direct path (an MVDR beamformer), about
-    40 % of its cost, which the monitor does not use; this runs the same steps up to the gated images
-    (``spatial_stft`` without its last step) and inverts only the asked channels.
+    40 % of its cost, which the monitor does not use; this runs the stage without it
+    (``spatial_stft(..., with_direct=False)``) and inverts only the asked channels.
 
     Args:
         mixture: (M, N) float; activity: (K, T') bool; doa: (K, T', 3) as for ``separate``.
@@ -206,42 +206,16 @@ def separate_images(mixture, activity, doa, *, fmt: str = "mic", channels=None, 
     Returns:
         (K, C, N) float32 images.
     """
-    import torch
-
-    from deepasa.separation.spatial import (FOA, SpatialConfig, _frames_to_stft, check_trajectories,
-                                            direction_masks, direction_scores, istft, plane_wave_wiener_images,
-                                            wiener_images)
+    from deepasa.separation.spatial import FOA, SpatialConfig, check_trajectories, istft, spatial_stft
 
     cfg = config or SpatialConfig()
     x, act, unit, offs = check_trajectories(mixture, activity, doa, FOA if fmt == "foa" else None)
     m, n = x.shape
     chans = list(range(m)) if channels is None else list(channels)
-    k = act.shape[0]
-    if not k:
+    if not act.shape[0]:
         return np.zeros((0, len(chans), n), np.float32)
-    spec = torch.stft(x, cfg.n_fft, cfg.hop, window=torch.hann_window(cfg.n_fft), return_complex=True)  # (M, F, T)
-    n_stft = spec.shape[-1]
-    label_samples = label_hop * sample_rate
-    active_t = torch.as_tensor(_frames_to_stft(act, n_stft, cfg.hop, label_samples))  # (K, T)
-    doa_t = torch.as_tensor(_frames_to_stft(unit, n_stft, cfg.hop, label_samples))  # (K, T, 3)
-    offs = offs if fmt == "foa" else torch.as_tensor(offs)
-    score = direction_scores(spec, doa_t, offs, sample_rate)  # (K, F, T)
-    mask = direction_masks(spec, active_t, doa_t, offs, sample_rate, cfg, score=score)  # (K + 1, F, T)
-    width = max(1, int(round(cfg.cov_window_s * sample_rate / cfg.hop)))
-    if cfg.mwf and cfg.covariance == "plane_wave":
-        images = plane_wave_wiener_images(spec, mask, active_t, doa_t, offs, sample_rate, width, cfg.loading,
-                                          cfg.lstsq_loading, cfg.mask_power)  # (K, M, F, T)
-    elif cfg.mwf:
-        images = wiener_images(spec, mask, width, cfg.loading, cfg.mask_power)  # (K, M, F, T)
-    else:
-        images = mask[:k, None] * spec[None]  # (K, M, F, T)
-    if cfg.gate:
-        gate = act
-        for _ in range(cfg.gate_dilate):  # widen by one label frame on each side
-            gate = gate | np.pad(gate[:, 1:], ((0, 0), (0, 1))) | np.pad(gate[:, :-1], ((0, 0), (1, 0)))
-        gate_t = torch.as_tensor(_frames_to_stft(gate, n_stft, cfg.hop, label_samples))  # (K, T)
-        images = images * gate_t[:, None, None, :]  # (K, M, F, T)
-    return istft(images.to(torch.complex64)[:, chans], n, cfg).numpy()  # (K, C, N)
+    st = spatial_stft(x, act, unit, sample_rate, label_hop, offs, cfg, with_direct=False)
+    return istft(st.image[:, chans], n, cfg).numpy()  # (K, C, N)
 
 
 # ---------------------------------------------------------------------------------------------- class signal

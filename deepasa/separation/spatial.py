@@ -369,7 +369,8 @@ class StageSTFT:
     Attributes:
         spec: (M, F, T) complex64 mixture STFT.
         mask: (K + 1, F, T) direction masks (last: the remainder's).
-        image: (K, M, F, T) complex64 object images; direct: (K, M, F, T) their direct paths.
+        image: (K, M, F, T) complex64 object images; direct: (K, M, F, T) their direct paths (None when
+            :func:`spatial_stft` was asked for the images only).
         active: (K, T) bool activity at each STFT frame (the gate, widened as configured).
         doa: (K, T, 3) float64 unit directions at each STFT frame.
         score: (K, F, T) float32 direction scores in [−1, 1] (see :func:`direction_scores`).
@@ -378,20 +379,21 @@ class StageSTFT:
     spec: torch.Tensor
     mask: torch.Tensor
     image: torch.Tensor
-    direct: torch.Tensor
+    direct: torch.Tensor | None
     active: torch.Tensor
     doa: torch.Tensor
     score: torch.Tensor
 
 
 def spatial_stft(x: torch.Tensor, act: np.ndarray, unit: np.ndarray, sample_rate: int, label_hop: float,
-                 offsets: np.ndarray, cfg: SpatialConfig) -> StageSTFT:
+                 offsets: np.ndarray, cfg: SpatialConfig, *, with_direct: bool = True) -> StageSTFT:
     """The spatial stage up to the STFT-domain images (inputs already checked; see :func:`separate`).
 
     Args:
         x: (M, N) float32 mixture; act: (K, T') bool; unit: (K, T', 3) unit directions; sample_rate: Hz;
         label_hop: seconds per label frame; offsets: (M, 3) capsule positions or :data:`FOA`; cfg: the
-        parameters.
+        parameters; with_direct: also the direct paths (the MVDR beamformer, ~40 % of the stage's cost; False:
+        ``direct`` is None, for callers that need the images only).
     Returns:
         :class:`StageSTFT`.
     """
@@ -423,7 +425,9 @@ def spatial_stft(x: torch.Tensor, act: np.ndarray, unit: np.ndarray, sample_rate
             gate = gate | np.pad(gate[:, 1:], ((0, 0), (0, 1))) | np.pad(gate[:, :-1], ((0, 0), (1, 0)))
         gate_t = torch.as_tensor(_frames_to_stft(gate, n_stft, cfg.hop, label_samples))  # (K, T)
         images = images * gate_t[:, None, None, :]  # (K, M, F, T): nothing where the object is inactive
-    direct = diffuse_mvdr_direct(images, doa_t, offs, sample_rate, cfg.mvdr_loading) if k else images
+    direct = None
+    if with_direct:
+        direct = diffuse_mvdr_direct(images, doa_t, offs, sample_rate, cfg.mvdr_loading) if k else images
     return StageSTFT(spec=spec, mask=mask, image=images.to(torch.complex64), direct=direct, active=gate_t,
                      doa=doa_t, score=score)
 
