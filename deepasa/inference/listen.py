@@ -44,7 +44,7 @@ import numpy as np
 
 from deepasa.errors import DeepASAError
 from deepasa.staging import atomic_path, remove_stale, temp_sibling, write_json
-from deepasa.tracking.tracker import _alpha_beta, _assign, _finish, _Track
+from deepasa.tracking.tracker import OnlineTracker, _finish, _Track
 
 SAMPLE_RATE = 16000
 LABEL_HOP = 0.1
@@ -61,14 +61,14 @@ EVENT_TYPES = ("start", "onset", "end", "alert", "skip", "stall", "summary")
 
 
 # ---------------------------------------------------------------------------------------------- tracking
-class StreamTracker:
+class StreamTracker(OnlineTracker):
     """:func:`deepasa.tracking.tracker.track`, fed one label frame at a time (same options, same results).
 
-    ``track`` runs an online forward pass over the frames and then smooths each finished track forwards and
-    backwards (``_finish``); this class runs the same forward pass frame by frame (:meth:`step`) and hands over
-    each track when it is confirmed and when it dies. :meth:`smoothed` gives a track's activity and direction
-    as ``track`` would return them (exactly, once it has died). Re-joining (``merge_gap_frames`` > 0) and
-    ``max_objects`` are offline choices over the whole recording and are refused.
+    ``track`` runs :class:`~deepasa.tracking.tracker.OnlineTracker`'s forward pass over the frames and then
+    smooths each finished track forwards and backwards (``_finish``); this class runs the same forward pass as
+    frames arrive (:meth:`step`, :meth:`close`: confirmed tracks when they die) and :meth:`smoothed` gives a
+    track's activity and direction as ``track`` would return them (exactly, once it has died). Re-joining
+    (``merge_gap_frames`` > 0) and ``max_objects`` are offline choices over the whole recording and are refused.
 
     Attributes:
         t: the next frame index; live: the live tracks (tentative and confirmed).
@@ -84,55 +84,9 @@ class StreamTracker:
             raise DeepASAError("the live tracker cannot keep only the strongest objects (max_objects): that choice "
                                "needs the whole recording")
         del merge_deg  # only used with merge_gap_frames
-        self.alpha, self.beta = _alpha_beta(smoothing)
-        self.cos_gate = float(np.cos(np.radians(gate_deg)))
-        self.birth_frames, self.max_gap_frames = birth_frames, max_gap_frames
+        super().__init__(gate_deg=gate_deg, birth_frames=birth_frames, max_gap_frames=max_gap_frames,
+                         smoothing=smoothing)
         self.min_length_frames, self.fill_gap_frames = min_length_frames, fill_gap_frames
-        self.t, self.next_uid = 0, 0
-        self.live: list[_Track] = []
-
-    def step(self, frame: list) -> list[_Track]:
-        """Advance one frame with its detections [(unit vector (3,), score)]; returns the confirmed tracks that
-        died at this frame (their last hit more than ``max_gap_frames`` ago), as ``track`` finishes them."""
-        t = self.t
-        if frame:
-            directions = np.stack([np.asarray(d, dtype=np.float64) / np.linalg.norm(d) for d, _ in frame])  # (D, 3)
-        else:
-            directions = np.zeros((0, 3))
-        scores = [float(s) for _, s in frame]
-        preds = [tr.predict() for tr in self.live]
-        free = list(range(len(frame)))
-        for want_confirmed in (True, False):  # the cascade: established objects first
-            idx = [i for i, tr in enumerate(self.live) if tr.confirmed == want_confirmed]
-            pairs = _assign([self.live[i] for i in idx], [preds[i] for i in idx], free, directions, self.cos_gate)
-            for pos, d in pairs:
-                self.live[idx[pos]].update(t, directions[d], scores[d], self.alpha, self.beta)
-                free.remove(d)
-        for tr in self.live:
-            if not tr.confirmed and len(tr.hits) >= self.birth_frames:
-                tr.confirmed = True
-        survivors, died = [], []
-        for tr in self.live:
-            if tr.confirmed and t - tr.last_hit <= self.max_gap_frames:
-                survivors.append(tr)
-            elif not tr.confirmed and t - tr.first < self.birth_frames + 1 and t - tr.last_hit <= 1:
-                survivors.append(tr)
-            elif tr.confirmed:
-                died.append(tr)
-        for d in free:  # births, in detection order (strongest first from the peak picker)
-            tr = _Track(self.next_uid, t, directions[d], scores[d])
-            self.next_uid += 1
-            tr.confirmed = self.birth_frames <= 1
-            survivors.append(tr)
-        self.live = survivors
-        self.t += 1
-        return died
-
-    def close(self) -> list[_Track]:
-        """End of the stream: every confirmed live track is finished (tentative ones are dropped), as in ``track``."""
-        done = [tr for tr in self.live if tr.confirmed]
-        self.live = []
-        return done
 
     def smoothed(self, tr: _Track, t0: int, t1: int, *, final: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """A track's activity (t1 - t0,) bool and unit direction (t1 - t0, 3) over frames [t0, t1).

@@ -162,6 +162,67 @@ def _assign(tracks: list[_Track], preds: list[np.ndarray], dets: list[int], dire
     return [(int(r), dets[c]) for r, c in zip(rows, cols) if cost[r, c] < _FORBIDDEN]
 
 
+class OnlineTracker:
+    """The forward pass of :func:`track` (prediction, cascade assignment, births and deaths), one label frame at a
+    time: :func:`track` runs it over a whole recording, the live monitor (:mod:`deepasa.inference.listen`) as the
+    frames arrive. The finished tracks are smoothed by ``_finish`` (forwards and backwards) afterwards.
+
+    Attributes:
+        t: the next frame index; live: the live tracks (tentative and confirmed); alpha, beta: the filter's gains.
+    """
+
+    def __init__(self, *, gate_deg: float = 30.0, birth_frames: int = 2, max_gap_frames: int = 5,
+                 smoothing: float = 0.5) -> None:
+        self.alpha, self.beta = _alpha_beta(smoothing)
+        self.cos_gate = float(np.cos(np.radians(gate_deg)))
+        self.birth_frames, self.max_gap_frames = birth_frames, max_gap_frames
+        self.t, self.next_uid = 0, 0
+        self.live: list[_Track] = []
+
+    def step(self, frame: list[tuple[np.ndarray, float]]) -> list[_Track]:
+        """Advance one frame with its detections [(unit vector (3,), score)]; returns the confirmed tracks that
+        died at this frame (their last hit more than ``max_gap_frames`` ago)."""
+        t = self.t
+        if frame:
+            directions = np.stack([np.asarray(d, dtype=np.float64) / np.linalg.norm(d) for d, _ in frame])  # (D, 3)
+        else:
+            directions = np.zeros((0, 3))
+        scores = [float(s) for _, s in frame]
+        preds = [tr.predict() for tr in self.live]
+        free = list(range(len(frame)))
+        for want_confirmed in (True, False):  # the cascade: established objects first
+            idx = [i for i, tr in enumerate(self.live) if tr.confirmed == want_confirmed]
+            pairs = _assign([self.live[i] for i in idx], [preds[i] for i in idx], free, directions, self.cos_gate)
+            for pos, d in pairs:
+                self.live[idx[pos]].update(t, directions[d], scores[d], self.alpha, self.beta)
+                free.remove(d)
+        for tr in self.live:
+            if not tr.confirmed and len(tr.hits) >= self.birth_frames:
+                tr.confirmed = True
+        survivors, died = [], []
+        for tr in self.live:
+            if tr.confirmed and t - tr.last_hit <= self.max_gap_frames:
+                survivors.append(tr)
+            elif not tr.confirmed and t - tr.first < self.birth_frames + 1 and t - tr.last_hit <= 1:
+                survivors.append(tr)
+            elif tr.confirmed:
+                died.append(tr)
+        for d in free:  # births, in detection order (strongest first from pick_peaks)
+            tr = _Track(self.next_uid, t, directions[d], scores[d])
+            self.next_uid += 1
+            tr.confirmed = self.birth_frames <= 1
+            survivors.append(tr)
+        self.live = survivors
+        self.t += 1
+        return died
+
+    def close(self) -> list[_Track]:
+        """End of the frames: every confirmed live track is finished (tentative ones are dropped)."""
+        done = [tr for tr in self.live if tr.confirmed]
+        self.live = []
+        return done
+
+
 def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float = 30.0, birth_frames: int = 2,
           max_gap_frames: int = 5, min_length_frames: int = 2, smoothing: float = 0.5,
           max_objects: int | None = None, fill_gap_frames: int = 1, merge_gap_frames: int = 0,
@@ -186,43 +247,13 @@ def track(detections: list[list[tuple[np.ndarray, float]]], *, gate_deg: float =
         active frame.
     """
     n_frames = len(detections)
-    alpha, beta = _alpha_beta(smoothing)
-    cos_gate = float(np.cos(np.radians(gate_deg)))
-    live: list[_Track] = []
+    online = OnlineTracker(gate_deg=gate_deg, birth_frames=birth_frames, max_gap_frames=max_gap_frames,
+                           smoothing=smoothing)
     finished: list[_Track] = []
-    next_uid = 0
-    for t, frame in enumerate(detections):
-        if frame:
-            directions = np.stack([np.asarray(d, dtype=np.float64) / np.linalg.norm(d) for d, _ in frame])  # (D, 3)
-        else:
-            directions = np.zeros((0, 3))
-        scores = [float(s) for _, s in frame]
-        preds = [tr.predict() for tr in live]
-        free = list(range(len(frame)))
-        for want_confirmed in (True, False):  # the cascade: established objects first
-            idx = [i for i, tr in enumerate(live) if tr.confirmed == want_confirmed]
-            pairs = _assign([live[i] for i in idx], [preds[i] for i in idx], free, directions, cos_gate)
-            for pos, d in pairs:
-                live[idx[pos]].update(t, directions[d], scores[d], alpha, beta)
-                free.remove(d)
-        for tr in live:
-            if not tr.confirmed and len(tr.hits) >= birth_frames:
-                tr.confirmed = True
-        survivors = []
-        for tr in live:
-            if tr.confirmed and t - tr.last_hit <= max_gap_frames:
-                survivors.append(tr)
-            elif not tr.confirmed and t - tr.first < birth_frames + 1 and t - tr.last_hit <= 1:
-                survivors.append(tr)
-            elif tr.confirmed:
-                finished.append(tr)
-        for d in free:  # births, in detection order (strongest first from pick_peaks)
-            tr = _Track(next_uid, t, directions[d], scores[d])
-            next_uid += 1
-            tr.confirmed = birth_frames <= 1
-            survivors.append(tr)
-        live = survivors
-    finished.extend(tr for tr in live if tr.confirmed)
+    for frame in detections:
+        finished += online.step(frame)
+    finished += online.close()
+    alpha, beta = online.alpha, online.beta
     objects = [_finish(tr, n_frames, alpha, beta, fill_gap_frames) for tr in sorted(finished, key=lambda tr: tr.uid)]
     objects = [o for o in objects if o[0].sum() >= min_length_frames]
     if merge_gap_frames > 0:
