@@ -66,6 +66,26 @@ def make_input(path: Path, seconds: float) -> None:
             done, k = done + block.shape[1], k + 1
 
 
+def timed_analysis(run, out_dir: str, seconds: float):
+    """Run ``run()`` (an analysis returning a SceneAnalysis), then save it with its report under ``out_dir/out``;
+    returns (the analysis, the timing and peak-RSS fields both pipelines' rows share)."""
+    t0 = time.perf_counter()
+    result = run()
+    t_analyze = time.perf_counter() - t0
+    rss_analyze = _hwm_mb()
+    t0 = time.perf_counter()
+    result.save(Path(out_dir) / "out")
+    t_save = time.perf_counter() - t0
+    return result, {
+        "windows": result.n_windows, "window_s": result.window_s, "hop_s": result.hop_s,
+        "objects": len(result.objects),
+        "analyze_s": round(t_analyze, 2), "real_time_factor": round(t_analyze / seconds, 3),
+        "save_and_report_s": round(t_save, 2),
+        "real_time_factor_with_outputs": round((t_analyze + t_save) / seconds, 3),
+        "peak_rss_analyze_mb": round(rss_analyze, 1),
+    }
+
+
 def child_trajectory(seconds: float, threads: int, out_dir: str) -> dict:
     """The shipped trajectory-first pipeline on ``out_dir/input.wav`` in this process; returns a JSON-ready dict."""
     import torch
@@ -80,23 +100,14 @@ def child_trajectory(seconds: float, threads: int, out_dir: str) -> dict:
     finder, classifier = MapFinder("finder"), load_classifier(None)
     t_startup = time.perf_counter() - t0
     rss_ready = _hwm_mb()
-    t0 = time.perf_counter()
-    result = analyze_trajectories(Path(out_dir) / "input.wav", finder, classifier=classifier, log=lambda m: None)
-    t_analyze = time.perf_counter() - t0
-    rss_analyze = _hwm_mb()
-    t0 = time.perf_counter()
-    result.save(Path(out_dir) / "out")
-    t_save = time.perf_counter() - t0
+    _, fields = timed_analysis(lambda: analyze_trajectories(Path(out_dir) / "input.wav", finder, classifier=classifier,
+                                                            log=lambda m: None), out_dir, seconds)
     return {
         "pipeline": "trajectory", "seconds": seconds,
         "model": f"{finder.name} + spatial stage + {getattr(classifier, 'source', None)}", "threads": threads,
-        "windows": result.n_windows, "window_s": result.window_s, "hop_s": result.hop_s,
-        "objects": len(result.objects), "startup_s": round(t_startup, 2),
-        "analyze_s": round(t_analyze, 2), "real_time_factor": round(t_analyze / seconds, 3),
-        "save_and_report_s": round(t_save, 2),
-        "real_time_factor_with_outputs": round((t_analyze + t_save) / seconds, 3),
+        "startup_s": round(t_startup, 2), **fields,
         "rss_at_start_mb": round(rss_start, 1), "rss_before_analyze_mb": round(rss_ready, 1),
-        "peak_rss_analyze_mb": round(rss_analyze, 1), "peak_rss_total_mb": round(_hwm_mb(), 1),
+        "peak_rss_total_mb": round(_hwm_mb(), 1),
     }
 
 
@@ -126,23 +137,13 @@ def child(seconds: float, threads: int, out_dir: str) -> dict:
                   file=sys.stderr, flush=True)
         return out
 
-    t0 = time.perf_counter()
-    result = analyze(model, wav, log=lambda m: None, run_window=run_window)
-    t_analyze = time.perf_counter() - t0
-    rss_analyze = _hwm_mb()
-    t0 = time.perf_counter()
-    result.save(Path(out_dir) / "out")
-    t_save = time.perf_counter() - t0
+    t0 = time.perf_counter()  # run_window's progress lines count from here
+    _, fields = timed_analysis(lambda: analyze(model, wav, log=lambda m: None, run_window=run_window), out_dir, seconds)
     return {
         "pipeline": "network", "seconds": seconds, "model": which, "config": {"n_slots": model.config.n_slots,
                                                         "sample_rate": model.sample_rate,
                                                         "clip_seconds": model.config.clip_seconds},
-        "threads": threads, "windows": result.n_windows, "window_s": result.window_s, "hop_s": result.hop_s,
-        "objects": len(result.objects),
-        "analyze_s": round(t_analyze, 2), "real_time_factor": round(t_analyze / seconds, 3),
-        "save_and_report_s": round(t_save, 2),
-        "real_time_factor_with_outputs": round((t_analyze + t_save) / seconds, 3),
-        "rss_before_analyze_mb": round(rss_ready, 1), "peak_rss_analyze_mb": round(rss_analyze, 1),
+        "threads": threads, **fields, "rss_before_analyze_mb": round(rss_ready, 1),
         "peak_rss_after_window_mb": {str(i + 1): round(hwm[i], 1) for i in sorted(
             {0, min(4, len(hwm) - 1), len(hwm) // 4, len(hwm) // 2, 3 * len(hwm) // 4, len(hwm) - 1}
             | {m - 1 for m in MILESTONES if m <= len(hwm)})},
