@@ -199,11 +199,13 @@ def pipeline_analyzer(fmt: str, finder="finder", classifier=None) -> Analyzer:
     Returns:
         an :data:`Analyzer`; each call analyses in a temporary folder that is removed before it returns.
     """
-    from deepasa.inference.trajectory_first import analyze_trajectories, load_classifier
+    from deepasa.inference.trajectory_first import MapFinder, analyze_trajectories, load_classifier
 
     if classifier is None:  # load once, not once per rotated copy
         classifier = load_classifier(None)
         classifier = False if classifier is None else classifier
+    if fmt == "mic" and not isinstance(finder, MapFinder):  # the learned finder too (FOA maps "finder" to srp)
+        finder = MapFinder(finder, fmt="mic")
 
     def analyze(mixture: np.ndarray, sample_rate: int) -> list[FoundObject]:
         with tempfile.TemporaryDirectory(prefix="deepasa-rotation-") as work:
@@ -429,16 +431,9 @@ def detect_format(mixture: np.ndarray, name: str = "input") -> str:
     Raises:
         DeepASAError: the energies fit FuMa B-format or an unbalanced array (say which).
     """
-    from deepasa.audio.io import MIC_MIN_RATIO, energy_ratio
-    from deepasa.inference.trajectory_first import FUMA_RATIO
+    from deepasa.inference.trajectory_first import format_from_energies
 
-    energy = (np.asarray(mixture, dtype=np.float64) ** 2).sum(axis=1)  # (4,)
-    ratio = energy_ratio(energy)
-    if MIC_MIN_RATIO <= ratio <= FUMA_RATIO:
-        raise DeepASAError(f"{name}: channels 2-4 carry {ratio:.2f}x the energy of channel 1, as FuMa B-format "
-                           "(W at -3 dB) does, or an unbalanced microphone array: say which with --format foa "
-                           "--foa-convention fuma or --format mic")
-    return "foa" if ratio < MIC_MIN_RATIO else "mic"
+    return format_from_energies((np.asarray(mixture, dtype=np.float64) ** 2).sum(axis=1), name)  # energies (4,)
 
 
 def rotation_consistency(mixture, sample_rate: int, fmt: str | None = "foa", *, step_deg: float = 30.0,

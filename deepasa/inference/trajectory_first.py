@@ -62,6 +62,24 @@ SEPARATION_CHUNK_S = 10.0
 UNKNOWN = "object"
 
 
+def format_from_energies(energy: np.ndarray, name: str = "input") -> str:
+    """``"foa"`` or ``"mic"`` from a 4-channel recording's channel energies (Y + Z + X carry at most W's energy in
+    FOA, about 3x in MIC).
+
+    Args:
+        energy: (4,) the channels' energies; name: the recording's name for the message.
+    Raises:
+        DeepASAError: channels 2-4 carry between MIC_MIN_RATIO and FUMA_RATIO times channel 1's energy, as FuMa
+            B-format read as AmbiX does or an unbalanced microphone array: the caller must say which.
+    """
+    ratio = energy_ratio(energy)
+    if MIC_MIN_RATIO <= ratio <= FUMA_RATIO:
+        raise DeepASAError(f"{name}: channels 2-4 carry {ratio:.2f}x the energy of channel 1, as FuMa "
+                           "B-format (W at -3 dB) does, or an unbalanced microphone array: say which with "
+                           "--format foa --foa-convention fuma or --format mic")
+    return "foa" if ratio < MIC_MIN_RATIO else "mic"
+
+
 def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder", sample_rate: int | None = None, *,
                          classifier=None, extractor=None, workdir: str | Path | None = None, progress: bool = False,
                          log: Callable[[str], None] | None = None, fmt: str | None = None,
@@ -114,11 +132,7 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
     messages = []
     ratio = energy_ratio(energy)
     if fmt is None:
-        if MIC_MIN_RATIO <= ratio <= FUMA_RATIO:
-            raise DeepASAError(f"{src.name}: channels 2-4 carry {ratio:.2f}x the energy of channel 1, as FuMa "
-                               "B-format (W at -3 dB) does, or an unbalanced microphone array: say which with "
-                               "--format foa --foa-convention fuma or --format mic")
-        fmt = "foa" if ratio < MIC_MIN_RATIO else "mic"
+        fmt = format_from_energies(energy, src.name)
         if fmt == "foa":
             messages.append(f"read as first-order Ambisonics (ACN/SN3D: W, Y, Z, X): channels 2-4 carry {ratio:.2f}x "
                             "the energy of channel 1 (pass --format mic to override)")
