@@ -217,18 +217,10 @@ class ChainOfInference(nn.Module):
             out["sed"] = torch.softmax(out["sed_logits"], dim=-1)  # (B, J, T', C): softmax of the summed logits
         return out
 
-    def forward(self, z: torch.Tensor, prev: dict[str, torch.Tensor],
-                spatial_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                embed_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, z: torch.Tensor, prev: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """z (B, D, T, F), prev {cls_logits, sed, onoff, doa} -> (objects (B, J, D, T, F), refined dict):
-        :meth:`objects` then :meth:`decode`.
-
-        ``spatial_fn(objects (B, J, D, T, F)) -> (B, J, T', S)`` gives the DoA decoder's spatial features of
-        this step's own objects (models with ``doa_spatial``; None otherwise), ``embed_fn(objects) -> (B, J, E)``
-        the class output's embedding of their signals (models with ``cls_embedding``).
-        """
+        :meth:`objects` then :meth:`decode`, for a step whose heads read no extension input. ``DeepASA.forward``
+        calls the two halves itself, running the step's audio heads between them when the GCC-PHAT features or
+        the class embedding need them."""
         obj = self.objects(z, prev)  # (B, J, D, T, F)
-        spatial = spatial_fn(obj) if spatial_fn is not None else None  # (B, J, T', S) or None
-        embedding = embed_fn(obj) if embed_fn is not None else None  # (B, J, E) or None
-        return obj, self.decode(obj, prev, spatial, embedding)
+        return obj, self.decode(obj, prev)
