@@ -55,8 +55,8 @@ N_MICS = 4
 AMBIX_MAX_RATIO = 1.2  # AmbiX gives at most 1 (plane waves and diffuse noise); above this, say FuMa may be meant
 FUMA_RATIO = 2.1  # FuMa read as AmbiX gives about 2 (W at -3 dB); MIC arrays about 3
 CHUNK_S = 30.0
-# the spatial stage's chunk: its memory grows with chunk length × objects active in the chunk (~15 MB per object
-# and second of chunk: a busy 30-s chunk with 15 objects peaked at 7 GB, 10 s keeps that near 2.5 GB); its MWF
+# the spatial stage's chunk: its memory grows with chunk length × objects active in the chunk (~9 MB per object
+# and second of chunk: a busy 30-s chunk with 15 objects peaks at 4.2 GB, 10 s keeps that near 1.5 GB); its MWF
 # covariances are 0.5 s long, so chunk edges (cross-faded over 1 s) cost nothing measurable
 SEPARATION_CHUNK_S = 10.0
 UNKNOWN = "object"

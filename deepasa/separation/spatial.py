@@ -343,17 +343,23 @@ def diffuse_mvdr_direct(image: torch.Tensor, doa: torch.Tensor, mic_offsets: tor
         loading: diagonal loading of the diffuse coherence matrix.
     Returns:
         (K, M, F, T) complex64 direct-path images ``d (wᴴ y)`` with ``w = Γ⁻¹d / (dᴴΓ⁻¹d)``.
+
+    One object at a time: the complex128 steering and beamformer tensors of all K objects at once took ~0.2 GB
+    per object and 30 s of input (3 GB of the stage's 7-GB peak with 15 objects).
     """
-    _, m, f, _ = image.shape
+    k, m, f, _ = image.shape
     freqs = torch.arange(f, dtype=torch.float64) * sample_rate / (2 * (f - 1))  # (F,)
     gamma = diffuse_coherence(mic_offsets, freqs) + loading * torch.eye(m, dtype=torch.float64)  # (F, M, M)
     gamma_inv = torch.linalg.inv(gamma).to(torch.complex128)  # (F, M, M)
-    d = steering_vectors(doa, mic_offsets, freqs)  # (K, T, F, M) steering vectors
-    gd = (gamma_inv[None, None] @ d[..., None]).squeeze(-1)  # (K, T, F, M)
-    w = gd / (d.conj() * gd).sum(dim=-1, keepdim=True).real  # (K, T, F, M), distortionless toward d
-    y = image.permute(0, 3, 2, 1).to(torch.complex128)  # (K, T, F, M)
-    s = (w.conj() * y).sum(dim=-1, keepdim=True)  # (K, T, F, 1) the source at the array centre
-    return (d * s).permute(0, 3, 2, 1).to(torch.complex64)  # (K, M, F, T)
+    out = torch.empty(image.shape, dtype=torch.complex64)  # (K, M, F, T)
+    for j in range(k):
+        d = steering_vectors(doa[j:j + 1], mic_offsets, freqs)  # (1, T, F, M) steering vectors
+        gd = (gamma_inv[None, None] @ d[..., None]).squeeze(-1)  # (1, T, F, M)
+        w = gd / (d.conj() * gd).sum(dim=-1, keepdim=True).real  # (1, T, F, M), distortionless toward d
+        y = image[j:j + 1].permute(0, 3, 2, 1).to(torch.complex128)  # (1, T, F, M)
+        s = (w.conj() * y).sum(dim=-1, keepdim=True)  # (1, T, F, 1) the source at the array centre
+        out[j:j + 1] = (d * s).permute(0, 3, 2, 1).to(torch.complex64)  # (1, M, F, T)
+    return out
 
 
 def _frames_to_stft(x: np.ndarray, n_stft: int, hop: int, label_samples: float) -> np.ndarray:
