@@ -4,7 +4,8 @@
 #                                   resume runs/finder/last.pt (or checkpoints/finder_state.pt, or start fresh);
 #                                   the run's autogroup gets nice NICE (default 15) so foreground work keeps moving
 #   scripts/train_finder.sh status  last logged step, last curve point, whether the process runs
-#   scripts/train_finder.sh save    checkpoints/finder.pt (export, fp16, < 2 MB) + checkpoints/finder_state.pt
+#   scripts/train_finder.sh save [--threshold T] [--symmetries N]
+#                                   checkpoints/finder.pt (export, fp16, < 2 MB) + checkpoints/finder_state.pt
 #                                   (the resume state, < 10 MB) from runs/finder/last.pt
 #   scripts/train_finder.sh curve   a validation row for runs/finder/last.pt in runs/finder/curve.csv
 #                                   (the run also adds one every 20 training minutes by itself)
@@ -22,14 +23,14 @@ RESUME=checkpoints/finder_state.pt
 PIDFILE=$RUN/train.pid
 
 running() { [[ -f $PIDFILE ]] && ps -o args= -p "$(cat "$PIDFILE")" 2>/dev/null | grep -q "deepasa.train.finder train"; }
-usage() { echo "usage: $0 start [options] | status | save | curve | stop | priority N" >&2; exit 2; }
+usage() { echo "usage: $0 start [options] | status | save [--threshold T] [--symmetries N] | curve | stop | priority N" >&2; exit 2; }
 set_priority() {  # $1 pid, $2 nice: setsid gave the run its own autogroup, which a plain renice does not reach
     if [[ -w /proc/$1/autogroup ]]; then echo "$2" >"/proc/$1/autogroup" 2>/dev/null || true; fi
     renice -n "$2" -g "$1" >/dev/null 2>&1 || true   # the process group: trainer and simulation worker
 }
 
 cmd=${1:-}; shift || true
-[[ $cmd == start || $cmd == priority || $# -eq 0 ]] || usage
+[[ $cmd == start || $cmd == save || $cmd == priority || $# -eq 0 ]] || usage
 case "$cmd" in
 start)
     if running; then echo "already running (pid $(cat "$PIDFILE"))"; exit 1; fi
@@ -58,7 +59,7 @@ status)
     ;;
 save)
     [[ -f $LAST ]] || { echo "no $LAST to save" >&2; exit 2; }
-    OMP_NUM_THREADS=1 "$PY" -m deepasa.train.finder export --run "$RUN" --out checkpoints/finder.pt --state-out "$RESUME"
+    OMP_NUM_THREADS=1 "$PY" -m deepasa.train.finder export --run "$RUN" --out checkpoints/finder.pt --state-out "$RESUME" "$@"
     ;;
 curve)
     [[ -f $LAST ]] || { echo "no $LAST to evaluate" >&2; exit 2; }

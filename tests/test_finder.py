@@ -193,3 +193,26 @@ def test_export_roundtrip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(g(x), f(x), atol=2e-2, rtol=0)
     assert g.meta["threshold"] == 0.3 and g.cfg == f.cfg
+
+
+def test_export_command_stores_threshold_and_symmetries(noise_scenes, tmp_path):
+    from deepasa.train.finder import main, save_atomic
+
+    tr = _trainer(noise_scenes)
+    tr.step()
+    run = tmp_path / "run"
+    run.mkdir()
+    save_atomic(tr.state_dict(), run / "last.pt")
+    (run / "curve.csv").write_text("step,tuned,threshold\n1,1,0.3\n")  # the latest tuned curve threshold
+    out, state = tmp_path / "f.pt", tmp_path / "state.pt"
+    assert main(["export", "--run", str(run), "--out", str(out), "--state-out", str(state)]) == 0
+    g = Finder.from_pretrained(out)
+    assert g.meta["threshold"] == 0.3 and g.meta["symmetries"] == 12 and g.meta["step"] == 1
+    assert state.read_bytes() == (run / "last.pt").read_bytes()
+    assert main(["export", "--run", str(run), "--out", str(out), "--state-out", str(state),
+                 "--threshold", "0.15", "--symmetries", "4"]) == 0
+    g = Finder.from_pretrained(out)
+    assert g.meta["threshold"] == 0.15 and g.meta["symmetries"] == 4
+    with torch.no_grad():  # the export's weights are the trainer's (fp16)
+        x = torch.randn(1, 4, 16000)
+        torch.testing.assert_close(g(x), tr.model.eval()(x), atol=2e-2, rtol=0)

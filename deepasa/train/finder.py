@@ -2,7 +2,8 @@
 
     python -m deepasa.train.finder train [--run runs/finder] [--minutes M] [--steps N] ...
     python -m deepasa.train.finder curve [--run runs/finder]        # a validation row from runs/finder/last.pt
-    python -m deepasa.train.finder export [--run runs/finder]       # checkpoints/finder.pt + finder_state.pt
+    python -m deepasa.train.finder export [--run runs/finder] [--threshold T] [--symmetries 12]
+                                                                    # checkpoints/finder.pt + finder_state.pt
 
 Data (docs/finder.md): scenes are simulated on the fly from the bank's train split by one worker process
 (:class:`ProcessSource`); ``small_frac`` of them (chosen from the scene index, so a resumed run draws the same
@@ -539,23 +540,33 @@ def train(args) -> int:
 
 
 def export(args) -> int:
-    """``export``: checkpoints/finder.pt (fp16 weights + config + tuned threshold) and the resume state copy."""
+    """``export``: checkpoints/finder.pt (fp16 weights + config + threshold + symmetries) and the resume state copy.
+
+    The export reads its maps averaged over ``args.symmetries`` array rotations (``meta["symmetries"]``, 12 as
+    shipped). Its peak threshold is ``args.threshold``; without one, the latest curve point's tuned threshold,
+    which was tuned on single-pass maps (the curve's): the averaged maps' peaks are lower and smoother, so tune a
+    shipped export's threshold on its own reading (docs/finder.md, "Threshold").
+    """
     run = Path(args.run)
     st = load_state(run / "last.pt")
     model = Finder(FinderConfig.from_dict(st["train_config"]["finder"]))
     model.load_state_dict(st["model"])
     threshold = DEFAULT_THRESHOLD
     curve = run / "curve.csv"
-    if curve.is_file():  # the tuned threshold of the latest curve point
+    if args.threshold is not None:
+        threshold = args.threshold
+    elif curve.is_file():  # the tuned threshold of the latest curve point
         rows = list(csv.DictReader(open(curve)))
         tuned = [r for r in rows if r["tuned"] == "1"]
         if tuned:
             threshold = float(tuned[-1]["threshold"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out, step=int(st["step"]), scene_passes=int(st["scene_passes"]), threshold=threshold, half=True)
+    model.save(out, step=int(st["step"]), scene_passes=int(st["scene_passes"]), threshold=threshold,
+               symmetries=args.symmetries, half=True)
     shutil.copyfile(run / "last.pt", args.state_out)
-    print(f"exported {out} ({out.stat().st_size / 1e6:.2f} MB, step {st['step']}, threshold {threshold}) and "
+    print(f"exported {out} ({out.stat().st_size / 1e6:.2f} MB, step {st['step']}, threshold {threshold}, "
+          f"{args.symmetries} symmetries) and "
           f"{args.state_out} ({Path(args.state_out).stat().st_size / 1e6:.2f} MB)")
     return 0
 
@@ -584,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--run", default=str(RUN))
     e.add_argument("--out", default=str(EXPORT))
     e.add_argument("--state-out", default=str(STATE_EXPORT))
+    e.add_argument("--threshold", type=float, help="peak threshold (default: the latest curve point's)")
+    e.add_argument("--symmetries", type=int, default=12, choices=(1, 4, 12),
+                   help="rotations the export's maps are averaged over (default 12, as shipped)")
     args = p.parse_args(argv)
     if args.cmd == "train":
         return train(args)
