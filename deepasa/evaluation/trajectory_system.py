@@ -58,8 +58,8 @@ class TrajectoryFirstSystem:
         sample_rate: the pipeline's rate (the data must be at it).
         label_hop: seconds per label frame (the data's T' frames).
         logit: magnitude of the ±logits that encode the on/off decisions.
-        fmt: ``"mic"`` or ``"foa"`` (ACN/SN3D): the data's format (FOA: the intensity finder for ``"srp"``, the
-            FOA spatial stage; the learned finder and the extractor are MIC-only).
+        fmt: ``"mic"`` or ``"foa"`` (ACN/SN3D): the data's format (FOA: the intensity finder for ``"srp"``, a
+            learned finder on a virtual MIC rendering, the FOA spatial stage; the extractor is MIC-only).
     """
 
     def __init__(self, trajectories, class_names: list[str] | None = None, *, classifier=None, extractor=None,

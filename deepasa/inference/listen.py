@@ -447,7 +447,7 @@ class Monitor:
         if not (math.isfinite(context_s) and math.isfinite(lookahead_s) and context_s >= 0 and lookahead_s >= 0):
             raise DeepASAError("--context and --lookahead must be >= 0 seconds")
         if fmt == "foa" and not isinstance(finder, MapFinder) and str(finder) == "finder":
-            finder = "srp"  # the learned finder reads MIC recordings; FOA has the active-intensity map
+            finder = "srp"  # FOA's default: the active-intensity map (a checkpoint path: the virtual-MIC bridge)
         MapFinder.check_spec(finder, hint="use --finder finder or --finder srp")
         self.finder = finder if isinstance(finder, MapFinder) else MapFinder(finder, fmt=fmt)
         if self.finder.fmt != fmt:

@@ -21,8 +21,9 @@ The pipeline (docs/separation.md, docs/finder.md):
 
 MIC (tetrahedral) and FOA (first-order Ambisonics, ACN/SN3D) recordings at any sample rate (resampled to 16 kHz
 and back). FOA has its own classical finder (the active-intensity map, :mod:`deepasa.tracking.foa`) and the
-same spatial stage with the FOA steering (:mod:`deepasa.separation`); the learned finder and the extractor
-read MIC recordings only.
+same spatial stage with the FOA steering (:mod:`deepasa.separation`); a learned finder named by its checkpoint
+reads FOA through a virtual MIC rendering (:func:`deepasa.tracking.foa.virtual_mic`); the extractor reads MIC
+recordings only.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
     Args:
         path_or_array: an audio file or a (4, N) array.
         finder: ``"finder"`` (the shipped learned finder), ``"srp"``, a finder checkpoint path, or a
-            :class:`MapFinder`. FOA recordings are found by the active-intensity map (``"srp"`` for FOA;
-            ``"finder"`` falls back to it, with a note: the learned finder reads MIC recordings).
+            :class:`MapFinder`. FOA recordings are found by the active-intensity map by default (``"srp"`` for
+            FOA; ``"finder"`` falls back to it, with a note); a finder checkpoint path reads FOA through a virtual
+            MIC rendering (:func:`deepasa.tracking.foa.virtual_mic`).
         sample_rate: the array's rate (default 16 kHz); for a file, optional and must match it.
         classifier: an object class read-out (default: ``checkpoints/object_classes.pt`` when present; pass
             ``False`` for none).
@@ -154,8 +156,8 @@ def analyze_trajectories(path_or_array, finder: str | Path | MapFinder = "finder
             raise DeepASAError("the trajectory-conditioned extractor reads MIC recordings; FOA is separated by the "
                                "spatial stage (--separation spatial)")
         if not isinstance(finder, MapFinder) and str(finder) == "finder":
-            messages.append("objects of an FOA recording are found by the active-intensity map (the learned "
-                            "finder reads MIC recordings)")
+            messages.append("objects of an FOA recording are found by the active-intensity map (a finder "
+                            "checkpoint path reads FOA through a virtual MIC rendering)")
             finder = "srp"
     finder = finder if isinstance(finder, MapFinder) else MapFinder(finder, fmt=fmt)
     if finder.fmt != fmt:

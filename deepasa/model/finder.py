@@ -455,23 +455,21 @@ class MapFinder:
         sample_rate: the pipeline's rate (a finder checkpoint must match it).
         label_hop: the pipeline's label frame in seconds (a finder checkpoint must match it).
         fmt: ``"mic"`` or ``"foa"``. For FOA (ACN/SN3D) ``"srp"`` is the active-intensity map
-            (:class:`~deepasa.tracking.foa.IntensityTracker`), the classical finder of that format; the learned
-            finders are MIC-only.
+            (:class:`~deepasa.tracking.foa.IntensityTracker`), the classical finder of that format; a learned
+            finder reads FOA through a virtual recording of the tetrahedral array
+            (:func:`~deepasa.tracking.foa.virtual_mic`, no training; experiments/2026-12-07-foa-virtual-mic).
     """
 
     def __init__(self, spec: str | Path, sample_rate: int = 16000, label_hop: float = 0.1, fmt: str = "mic") -> None:
         self.fmt = fmt
-        if fmt == "foa":
-            if str(spec) != "srp":
-                raise DeepASAError(f"the learned finder ({spec}) reads MIC recordings; for FOA use --finder srp "
-                                   "(the active-intensity map)")
+        if fmt not in ("mic", "foa"):
+            raise DeepASAError(f"unknown format {fmt!r} (mic or foa)")
+        if fmt == "foa" and str(spec) == "srp":
             from deepasa.tracking.foa import IntensityTracker
 
             self.spec, self._net = "srp", None
             self._srp = IntensityTracker(sample_rate=sample_rate, label_hop=label_hop)
             return
-        if fmt != "mic":
-            raise DeepASAError(f"unknown format {fmt!r} (mic or foa)")
         if str(spec) == "finder":
             from deepasa.model.paths import DEFAULT_FINDER_CHECKPOINT
 
@@ -505,15 +503,23 @@ class MapFinder:
 
     @property
     def name(self) -> str:
-        """How reports name it: the checkpoint's file name, ``SRP-PHAT`` or (FOA) ``the active-intensity map``."""
+        """How reports name it: the checkpoint's file name (FOA: ``… on a virtual MIC rendering``), ``SRP-PHAT``
+        or (FOA) ``the active-intensity map``."""
         if self.spec == "srp":
             return "the active-intensity map" if self.fmt == "foa" else "SRP-PHAT"
-        return Path(self.spec).name
+        return Path(self.spec).name + (" on a virtual MIC rendering" if self.fmt == "foa" else "")
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """x (M, n) at 16 kHz, n a whole number of label frames → map (n / 1600, G)."""
+        """x (M, n) at 16 kHz, n a whole number of label frames → map (n / 1600, G).
+
+        A learned finder on FOA reads ``virtual_mic(x)``, the (4, n) virtual tetrahedral recording.
+        """
         if self._srp is not None:
             return self._srp.score_map(x)
+        if self.fmt == "foa":
+            from deepasa.tracking.foa import virtual_mic
+
+            x = virtual_mic(x, self._net.cfg.sample_rate)  # (4, n) virtual MIC capsules
         return finder_scores(x, self._net)
 
     def track(self, scores: np.ndarray):
