@@ -29,3 +29,13 @@ def assert_outputs_match(outputs: dict[str, torch.Tensor], reference: dict[str, 
         assert total == pytest.approx(want_sum, rel=1e-5, abs=1e-5 * want_abs), (label, key, "sum")
         assert abs_total == pytest.approx(want_abs, rel=1e-5), (label, key, "abs sum")
         assert elem == pytest.approx(want_elem, rel=1e-5, abs=1e-6), (label, key, "element")
+
+
+def count_calls(model) -> dict[str, int]:
+    """Forward-hook counters on the audio heads and on the extensions the model has (filled as it runs)."""
+    modules = {"direct": model.audio.direct, "reverb": model.audio.reverb, "noise": model.audio.noise,
+               "gcc": model.gcc, "srp": model.srp_refine, "sfx": model.sfx}
+    counts = {name: 0 for name, m in modules.items() if m is not None}
+    for name in counts:
+        modules[name].register_forward_hook(lambda *_, name=name: counts.__setitem__(name, counts[name] + 1))
+    return counts

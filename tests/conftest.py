@@ -8,6 +8,14 @@ would skip for a missing data set, tool or browser fails there instead. Only tes
 import csv
 import os
 
+# One OpenBLAS thread for numpy and scipy, in this process and in the command-line runs the tests start (they
+# inherit the environment), as most test modules run torch on one thread. Read when OpenBLAS loads, so before
+# numpy is imported (pytest itself does not import it). On a busy 2-core machine OpenBLAS's second thread
+# spin-waits for a core the other processes hold: numpy-heavy tests ran 1.6-3.5x slower with it (the classical
+# baseline's WPE, the spatial stage, the rotation checks). Nothing checked depends on it; set the variable to
+# choose otherwise.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -111,3 +119,32 @@ def held_out_bank():
     if not bank.clips("test"):
         pytest.skip("the sound bank has no test split")
     return bank
+
+
+@pytest.fixture(scope="session")
+def shipped_default_forward():
+    """The shipped model's default forward on the fixed input of the issue-38 tests, run once for the two tests
+    that pin it (tests/test_issue_38_bit_identity.py, the ``shipped`` case of tests/test_issue_38_forward_paths.py):
+    a namespace of ``model`` (``DeepASA.from_pretrained(DEFAULT_CHECKPOINT, config="shipped").eval()``), ``x``
+    (``0.1 * randn(1, M, N)`` of seed 1), ``calls`` (forward-hook counts of the audio heads and extensions,
+    tests/bit_identity.py) and ``out`` (``model(x).tensors()`` without gradients, one thread)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from deepasa.model import DeepASA
+    from deepasa.model.deepasa import DEFAULT_CHECKPOINT
+    from tests.bit_identity import count_calls
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = DeepASA.from_pretrained(DEFAULT_CHECKPOINT, config="shipped").eval()
+        cfg = model.config
+        x = 0.1 * torch.randn(1, cfg.n_mics, cfg.clip_samples, generator=torch.Generator().manual_seed(1))  # (1, M, N)
+        calls = count_calls(model)
+        with torch.no_grad():
+            out = model(x).tensors()
+    finally:
+        torch.set_num_threads(threads)
+    return SimpleNamespace(model=model, x=x, calls=dict(calls), out=out)

@@ -34,19 +34,39 @@ RATE_MARGIN = 0.3                         # below the card's detection rate / cl
 DOA_MARGIN_DEG = 20.0                     # above the card's median DoA error
 
 
-def test_shipped_model_separates_as_its_card_says(held_out_bank):
-    import torch
-
+@pytest.fixture(scope="module")
+def shipped_model():
+    """The shipped model, loaded once for both tests (neither changes it)."""
     from deepasa.inference import load_model
-    from deepasa.losses import apply_permutation, pit_sa_sdr
-    from deepasa.metrics.separation import improvement, si_sdr
+
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def held_out_scene(held_out_bank):
+    """simulate_scene(seed, index 0, the test split, MIC) by seed, each simulated once for both tests."""
     from deepasa.scenes.simulator import simulate_scene
 
-    bank = held_out_bank
-    model = load_model()
+    scenes = {}
+
+    def get(seed: int):
+        if seed not in scenes:
+            scenes[seed] = simulate_scene(seed=seed, index=0, split="test", bank=held_out_bank, fmt="mic")
+        return scenes[seed]
+
+    return get
+
+
+def test_shipped_model_separates_as_its_card_says(shipped_model, held_out_scene):
+    import torch
+
+    from deepasa.losses import apply_permutation, pit_sa_sdr
+    from deepasa.metrics.separation import improvement, si_sdr
+
+    model = shipped_model
     gains = []
     for seed in (11, 12, 13):
-        scene = simulate_scene(seed=seed, index=0, split="test", bank=bank, fmt="mic")
+        scene = held_out_scene(seed)
         with torch.inference_mode():
             out = model(torch.as_tensor(scene.mixture, dtype=torch.float32)[None])
         truth = torch.as_tensor(scene.direct + scene.reverb, dtype=torch.float32)[:, 0]       # (K, N)
@@ -64,16 +84,14 @@ def test_shipped_model_separates_as_its_card_says(held_out_bank):
 
 @pytest.mark.xfail(not CARD_DETECTS, strict=True,
                    reason="the model card reports no detected object (checkpoints/eval/default.json; issue 6)")
-def test_shipped_model_recovers_classes_and_directions_as_its_card_says(held_out_bank):
-    from deepasa.inference import analyze, load_model
+def test_shipped_model_recovers_classes_and_directions_as_its_card_says(shipped_model, held_out_scene):
+    from deepasa.inference import analyze
     from deepasa.inference.commands import match_estimates
-    from deepasa.scenes.simulator import simulate_scene
 
-    bank = held_out_bank
-    model = load_model()
+    model = shipped_model
     rows = []
     for seed in SEEDS:
-        scene = simulate_scene(seed=seed, index=0, split="test", bank=bank, fmt="mic")
+        scene = held_out_scene(seed)
         result = analyze(model, scene.mixture, sample_rate=scene.meta["sample_rate"], log=lambda m: None)
         rows += match_estimates(scene, result)
     found = [r for r in rows if r["estimate"] is not None]

@@ -61,15 +61,22 @@ def test_chunked_pass_adds_up_and_agrees_with_one_shot():
 needs_model = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="checkpoints/default.pt not shipped")
 
 
-@needs_model
-@pytest.mark.parametrize("separation", ["spatial", "network"])
-def test_analysis_reproduces_the_recording_and_nothing_is_louder(tmp_path, separation):
-    from deepasa.inference.result import SceneAnalysis
+@pytest.fixture(scope="module")
+def noise_and_tone():
+    """A simulated 4-s scene of a noise burst and a tone (simulated once for both separations)."""
     from deepasa.scenes.simulator import simulate_scene
 
     rng = np.random.default_rng(5)
     tone = np.sin(2 * np.pi * 440 * np.arange(3 * FS) / FS) * np.hanning(3 * FS)
-    scene = simulate_scene(seed=21, sources=[("noise", rng.standard_normal(2 * FS)), ("tone", tone)])
+    return simulate_scene(seed=21, sources=[("noise", rng.standard_normal(2 * FS)), ("tone", tone)])
+
+
+@needs_model
+@pytest.mark.parametrize("separation", ["spatial", "network"])
+def test_analysis_reproduces_the_recording_and_nothing_is_louder(tmp_path, separation, noise_and_tone):
+    from deepasa.inference.result import SceneAnalysis
+
+    scene = noise_and_tone
     result = analyze(load_model(), scene.mixture, log=lambda _m: None, separation=separation)
     result.save(tmp_path / "a", report=False)
     loaded = SceneAnalysis.load(tmp_path / "a")

@@ -164,20 +164,27 @@ def test_analyze_keeps_a_live_runs_temporary(tiny_ckpt, tmp_path, live_pid, caps
 
 
 def test_two_analyses_writing_the_same_output_one_wins_the_other_exits_2(tiny_ckpt, tmp_path):
-    # long enough that the first run is still writing when the second has started Python and imported torch
-    # (20 s of audio was not, on a Xeon that analyses it faster than an interpreter starts)
-    long_s = 120.0
+    # The first run is held mid-write (SIGSTOP once its first windows are on disk, SIGCONT after the second run
+    # has ended), so the two overlap whatever the machine's speed: a stopped process is alive and keeps its lock,
+    # as a descheduled one does. (Without the hold the input had to be long enough, 120 s, that the first run was
+    # still writing when the second had started Python and imported torch; 20 s was not, on a fast Xeon.)
+    # 12 s, as in the SIGKILL test above: still under way when its first windows' signal files appear.
+    long_s = 12.0
     long_wav, short_wav = _noise_wav(tmp_path / "long.wav", long_s, seed=2), _noise_wav(tmp_path / "short.wav", 3.0, seed=3)
     res = tmp_path / "res"
     out = res / "analysis"
     args = ["--out", str(out), "--checkpoint", str(tiny_ckpt), "--no-report"]
     first = subprocess.Popen([*CLI, "analyze", str(long_wav), *args], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True, env=ENV)
-    _wait_for(_mid_run(res / f".analysis.partial-{first.pid}"), first, what="the first run to be under way")
-    # the second run, with --overwrite too, while the first is writing
-    second = subprocess.run([*CLI, "analyze", str(short_wav), *args, "--overwrite"], capture_output=True,
-                            text=True, env=ENV, timeout=600)
-    still_running = first.poll() is None
+    try:
+        _wait_for(_mid_run(res / f".analysis.partial-{first.pid}"), first, what="the first run to be under way")
+        first.send_signal(signal.SIGSTOP)
+        # the second run, with --overwrite too, while the first is writing
+        second = subprocess.run([*CLI, "analyze", str(short_wav), *args, "--overwrite"], capture_output=True,
+                                text=True, env=ENV, timeout=600)
+        still_running = first.poll() is None
+    finally:
+        first.send_signal(signal.SIGCONT)
     _, first_err = first.communicate(timeout=600)
     assert still_running, "the first run ended before the second tried: the test did not overlap them"
     assert first.returncode == 0, first_err

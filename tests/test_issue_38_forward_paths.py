@@ -22,7 +22,7 @@ import torch
 
 from deepasa.model import DeepASA, get_config
 from deepasa.model.deepasa import DEFAULT_CHECKPOINT
-from tests.bit_identity import assert_outputs_match
+from tests.bit_identity import assert_outputs_match, count_calls
 from tests.test_issue_38_bit_identity import OUT
 
 SHIPPED_OUT = OUT  # the shipped model's default forward, pinned by tests/test_issue_38_bit_identity.py
@@ -114,23 +114,17 @@ def _model_and_input(name: str) -> tuple[DeepASA, torch.Tensor]:
     return model, x
 
 
-def _count_calls(model: DeepASA) -> dict[str, int]:
-    """Forward-hook counters on the audio heads and on the extensions the model has (filled as it runs)."""
-    modules = {"direct": model.audio.direct, "reverb": model.audio.reverb, "noise": model.audio.noise,
-               "gcc": model.gcc, "srp": model.srp_refine, "sfx": model.sfx}
-    counts = {name: 0 for name, m in modules.items() if m is not None}
-    for name in counts:
-        modules[name].register_forward_hook(lambda *_, name=name: counts.__setitem__(name, counts[name] + 1))
-    return counts
-
-
 @pytest.mark.parametrize("name", list(REFERENCE))
-def test_forward_paths_compute_what_they_computed_before_the_rewrite(name):
+def test_forward_paths_compute_what_they_computed_before_the_rewrite(name, request):
     torch.set_num_threads(1)
-    model, x = _model_and_input(name)
-    calls = _count_calls(model)
-    with torch.no_grad():
-        out = model(x, **FORWARD_KWARGS[name]).tensors()
+    if name == "shipped":  # the default forward, which tests/test_issue_38_bit_identity.py runs too: once for both
+        shipped = request.getfixturevalue("shipped_default_forward")
+        calls, out = shipped.calls, shipped.out
+    else:
+        model, x = _model_and_input(name)
+        calls = count_calls(model)
+        with torch.no_grad():
+            out = model(x, **FORWARD_KWARGS[name]).tensors()
     ref = REFERENCE[name]
     assert calls == ref["calls"]
     assert_outputs_match(out, ref["out"], name)
@@ -141,7 +135,7 @@ def test_net1_audio_only_adds_net1_waveforms():
     runs no head again and changes no other output."""
     torch.set_num_threads(1)
     model, x = _model_and_input('tiny-mask-gcc-coi1-net1')
-    calls = _count_calls(model)
+    calls = count_calls(model)
     with torch.no_grad():
         without = model(x).tensors()
         assert calls["direct"] == 2

@@ -8,6 +8,7 @@ FOA (active-intensity finder, turns of 90/180/270°): scene seed 0 (2 sources) m
 MIC (SRP-PHAT finder, the 11 tetrahedral rotations): scene seed 0, 0.9°, 1.00, 0.98, 1.00.
 """
 
+import functools
 import json
 
 import numpy as np
@@ -130,7 +131,9 @@ def _dry_sources(rng, k: int) -> list:
     return [(f"s{j}", sig * np.hanning(n)) for j, sig in enumerate((gated, harmonic, lowpass)[:k])]
 
 
+@functools.lru_cache(maxsize=None)
 def _scene(seed: int, fmt: str):
+    """The simulated 4-s scene of ``seed`` in ``fmt`` (simulated once; the tests only read it)."""
     from deepasa.scenes.config import SceneConfig
     from deepasa.scenes.simulator import simulate_scene
 

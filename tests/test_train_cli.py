@@ -350,9 +350,15 @@ def test_train_on_the_fly_without_data_on_disk(tiny_bank_home, tmp_path):
     assert any(r.get("train/loss") for r in rows) and any(r.get("val/seld_score") for r in rows)
 
 
-def test_head_diagnostics_reports_what_the_heads_output(scenes, tmp_path):
+def test_head_diagnostics_reports_what_the_heads_output(scenes, tmp_path, monkeypatch, capsys):
     """scripts/head_diagnostics.py on a tiny model whose on/off head always fires and whose DoA head outputs a
-    fixed vector: the printed norms equal ‖tanh(bias)‖ and the on/off shares are 100 %; bad input exits 2."""
+    fixed vector: the printed norms equal ‖tanh(bias)‖ and the on/off shares are 100 %; bad input exits 2.
+
+    The good run executes the script as ``__main__`` in this process (runpy: the same argv parsing, code and exit
+    through run_script; one interpreter and torch start-up less); the bad input runs it as its own process, so the
+    script's stand-alone start, exit code and one-line error are checked there."""
+    import runpy
+
     import numpy as np
 
     from conftest import tiny_model_with_fixed_heads
@@ -360,12 +366,19 @@ def test_head_diagnostics_reports_what_the_heads_output(scenes, tmp_path):
     bias = [0.3, 0.2, 0.1]
     ckpt = tiny_model_with_fixed_heads(8.0, bias).save(tmp_path / "m.pt")
     script = Path(__file__).resolve().parents[1] / "scripts" / "head_diagnostics.py"
-    run = subprocess.run([sys.executable, str(script), str(ckpt), "--data", str(scenes), "--split", "test",
-                          "--threads", "1"], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(sys, "argv", [str(script), str(ckpt), "--data", str(scenes), "--split", "test",
+                                      "--threads", "1"])
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)                  # the script sets this process's thread count
+    out, err = capsys.readouterr()
+    assert done.value.code == 0, err
     norm = float(np.linalg.norm(np.tanh(bias)))
-    assert f"DoA-vector norm: active frames {norm:.3f}, silent frames {norm:.3f}" in run.stdout
-    assert "> 0.5 on 100.0%; silent frames mean 1.000, > 0.5 on 100.0%" in run.stdout
+    assert f"DoA-vector norm: active frames {norm:.3f}, silent frames {norm:.3f}" in out
+    assert "> 0.5 on 100.0%; silent frames mean 1.000, > 0.5 on 100.0%" in out
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "none.pt"), "--data", str(scenes)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
