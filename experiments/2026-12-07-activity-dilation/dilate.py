@@ -12,7 +12,6 @@ the trajectory metrics and the downstream image SI-SDRi of the spatial stage. On
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "experiments" / "2026-12-07-finder-threshold"))
 
-from trajectories import downstream  # noqa: E402
-from tune import SETS, scenes_of  # noqa: E402
+from tune import SETS, print_row, scenes_of, set_row  # noqa: E402
 
 
 def dilate(activity: np.ndarray, d: int) -> np.ndarray:
@@ -39,7 +37,6 @@ def dilate(activity: np.ndarray, d: int) -> np.ndarray:
 
 
 def main() -> int:
-    from deepasa.metrics.trajectory import pool, score_trajectories
     from deepasa.model.finder import Finder, find_objects, finder_scores
 
     ap = argparse.ArgumentParser()
@@ -57,14 +54,10 @@ def main() -> int:
         for fill in args.fill:
             tracks = [find_objects(None, finder, scores=m, fill_gap_frames=fill) for m in maps]
             for d in args.dilate:
-                scores, gains = [], []
-                for scene, tr in zip(scenes, tracks):
-                    act = dilate(tr.activity, d)  # (J, T'); tr.doa already holds directions in inactive frames
-                    scores.append(score_trajectories(scene.activity, scene.doa, act, tr.doa))
-                    gains += downstream(scene, act, tr.doa)[0]
-                row = {"set": name, "fill": fill, "dilate": d, **pool(scores),
-                       "downstream_si_sdri_db": float(np.mean(gains)), "scenes": len(scenes)}
-                print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+                # (J, T') dilated; tr.doa already holds directions in inactive frames
+                trajectories = [(dilate(tr.activity, d), tr.doa) for tr in tracks]
+                print_row({"set": name, "fill": fill, "dilate": d, **set_row(scenes, trajectories),
+                           "scenes": len(scenes)})
         print(f"# {name}: {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
 

@@ -35,8 +35,27 @@ def scenes_of(name: str, n: int) -> list:
     return [simulate_scene(seed=seed, index=i, split="val", config=cfg) for i in range(n)]
 
 
-def main() -> int:
+def set_row(scenes: list, trajectories: list) -> dict:
+    """The trajectory metrics (pooled over the set) and the mean downstream image SI-SDRi of one set.
+
+    Args:
+        scenes: simulated scenes; trajectories: per scene, (activity (J, T') bool, doa (J, T', 3)).
+    """
     from deepasa.metrics.trajectory import pool, score_trajectories
+
+    scores, gains = [], []
+    for scene, (act, doa) in zip(scenes, trajectories):
+        scores.append(score_trajectories(scene.activity, scene.doa, act, doa))
+        gains += downstream(scene, act, doa)[0]
+    return {**pool(scores), "downstream_si_sdri_db": float(np.mean(gains))}
+
+
+def print_row(row: dict) -> None:
+    """One JSON line, floats to 3 decimals."""
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+
+
+def main() -> int:
     from deepasa.model.finder import Finder, find_objects, finder_scores
 
     ap = argparse.ArgumentParser()
@@ -54,15 +73,9 @@ def main() -> int:
         scenes = scenes_of(name, args.scenes)
         maps = [finder_scores(s.mixture, finder) for s in scenes]  # (T', G) each
         for thr in args.thresholds:
-            scores, gains = [], []
-            for scene, m in zip(scenes, maps):
-                tracks = find_objects(None, finder, threshold=thr, scores=m, **track_kwargs)
-                act, doa = tracks.activity, tracks.doa
-                scores.append(score_trajectories(scene.activity, scene.doa, act, doa))
-                gains += downstream(scene, act, doa)[0]
-            row = {"set": name, "threshold": thr, "step": finder.meta.get("step"), **track_kwargs, **pool(scores),
-                   "downstream_si_sdri_db": float(np.mean(gains)), "scenes": len(scenes)}
-            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+            tracks = [find_objects(None, finder, threshold=thr, scores=m, **track_kwargs) for m in maps]
+            print_row({"set": name, "threshold": thr, "step": finder.meta.get("step"), **track_kwargs,
+                       **set_row(scenes, [(t.activity, t.doa) for t in tracks]), "scenes": len(scenes)})
         print(f"# {name}: {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
 

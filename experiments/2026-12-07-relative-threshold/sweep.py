@@ -14,18 +14,15 @@ Prints a JSON row per (set, threshold, relative): the trajectory metrics and the
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "experiments" / "2026-12-07-finder-threshold"))
 
-from trajectories import downstream  # noqa: E402
-from tune import SETS, scenes_of  # noqa: E402
+from tune import SETS, print_row, scenes_of, set_row  # noqa: E402
 
 
 def relative_filter(detections: list, relative: float) -> list:
@@ -34,7 +31,6 @@ def relative_filter(detections: list, relative: float) -> list:
 
 
 def main() -> int:
-    from deepasa.metrics.trajectory import pool, score_trajectories
     from deepasa.model.finder import Finder, finder_scores
     from deepasa.tracking.peaks import PeakPicker
     from deepasa.tracking.tracker import track
@@ -54,15 +50,9 @@ def main() -> int:
         for thr in args.thresholds:
             peaks = [picker(m, threshold=thr) for m in maps]  # sorted strongest first
             for rel in args.relative:
-                scores, gains = [], []
-                for scene, det in zip(scenes, peaks):
-                    tracks = track(relative_filter(det, rel), **(finder.meta.get("track") or {}))
-                    scores.append(score_trajectories(scene.activity, scene.doa, tracks.activity, tracks.doa))
-                    gains += downstream(scene, tracks.activity, tracks.doa)[0]
-                row = {"set": name, "threshold": thr, "relative": rel, "step": finder.meta.get("step"),
-                       **pool(scores), "downstream_si_sdri_db": float(np.mean(gains))}
-                print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
-                      flush=True)
+                tracks = [track(relative_filter(det, rel), **(finder.meta.get("track") or {})) for det in peaks]
+                print_row({"set": name, "threshold": thr, "relative": rel, "step": finder.meta.get("step"),
+                           **set_row(scenes, [(t.activity, t.doa) for t in tracks])})
     return 0
 
 

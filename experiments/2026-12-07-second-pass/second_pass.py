@@ -17,7 +17,6 @@ Tuning scenes as experiments/2026-12-07-finder-threshold (val split, seeds 7500 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,8 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "experiments" / "2026-12-07-finder-threshold"))
 
-from trajectories import downstream  # noqa: E402
-from tune import SETS, scenes_of  # noqa: E402
+from tune import SETS, print_row, scenes_of, set_row  # noqa: E402
 
 COS25 = np.cos(np.radians(25.0))
 
@@ -43,7 +41,6 @@ def union(first: list, second: list) -> list:
 
 
 def main() -> int:
-    from deepasa.metrics.trajectory import pool, score_trajectories
     from deepasa.model.finder import Finder, finder_scores
     from deepasa.separation import SpatialConfig, separate
     from deepasa.tracking.peaks import PeakPicker
@@ -62,7 +59,7 @@ def main() -> int:
     picker = PeakPicker(finder.grid.double().numpy())
     for name in args.sets:
         scenes = scenes_of(name, args.scenes)
-        rows = {}
+        variants_of = []  # per scene, {(variant, diffuse score, threshold 2): Tracks}
         for scene in scenes:
             det1 = picker(finder_scores(scene.mixture, finder), threshold=thr1)
             tr1 = track(det1, **tkw)
@@ -72,14 +69,11 @@ def main() -> int:
                 m2 = finder_scores(left, finder)  # (T', G) the leftover's map
                 for thr in args.thresholds:
                     variants[("pass 2", s, thr)] = track(union(det1, picker(m2, threshold=thr)), **tkw)
-            for key, tr in variants.items():
-                r = rows.setdefault(key, {"scores": [], "gains": [], "objects": 0})
-                r["scores"].append(score_trajectories(scene.activity, scene.doa, tr.activity, tr.doa))
-                r["gains"] += downstream(scene, tr.activity, tr.doa)[0]
-        for (what, s, thr), r in rows.items():
-            row = {"set": name, "variant": what, "diffuse_score": s, "threshold_2": thr, **pool(r["scores"]),
-                   "downstream_si_sdri_db": float(np.mean(r["gains"]))}
-            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+            variants_of.append(variants)
+        for key in variants_of[0]:
+            what, s, thr = key
+            print_row({"set": name, "variant": what, "diffuse_score": s, "threshold_2": thr,
+                       **set_row(scenes, [(v[key].activity, v[key].doa) for v in variants_of])})
     return 0
 
 
