@@ -216,3 +216,14 @@ def test_export_command_stores_threshold_and_symmetries(noise_scenes, tmp_path):
     with torch.no_grad():  # the export's weights are the trainer's (fp16)
         x = torch.randn(1, 4, 16000)
         torch.testing.assert_close(g(x), tr.model.eval()(x), atol=2e-2, rtol=0)
+
+
+def test_export_of_a_missing_run_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "f.pt"
+    run = subprocess.run([sys.executable, "-m", "deepasa.train.finder", "export", "--run", str(tmp_path / "none"),
+                          "--out", str(out), "--state-out", str(tmp_path / "s.pt")], capture_output=True, text=True)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "no finder run state" in run.stderr and not list(tmp_path.iterdir())  # nothing written

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepasa.errors import DeepASAError, run_script
 from deepasa.model.finder import (DEFAULT_THRESHOLD, Finder, FinderConfig, finder_scores, find_objects,
                                   target_map, tetra_symmetries)
 from deepasa.scenes.config import SceneConfig
@@ -297,7 +298,9 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def load_state(path: Path) -> dict:
-    """A resume state written by :func:`save_atomic`."""
+    """A resume state written by :func:`save_atomic`; a missing file is a :class:`DeepASAError`."""
+    if not Path(path).is_file():
+        raise DeepASAError(f"no finder run state at {path}")
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
@@ -609,4 +612,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)
