@@ -167,7 +167,10 @@ def score_images(scene, images: np.ndarray) -> list[float]:
 
 def run(finders: list[str], sets: list[str], n_scenes: int, log=print) -> list[dict]:
     """Every finder on every set; one row per (finder, set)."""
+    from dataclasses import asdict
+
     from deepasa.metrics.trajectory import pool, score_trajectories
+    from deepasa.separation import SpatialConfig
 
     built = {spec: make_finder(spec) for spec in finders}
     rows = []
@@ -195,7 +198,8 @@ def run(finders: list[str], sets: list[str], n_scenes: int, log=print) -> list[d
                    "downstream_si_sdri_db": float(np.mean(gains)),
                    "downstream_si_sdri_median_db": float(np.median(gains)),
                    **({"network_audio_si_sdri_db": float(np.mean(own))} if own else {}),
-                   "finder_s_per_clip": t_find / len(scenes), "separation_s_per_clip": t_sep / len(scenes)}
+                   "finder_s_per_clip": t_find / len(scenes), "separation_s_per_clip": t_sep / len(scenes),
+                   "stage": asdict(SpatialConfig(**options))}  # the spatial stage's parameters behind the dB
             rows.append(row)
             log(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
     return rows

@@ -69,6 +69,21 @@ def test_serialization_round_trip(tmp_path, scene):
     np.testing.assert_allclose(a.image, b.image, atol=1e-6)
 
 
+def test_stage_parameters_travel_with_the_weights(tmp_path):
+    """A checkpoint stores every field of the stage it was trained on, so later default changes cannot reach it."""
+    from dataclasses import asdict, fields
+
+    from deepasa.separation import SpatialConfig
+
+    model = TrajectoryExtractor(ExtractorConfig(hidden=8, n_blocks=1, spatial={"beta": 10.0}))
+    stored = model.serialize()["config"]["spatial"]
+    assert set(stored) == {f.name for f in fields(SpatialConfig)}  # every field, not only the ones given
+    assert stored == {**asdict(SpatialConfig()), "beta": 10.0}
+    torch.save(model.serialize(), tmp_path / "e.pt")
+    assert TrajectoryExtractor.from_pretrained(tmp_path / "e.pt").config.spatial_config() == SpatialConfig(
+        **stored)
+
+
 def test_not_a_checkpoint_is_a_one_line_error(tmp_path):
     from deepasa.errors import DeepASAError
 

@@ -45,7 +45,8 @@ class ExtractorConfig:
         kernel: the cross-band convolution's width in frequency bins.
         n_mics: M.
         sample_rate: Hz; label_hop: seconds per label frame.
-        spatial: :class:`~deepasa.separation.SpatialConfig` fields of the stage underneath (default: its defaults).
+        spatial: :class:`~deepasa.separation.SpatialConfig` fields of the stage underneath (default: its defaults,
+            resolved when the config is made and stored with the weights).
     """
 
     hidden: int = 32
@@ -55,6 +56,10 @@ class ExtractorConfig:
     sample_rate: int = 16000
     label_hop: float = 0.1
     spatial: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # resolved now, so a later change of the stage's defaults cannot silently change a trained extractor's input
+        self.spatial = asdict(SpatialConfig(**self.spatial))
 
     def spatial_config(self) -> SpatialConfig:
         """The stage's :class:`SpatialConfig`."""

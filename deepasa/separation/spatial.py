@@ -17,6 +17,9 @@ The stage, in three steps (docs/separation.md):
    sources are followed: ``Φ_k = Σ |m_k|² x xᴴ`` per object and ``Φ_r`` for the remainder's mask. Each
    object's image is ``y_k = Φ_k (Σ_j Φ_j + Φ_r + δ)⁻¹ x``: the filters sum to the identity (up to the loading
    ``δ``, which the remainder takes), so the objects and the remainder add up to the mixture exactly.
+   With ``noise_prior`` (default) a stationary noise covariance — measured in the frames far from every
+   object's activity and reverberant tail — moves, in proportion to each object's mask weight in the window,
+   from ``Φ_k`` to ``Φ_r`` (the sum unchanged): a lone object is denoised instead of passed whole.
    The output is gated by the object's activity (a frame the object is not active in keeps nothing of it).
 3. **Direct path.** An MVDR beamformer toward the object's direction under a diffuse-field noise model
    (coherence ``sin(kd)/(kd)`` between capsules, diagonal loading), applied to the object's image and
@@ -125,7 +128,8 @@ class SpatialSeparation:
 
 @dataclass(frozen=True)
 class SpatialConfig:
-    """Parameters of the spatial stage (defaults: the measured choice, experiments/2026-12-07-spatial-stage).
+    """Parameters of the spatial stage (defaults: the measured choice, experiments/2026-12-07-spatial-stage and
+    experiments/2026-12-08-stage-window).
 
     Attributes:
         n_fft, hop: STFT (Hann window); 512 / 128 at 16 kHz = 32-ms frames, 8-ms hop.
@@ -144,15 +148,20 @@ class SpatialConfig:
             "plane_wave" (each object's direct path from a least-squares plane-wave decomposition, the
             residual shared by the masks: exact for plane waves, > 20 dB on two anechoic sources).
         mvdr_loading: diagonal loading of the diffuse coherence matrix in the direct-path beamformer.
+        noise_prior: subtract a stationary noise covariance, measured in the frames far from every object's
+            activity, from each object's covariance (its share goes to the remainder): the masked MWF alone
+            passes a lone object's noise.
+        noise_tail_s: seconds after an object's last active frame that still count as its reverberant tail
+            (not noise) for ``noise_prior``.
     """
 
     n_fft: int = 512
     hop: int = 128
-    beta: float = 40.0
+    beta: float = 80.0
     diffuse_score: float | None = None
     use_direction: bool = True
     mwf: bool = True
-    cov_window_s: float = 0.5
+    cov_window_s: float = 1.0
     loading: float = 1e-3
     gate: bool = True
     gate_dilate: int = 1
@@ -160,6 +169,8 @@ class SpatialConfig:
     lstsq_loading: float = 0.05
     covariance: str = "masked"
     mvdr_loading: float = 1e-2
+    noise_prior: bool = True
+    noise_tail_s: float = 0.6
 
 
 def plane_wave_phase(doa: torch.Tensor, mic_offsets: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
@@ -245,7 +256,7 @@ def _window_sum(x: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def wiener_images(spec: torch.Tensor, mask: torch.Tensor, width: int, loading: float,
-                  mask_power: float = 2.0, freq_block: int = 32) -> torch.Tensor:
+                  mask_power: float = 2.0, freq_block: int = 32, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Multichannel Wiener filter per object from mask-weighted sliding covariances.
 
     Args:
@@ -254,6 +265,9 @@ def wiener_images(spec: torch.Tensor, mask: torch.Tensor, width: int, loading: f
         width: covariance window, STFT frames.
         loading: diagonal loading relative to the bin's mean channel power.
         freq_block: bins processed at once (bounds memory on long inputs).
+        noise: (F, M, M) a stationary noise covariance per frame, or None. Each object's covariance loses
+            ``c · n_k · N`` (n_k = its mask weight in the window, c ≤ 1 so that no diagonal entry falls below
+            a tenth of its value) and the remainder's gains it: the sum, and so the filters' sum, is unchanged.
     Returns:
         (K, M, F, T) complex64 images ``Φ_k (Σ_j Φ_j + δ I)⁻¹ x`` (the sum over j includes the remainder).
     """
@@ -267,6 +281,12 @@ def wiener_images(spec: torch.Tensor, mask: torch.Tensor, width: int, loading: f
         w = mask[:, f0:f0 + freq_block].float() ** mask_power  # (K + 1, Fb, T)
         phi = _window_sum(w[..., None, None] * outer[None], width)  # (K + 1, Fb, T, M, M)
         total = phi.sum(dim=0)  # (Fb, T, M, M)
+        if noise is not None:
+            n_k = _window_sum(w[:k, ..., None, None], width)[..., 0, 0]  # (K, Fb, T) mask weight in the window
+            sub = n_k[..., None, None] * noise[None, f0:f0 + freq_block, None]  # (K, Fb, T, M, M)
+            ratio = phi[:k].diagonal(dim1=-2, dim2=-1).real / sub.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-20)
+            c = (0.9 * ratio.amin(dim=-1)).clamp(max=1.0)[..., None, None]  # (K, Fb, T, 1, 1)
+            phi = torch.cat([phi[:k] - c * sub, phi[k:] + (c * sub).sum(dim=0, keepdim=True)])  # Σ unchanged
         power = total.diagonal(dim1=-2, dim2=-1).real.mean(dim=-1)  # (Fb, T)
         total = total + (loading * power + 1e-12)[..., None, None] * eye  # (Fb, T, M, M)
         z = torch.linalg.solve(total, x[..., None])  # (Fb, T, M, 1) = (Σ Φ + δ)⁻¹ x
@@ -362,6 +382,30 @@ def diffuse_mvdr_direct(image: torch.Tensor, doa: torch.Tensor, mic_offsets: tor
     return out
 
 
+def stationary_noise(spec: torch.Tensor, act: np.ndarray, cfg: SpatialConfig, label_hop: float,
+                     label_samples: float, min_frames: int = 16) -> torch.Tensor | None:
+    """Mean covariance of the STFT frames far from every object: no object active, nor within one label frame
+    before an onset or ``cfg.noise_tail_s`` after an offset (the reverberant tail belongs to the object).
+
+    Args:
+        spec: (M, F, T) complex mixture STFT; act: (K, T') bool label-frame activity; cfg: the parameters;
+        label_hop: seconds per label frame; label_samples: samples per label frame; min_frames: fewer far STFT
+        frames than this give None.
+    Returns:
+        (F, M, M) complex64, or None.
+    """
+    busy = act.any(axis=0)  # (T',)
+    near = busy.copy()
+    for lag in range(1, int(np.ceil(cfg.noise_tail_s / label_hop - 1e-9)) + 1):  # the tail after every active frame
+        near[lag:] |= busy[:-lag]
+    near[:-1] |= busy[1:]  # the frame before an onset
+    far = ~_frames_to_stft(near[None], spec.shape[-1], cfg.hop, label_samples)[0]  # (T,)
+    if far.sum() < min_frames:
+        return None
+    x = spec[..., torch.as_tensor(far)].permute(1, 2, 0).to(torch.complex64)  # (F, Tf, M)
+    return (x[..., :, None] * x[..., None, :].conj()).mean(dim=1)  # (F, M, M)
+
+
 def _frames_to_stft(x: np.ndarray, n_stft: int, hop: int, label_samples: float) -> np.ndarray:
     """Label-frame values (K, T', ...) sampled at each STFT frame centre → (K, T, ...)."""
     idx = np.minimum((np.arange(n_stft) * hop / label_samples).astype(int), x.shape[1] - 1)  # (T,)
@@ -421,7 +465,8 @@ def spatial_stft(x: torch.Tensor, act: np.ndarray, unit: np.ndarray, sample_rate
         images = plane_wave_wiener_images(spec, mask, active_t, doa_t, offs, sample_rate, width, cfg.loading,
                                           cfg.lstsq_loading, cfg.mask_power)  # (K, M, F, T)
     elif cfg.mwf and k:
-        images = wiener_images(spec, mask, width, cfg.loading, cfg.mask_power)  # (K, M, F, T)
+        noise = stationary_noise(spec, act, cfg, label_hop, label_samples) if cfg.noise_prior else None  # (F, M, M) or None
+        images = wiener_images(spec, mask, width, cfg.loading, cfg.mask_power, noise=noise)  # (K, M, F, T)
     else:
         images = mask[:k, None] * spec[None]  # (K, M, F, T)
     gate_t = active_t
