@@ -128,3 +128,16 @@ def test_si_sdr_loss_is_finite_for_a_silent_object():
 
     zero = torch.zeros(1, 4, 800)
     assert torch.isfinite(si_sdr_loss(zero, zero)).all()
+
+
+def test_mix_option_sets_the_scene_kinds():
+    from deepasa.errors import DeepASAError
+    from deepasa.train.extractor import MIX, SceneStream, parse_mix
+
+    assert parse_mix("default=0.45,dense=0.25,1-2=0.3") == (("default", 0.45), ("dense", 0.25), ("1-2", 0.3))
+    for bad in ("default=0.5,dense=0.2", "default=1.2,1-2=-0.2", "studio=1", "default"):
+        with pytest.raises(DeepASAError, match="--mix"):
+            parse_mix(bad)
+    stream = iter(SceneStream(ExtractorConfig(hidden=8, n_blocks=1), start=0, mix=parse_mix("1-2=1")))
+    assert next(stream)["kind"] == "1-2"
+    assert dict(MIX)["1-2"] == 0.15  # the runs so far: the default mix is unchanged

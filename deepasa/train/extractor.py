@@ -7,7 +7,7 @@
 Every source of every scene is one training example, with its *true* trajectory perturbed like a finder's
 errors (direction noise of ~8°, onsets and offsets moved by a frame, a few frames flipped), so there is no
 permutation problem. Scenes are simulated on the fly from the bank's train split by one worker process — 60 %
-default 2–5-source scenes, 25 % dense (``configs/data/scenes_dense.yaml``), 15 % 1–2 sources — and cropped to
+default 2–5-source scenes, 25 % dense (``configs/data/scenes_dense.yaml``), 15 % 1–2 sources (``--mix``) — and cropped to
 2 s on label-frame boundaries; the worker also runs the spatial stage, the trainer only the network.
 
 Loss per object: ``−SNR`` of its 4-channel image plus half the ``−SNR`` of its direct path, each capped at
@@ -107,11 +107,23 @@ def make_example(kind: str, seed: int, index: int, split: str, rng: np.random.Ge
             "image": torch.as_tensor((s.direct + s.reverb)[keep][:, :, sl]), "kind": kind}
 
 
-class SceneStream(torch.utils.data.IterableDataset):
-    """Training examples, simulated in a worker process; example i depends only on (seed, i)."""
+def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """'default=0.45,dense=0.25,1-2=0.3' → the scene-kind shares of the training mix (must sum to 1)."""
+    try:
+        mix = tuple((k, float(v)) for k, v in (item.split("=") for item in text.split(",")))
+    except ValueError as exc:
+        raise DeepASAError(f"--mix wants kind=share,... (e.g. default=0.45,dense=0.25,1-2=0.3): {text!r}") from exc
+    kinds = {k for k, _ in MIX}
+    if {k for k, _ in mix} - kinds or abs(sum(v for _, v in mix) - 1) > 1e-6 or min(v for _, v in mix) < 0:
+        raise DeepASAError(f"--mix: kinds from {sorted(kinds)} with shares >= 0 that sum to 1; got {text!r}")
+    return mix
 
-    def __init__(self, ecfg: ExtractorConfig, start: int, seed: int = 1234) -> None:
-        self.ecfg, self.start, self.seed = ecfg, start, seed
+
+class SceneStream(torch.utils.data.IterableDataset):
+    """Training examples, simulated in a worker process; example i depends only on (seed, i) and the mix."""
+
+    def __init__(self, ecfg: ExtractorConfig, start: int, seed: int = 1234, mix=MIX) -> None:
+        self.ecfg, self.start, self.seed, self.mix = ecfg, start, seed, tuple(mix)
 
     def __iter__(self):
         from deepasa.scenes.soundbank import SoundBank
@@ -121,7 +133,7 @@ class SceneStream(torch.utils.data.IterableDataset):
         i = self.start
         while True:
             rng = np.random.default_rng([self.seed, i])
-            kind = MIX[int(rng.choice(len(MIX), p=[p for _, p in MIX]))][0]
+            kind = self.mix[int(rng.choice(len(self.mix), p=[p for _, p in self.mix]))][0]
             ex = make_example(kind, self.seed, i, "train", rng, bank, self.ecfg)
             i += 1
             if ex is not None:
@@ -215,9 +227,11 @@ def _append(path: Path, row: dict) -> None:
 
 
 def train(run: Path, hours: float, threads: int, save_every: float, val_every: int, lr: float = 1e-3,
-          max_steps: int | None = None, ecfg: ExtractorConfig | None = None, loss_name: str = "snr") -> int:
+          max_steps: int | None = None, ecfg: ExtractorConfig | None = None, loss_name: str = "snr",
+          mix=None) -> int:
     """Train (or resume) the run in ``run``; returns the step reached. ``loss_name`` (:data:`LOSSES`) is a fresh
-    run's; a resumed run keeps its own."""
+    run's; a resumed run keeps its own. ``mix`` (:func:`parse_mix`) sets the scene-kind shares from here on (a
+    resumed run otherwise keeps its own; default :data:`MIX`)."""
     torch.set_num_threads(threads)
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / "last.pt"
@@ -232,13 +246,15 @@ def train(run: Path, hours: float, threads: int, save_every: float, val_every: i
         opt.load_state_dict(st["optimizer"])
         step, scenes = st["step"], st["scenes"]
         loss_name = st.get("loss", "snr")
+        mix = mix or tuple(tuple(m) for m in st.get("mix", MIX))
         torch.set_rng_state(st["torch_rng"])
         print(f"resumed {run} at step {step} ({scenes} scenes)", file=sys.stderr)
     from dataclasses import asdict
 
     def state() -> dict:
         return {"config": asdict(model.config), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "step": step, "scenes": scenes, "torch_rng": torch.get_rng_state(), "loss": loss_name}
+                "step": step, "scenes": scenes, "torch_rng": torch.get_rng_state(), "loss": loss_name,
+                "mix": [list(m) for m in mix]}
 
     stop = {"now": False}
     import signal
@@ -247,7 +263,8 @@ def train(run: Path, hours: float, threads: int, save_every: float, val_every: i
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, on_term)
-    stream = torch.utils.data.DataLoader(SceneStream(model.config, scenes), batch_size=None, num_workers=1,
+    mix = tuple(mix or MIX)
+    stream = torch.utils.data.DataLoader(SceneStream(model.config, scenes, mix=mix), batch_size=None, num_workers=1,
                                          prefetch_factor=4, persistent_workers=False)
     val = None
     t_end, t_save = time.time() + hours * 3600, time.time() + save_every
@@ -308,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--max-steps", type=int)
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of a fresh run (a resumed run keeps "
                    "its optimizer's)")
+    t.add_argument("--mix", help="scene-kind shares, e.g. default=0.45,dense=0.25,1-2=0.3 (default "
+                   + ",".join(f"{k}={v}" for k, v in MIX) + "; a resumed run keeps its own unless given)")
     t.add_argument("--loss", choices=tuple(LOSSES), default="snr",
                    help="a fresh run's loss per object: snr (-SNR, capped at 30 dB) or si-sdr (scale-invariant)")
     c = sub.add_parser("curve")
@@ -320,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "train":
             if args.hours <= 0 or args.threads < 1 or args.save_every <= 0 or args.val_every < 1 or args.lr <= 0:
                 raise DeepASAError("--hours, --save-every, --lr must be > 0; --threads, --val-every at least 1")
-            print(f"step {train(args.run, args.hours, args.threads, args.save_every, args.val_every, lr=args.lr, max_steps=args.max_steps, loss_name=args.loss)}")
+            mix = parse_mix(args.mix) if args.mix else None
+            print(f"step {train(args.run, args.hours, args.threads, args.save_every, args.val_every, lr=args.lr, max_steps=args.max_steps, loss_name=args.loss, mix=mix)}")
         elif args.cmd == "export":
             print(f"wrote {export(args.run, args.out)}")
         else:
