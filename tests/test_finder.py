@@ -149,6 +149,26 @@ def test_tiny_training_decreases_loss(noise_scenes):
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
 
 
+def test_focal_loss_against_a_naive_sum(noise_scenes):
+    """γ = 2 equals a per-value loop written from the formula; γ = 0 is the weighted BCE."""
+    import math
+
+    tr, plain = _trainer(noise_scenes, focal_gamma=2.0), _trainer(noise_scenes)
+    feats, act, doa = tr.buffer.sample(2, torch.Generator().manual_seed(1), tr.symmetries, tr.perm_rows)
+    with torch.no_grad():
+        logits = tr.model.forward_features(feats)  # (B, T', G), the same weights in both trainers
+        target = target_map(doa, act, tr.model.grid, tr.model.cfg.sigma)  # (B, T', G)
+        focal = bce = 0.0
+        for z, y in zip(logits.flatten().tolist(), target.flatten().tolist()):
+            p = 1 / (1 + math.exp(-z))
+            term = -(y * math.log(p) + (1 - y) * math.log(1 - p)) * (1 + 4 * y)  # pos_weight 5
+            focal += term * abs(y - p) ** 2
+            bce += term
+        n = logits.numel()
+        assert float(tr.loss(feats, act, doa)) == pytest.approx(focal / n, rel=1e-4)
+        assert float(plain.loss(feats, act, doa)) == pytest.approx(bce / n, rel=1e-4)
+
+
 def test_resume_gives_the_same_next_step(noise_scenes):
     tr = _trainer(noise_scenes)
     for _ in range(3):

@@ -186,6 +186,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     pos_weight: float = 5.0         # BCE weight 1 + (w − 1)·target: at 1 the maps stayed below 0.2 (docs)
+    focal_gamma: float = 0.0        # > 0: each map value's BCE times |target − p|^γ (soft-label focal loss)
     buffer: int = 256
     min_fill: int = 32              # scenes in the buffer before the first step
     max_reuse: float = 10.0         # at most this many draws per simulated scene (then wait for the worker)
@@ -242,11 +243,20 @@ class FinderTrainer:
 
     # -- optimisation
     def loss(self, feats: torch.Tensor, activity: torch.Tensor, doa: torch.Tensor) -> torch.Tensor:
-        """BCE-with-logits of the map against :func:`target_map`; feats (B, C_in, T) -> scalar."""
+        """BCE-with-logits of the map against :func:`target_map`; feats (B, C_in, T) -> scalar.
+
+        With ``focal_gamma`` γ > 0 each map value's term is scaled by ``|target − sigmoid(logit)|^γ`` (the
+        focal loss for soft targets, as in quality focal loss): values the map already gets right weigh
+        little, the bumps of sources it misses (weak, overlapped) weigh as before.
+        """
         logits = self.model.forward_features(feats)  # (B, T', G)
         target = target_map(doa, activity, self.model.grid, self.model.cfg.sigma)  # (B, T', G)
         weight = 1.0 + (self.cfg.pos_weight - 1.0) * target if self.cfg.pos_weight != 1.0 else None
-        return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+        if not self.cfg.focal_gamma:
+            return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # (B, T', G)
+        focal = (target - torch.sigmoid(logits)).abs() ** self.cfg.focal_gamma  # (B, T', G)
+        return (bce * focal * (weight if weight is not None else 1.0)).mean()
 
     def step(self) -> float:
         """One step on a batch drawn from the buffer; returns the loss."""
@@ -472,7 +482,7 @@ def train(args) -> int:
     run.mkdir(parents=True, exist_ok=True)
     last = run / "last.pt"
     overrides = {k: v for k, v in {"lr": args.lr, "pos_weight": args.pos_weight, "max_reuse": args.max_reuse,
-                                   "split": args.split}.items() if v is not None}
+                                   "split": args.split, "focal_gamma": args.focal_gamma}.items() if v is not None}
     if last.is_file():
         if args.gcc_band_edges:
             print("error: --gcc-band-edges sets a new run's front end; a resumed run keeps its own", file=sys.stderr)
@@ -584,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--steps", type=int, default=0, help="stop at this step (0: until SIGTERM)")
     t.add_argument("--lr", type=float)
     t.add_argument("--pos-weight", type=float)
+    t.add_argument("--focal-gamma", type=float, help="focal loss exponent γ (default 0: plain weighted BCE)")
     t.add_argument("--max-reuse", type=float)
     t.add_argument("--gcc-band-edges", help="new runs: band edges in Hz of band-wise GCC features, e.g. "
                    "0,500,1000,2000,8000 (default: one GCC over all bins)")
