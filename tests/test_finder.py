@@ -247,3 +247,11 @@ def test_export_of_a_missing_run_is_a_one_line_error(tmp_path):
                           "--out", str(out), "--state-out", str(tmp_path / "s.pt")], capture_output=True, text=True)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "no finder run state" in run.stderr and not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_negative_focal_gamma_is_a_one_line_error(tmp_path, capsys):
+    from deepasa.train.finder import main
+
+    assert main(["train", "--run", str(tmp_path / "run"), "--focal-gamma", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --focal-gamma must be >= 0"
+    assert not (tmp_path / "run").exists()  # nothing written

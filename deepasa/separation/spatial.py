@@ -150,7 +150,7 @@ class SpatialConfig:
         mvdr_loading: diagonal loading of the diffuse coherence matrix in the direct-path beamformer.
         noise_prior: subtract a stationary noise covariance, measured in the frames far from every object's
             activity, from each object's covariance (its share goes to the remainder): the masked MWF alone
-            passes a lone object's noise.
+            passes a lone object's noise. Used by the masked covariance only (not by ``plane_wave``).
         noise_tail_s: seconds after an object's last active frame that still count as its reverberant tail
             (not noise) for ``noise_prior``.
     """
@@ -285,8 +285,9 @@ def wiener_images(spec: torch.Tensor, mask: torch.Tensor, width: int, loading: f
             n_k = _window_sum(w[:k, ..., None, None], width)[..., 0, 0]  # (K, Fb, T) mask weight in the window
             sub = n_k[..., None, None] * noise[None, f0:f0 + freq_block, None]  # (K, Fb, T, M, M)
             ratio = phi[:k].diagonal(dim1=-2, dim2=-1).real / sub.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-20)
-            c = (0.9 * ratio.amin(dim=-1)).clamp(max=1.0)[..., None, None]  # (K, Fb, T, 1, 1)
-            phi = torch.cat([phi[:k] - c * sub, phi[k:] + (c * sub).sum(dim=0, keepdim=True)])  # Σ unchanged
+            moved = (0.9 * ratio.amin(dim=-1)).clamp(max=1.0)[..., None, None] * sub  # (K, Fb, T, M, M)
+            phi[:k] -= moved  # phi is this block's own tensor: in place, no second (K + 1)-sized copy
+            phi[k] += moved.sum(dim=0)  # the remainder takes it: Σ unchanged
         power = total.diagonal(dim1=-2, dim2=-1).real.mean(dim=-1)  # (Fb, T)
         total = total + (loading * power + 1e-12)[..., None, None] * eye  # (Fb, T, M, M)
         z = torch.linalg.solve(total, x[..., None])  # (Fb, T, M, 1) = (Σ Φ + δ)⁻¹ x

@@ -479,6 +479,9 @@ def train(args) -> int:
     """The background training loop (``train`` subcommand)."""
     torch.set_num_threads(1)
     run = Path(args.run)
+    if args.focal_gamma is not None and args.focal_gamma < 0:
+        print("error: --focal-gamma must be >= 0", file=sys.stderr)
+        return 2
     run.mkdir(parents=True, exist_ok=True)
     last = run / "last.pt"
     overrides = {k: v for k, v in {"lr": args.lr, "pos_weight": args.pos_weight, "max_reuse": args.max_reuse,
